@@ -1,0 +1,14 @@
+"""Fine-tuning losses of the paper (sec. III-C): structural similarity (eq. 9-10), focal (eq. 11)
+and their combination L_SSFL = L_SS + lambda * L_FL. All take logits, never probabilities."""
+
+from .combined import SSFocalLoss
+from .focal import focal_loss
+from .structural_similarity import EMAX_SCOPES, prepare_segmentation_inputs, structural_similarity_loss
+
+__all__ = [
+    "EMAX_SCOPES",
+    "SSFocalLoss",
+    "focal_loss",
+    "prepare_segmentation_inputs",
+    "structural_similarity_loss",
+]
