@@ -1,0 +1,44 @@
+"""Whole-image segmentation metrics and the evaluation engine (no Qt, no napari).
+
+- pixel: IoU and Dice/F1 of masks, per-class scores of class maps.
+- instances: nucleus instances from a semantic mask (watershed split of touching nuclei).
+- aji: the Aggregated Jaccard Index of Kumar et al. 2017 (and AJI+, named as such).
+- hausdorff: Hausdorff distance and HD95 between mask boundaries, in pixels.
+- evaluation: score a pair of masks or two folders, and print the result as a table.
+"""
+
+from .aji import aggregated_jaccard_index, aji_plus
+from .evaluation import (
+    CLASS_METRICS,
+    METRICS,
+    evaluate_dirs,
+    evaluate_pair,
+    format_table,
+    match_key,
+    to_label_image,
+)
+from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
+from .instances import label_instances
+from .pixel import confusion_matrix, dice, iou, per_class_scores
+
+__all__ = [
+    "CLASS_METRICS",
+    "METRICS",
+    "aggregated_jaccard_index",
+    "aji_plus",
+    "boundary",
+    "confusion_matrix",
+    "dice",
+    "evaluate_dirs",
+    "evaluate_pair",
+    "format_table",
+    "hausdorff_and_hd95",
+    "hausdorff_distance",
+    "hd95",
+    "iou",
+    "label_instances",
+    "match_key",
+    "per_class_scores",
+    "surface_distances",
+    "to_label_image",
+]

@@ -1,0 +1,319 @@
+"""Evaluate predicted masks against ground truth on WHOLE images: one pair, or two folders.
+
+Every image is scored as a whole (never as an average of patches, unlike the paper's code) with:
+  - "iou", "f1": foreground-vs-background pixel IoU and Dice/F1 (foreground = label > 0);
+  - "aji": the Aggregated Jaccard Index of Kumar et al. 2017 on nucleus INSTANCES, which differs
+    from IoU whenever nuclei are merged or split;
+  - "hd", "hd95": Hausdorff distance and its pooled 95th percentile between the foreground
+    boundaries, in pixels.
+Class maps with more than two classes (`num_classes` > 2) also get per-class IoU, F1, HD and HD95.
+
+Empty masks follow the rules of each metric (pixel.py, aji.py, hausdorff.py): two empty masks agree
+perfectly (IoU, F1, AJI 1.0; HD 0.0), one empty mask scores 0.0 and an infinite HD. Folder means leave
+infinite distances out and report how many images had them, so one empty prediction neither hides
+nor swamps the others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import GenSelfDiffError, MaskInputError
+from ..io.read import IMAGE_SUFFIXES, read_array
+from .aji import aggregated_jaccard_index
+from .hausdorff import hausdorff_and_hd95
+from .pixel import dice, iou, per_class_scores
+
+METRICS = ("iou", "f1", "aji", "hd", "hd95")
+"""Keys of the foreground scores of `evaluate_pair`, in table order."""
+
+CLASS_METRICS = ("iou", "f1", "hd", "hd95")
+"""Keys of each per-class entry of `evaluate_pair` (AJI is defined for nucleus instances only)."""
+
+MATCH_SUFFIXES = ("_labels", "_mask")
+"""Trailing stem suffixes ignored when pairing files ("TCGA-XX_labels.tif" pairs with "TCGA-XX.png")."""
+
+_TITLES = {"iou": "IoU", "f1": "F1", "aji": "AJI", "hd": "HD", "hd95": "HD95"}
+
+# 4-connectivity, as in instances.label_instances: nuclei touching only at a corner stay apart.
+_CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
+
+
+def to_label_image(array: np.ndarray, name: str = "mask") -> np.ndarray:
+    """Reduce a mask as read from a file to a 2-D array of non-negative integer labels.
+
+    Args:
+        array: (H, W), (H, W, 1), or (H, W, 3|4) with equal colour channels (a grey mask saved as
+            RGB or RGBA; the alpha channel is ignored). bool, integer, or float with whole values.
+        name: what to call the mask in error messages (e.g. its file path).
+
+    Returns:
+        (H, W) integer labels (bool becomes uint8 0/1).
+
+    Raises:
+        MaskInputError: colour channels differ, the shape is not an image, values are negative, or
+            float values are not whole numbers.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
+        colour = array[..., :3]
+        if np.any(colour != colour[..., :1]):
+            raise MaskInputError(
+                f"{name}: a colour (H, W, {array.shape[-1]}) image with different R, G and B values "
+                "cannot be read as labels. Save the mask as a single-channel image (one label value "
+                "per pixel)."
+            )
+        array = colour[..., 0]
+    if array.ndim != 2:
+        raise MaskInputError(f"{name}: expected an (H, W) mask, got shape {array.shape}.")
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise MaskInputError(
+                f"{name}: float values that are not whole numbers look like probabilities; "
+                "threshold them into labels first."
+            )
+        array = array.astype(np.int64)
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise MaskInputError(f"{name}: unsupported pixel type {array.dtype} for a mask.")
+    if array.size and array.min() < 0:
+        raise MaskInputError(f"{name}: negative label values ({array.min()}); labels must be >= 0.")
+    return array
+
+
+def _foreground_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """IoU, F1, HD and HD95 of two boolean masks of one shape."""
+    hd, hd95 = hausdorff_and_hd95(pred, gt)
+    return {"iou": iou(pred, gt), "f1": dice(pred, gt), "hd": hd, "hd95": hd95}
+
+
+def evaluate_pair(
+    pred: np.ndarray, gt: np.ndarray, *, instances: bool, num_classes: int | None = None
+) -> dict[str, Any]:
+    """Score one predicted mask against its ground truth.
+
+    Args:
+        pred: (H, W) predicted mask or labels (see `to_label_image` for accepted forms).
+        gt: (H, W) ground truth of the same shape. A binary mask may be 0/1 or 0/255.
+        instances: True: the label values of both pred and gt are instance ids (0 = background) and
+            AJI uses them as given. False: the masks are semantic, and each connected foreground
+            region (4-connectivity) is one instance for AJI; touching nuclei merged in a prediction
+            then lower its AJI, as they should, but touching nuclei of a binary ground truth are
+            merged too, so score against instance ground truth (MoNuSeg's instance_masks) when
+            there is one.
+        num_classes: for semantic class maps (instances=False), the number of classes K including
+            background 0; K > 2 adds per-class scores for classes 1..K-1 (class 0 is background,
+            scored by the foreground numbers). None or 2: binary masks, foreground = label > 0.
+
+    Returns:
+        {"iou", "f1", "aji", "hd", "hd95"}: floats for foreground vs background (HD in pixels, inf
+        when exactly one mask is empty); plus, when K > 2, "per_class": {class_id: {"iou", "f1",
+        "hd", "hd95"}}.
+
+    Raises:
+        MaskInputError: the shapes differ, a mask cannot be read as labels, a class value is not
+            below `num_classes`, or `num_classes` is given together with instances=True.
+    """
+    if instances and num_classes is not None:
+        raise MaskInputError("num_classes applies to class maps; instance labels have no classes.")
+    pred, gt = to_label_image(pred, "prediction"), to_label_image(gt, "ground truth")
+    if pred.shape != gt.shape:
+        raise MaskInputError(
+            f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}; "
+            "the prediction must be made on the same (unscaled) image."
+        )
+    pred_fg, gt_fg = pred > 0, gt > 0
+    result: dict[str, Any] = _foreground_scores(pred_fg, gt_fg)
+    if instances:
+        result["aji"] = aggregated_jaccard_index(pred, gt)
+    else:
+        pred_inst = ndimage.label(pred_fg, structure=_CONNECTIVITY)[0]
+        gt_inst = ndimage.label(gt_fg, structure=_CONNECTIVITY)[0]
+        result["aji"] = aggregated_jaccard_index(pred_inst, gt_inst)
+    result = {key: result[key] for key in METRICS}
+
+    if num_classes is not None and num_classes > 2:
+        for name, labels in (("prediction", pred), ("ground truth", gt)):
+            if labels.max(initial=0) >= num_classes:
+                raise MaskInputError(
+                    f"{name} has label value {labels.max()}, but num_classes={num_classes} allows "
+                    f"0..{num_classes - 1}. Is it a 0/255 binary mask or an instance map?"
+                )
+        overlap = per_class_scores(pred, gt, num_classes)
+        per_class = {}
+        for k in range(1, num_classes):
+            hd, hd95 = hausdorff_and_hd95(pred == k, gt == k)
+            per_class[k] = {"iou": overlap[k]["iou"], "f1": overlap[k]["f1"], "hd": hd, "hd95": hd95}
+        result["per_class"] = per_class
+    return result
+
+
+def match_key(path: Path) -> str:
+    """The name a file is paired by: its stem without one trailing "_labels" or "_mask".
+
+    Args:
+        path: an image or mask file.
+
+    Returns:
+        e.g. "TCGA-XX" for "TCGA-XX_labels.tif", "TCGA-XX_mask.png" and "TCGA-XX.png".
+    """
+    stem = path.stem
+    for suffix in MATCH_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _files_by_key(folder: Path, errors: dict[str, str]) -> dict[str, Path]:
+    """Image files of a folder by match key; keys shared by several files go to `errors`."""
+    if not folder.is_dir():
+        raise MaskInputError(f"{folder}: no such folder.")
+    by_key: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            by_key.setdefault(match_key(path), []).append(path)
+    for key, paths in by_key.items():
+        if len(paths) > 1:
+            errors[key] = (
+                f"several files in {folder} pair by the name '{key}': "
+                f"{', '.join(p.name for p in paths)}. Keep one."
+            )
+    return {key: paths[0] for key, paths in by_key.items() if len(paths) == 1}
+
+
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN if there are none): infinite distances are counted apart."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _mean(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each score over the per-image results of `evaluate_pair` (same keys as one result)."""
+    means: dict[str, Any] = {key: _finite_mean([e[key] for e in entries]) for key in METRICS}
+    if entries and "per_class" in entries[0]:
+        means["per_class"] = {
+            k: {key: _finite_mean([e["per_class"][k][key] for e in entries]) for key in CLASS_METRICS}
+            for k in entries[0]["per_class"]
+        }
+    return means
+
+
+def evaluate_dirs(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    *,
+    instances: bool = False,
+    num_classes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score every prediction in a folder against the ground truth of the same name.
+
+    Files (.tif/.tiff/.png/.jpg/.jpeg/.bmp) are paired by `match_key`, so "TCGA-XX_labels.tif" in
+    `pred_dir` pairs with "TCGA-XX.png" in `gt_dir`. A pair that cannot be scored (unreadable file,
+    shapes that differ, a colour mask) is reported under "errors" and the others are still scored.
+
+    Args:
+        pred_dir: folder of predicted masks or labels.
+        gt_dir: folder of ground-truth masks or labels.
+        instances: whether label values are instance ids; see `evaluate_pair`.
+        num_classes: number of classes of class maps; see `evaluate_pair`.
+        progress: called as progress(done, total) after each pair, e.g. to drive a progress bar.
+
+    Returns:
+        {
+          "per_image": {key: result of evaluate_pair},
+          "mean": {"iou", "f1", "aji", "hd", "hd95"} (+ "per_class"): means over "per_image"
+              (NaN if it is empty); infinite HD/HD95 values are left out of the means,
+          "n_infinite_hd": number of images whose HD (and HD95) is infinite (one mask empty),
+          "unmatched": {"pred": [file names], "gt": [file names]} with no partner,
+          "errors": {key: message} for pairs that could not be scored,
+        }
+
+    Raises:
+        MaskInputError: a folder does not exist, or `num_classes` is given with instances=True.
+    """
+    if instances and num_classes is not None:
+        raise MaskInputError("num_classes applies to class maps; instance labels have no classes.")
+    errors: dict[str, str] = {}
+    preds = _files_by_key(Path(pred_dir), errors)
+    gts = _files_by_key(Path(gt_dir), errors)
+    keys = sorted(preds.keys() & gts.keys())
+    per_image: dict[str, dict[str, Any]] = {}
+    for done, key in enumerate(keys, start=1):
+        try:
+            pred = to_label_image(read_array(preds[key]), str(preds[key]))
+            gt = to_label_image(read_array(gts[key]), str(gts[key]))
+            per_image[key] = evaluate_pair(pred, gt, instances=instances, num_classes=num_classes)
+        except GenSelfDiffError as exc:  # the message names the file and the fix; go on with the rest
+            errors[key] = f"{preds[key].name} vs {gts[key].name}: {exc}"
+        if progress is not None:
+            progress(done, len(keys))
+    entries = list(per_image.values())
+    return {
+        "per_image": per_image,
+        "mean": _mean(entries),
+        "n_infinite_hd": sum(1 for e in entries if math.isinf(e["hd"])),
+        "unmatched": {
+            "pred": sorted(preds[k].name for k in preds.keys() - gts.keys() if k not in errors),
+            "gt": sorted(gts[k].name for k in gts.keys() - preds.keys() if k not in errors),
+        },
+        "errors": errors,
+    }
+
+
+def _values(scores: dict[str, Any]) -> list[float]:
+    """All numbers of one result of `evaluate_pair` (or of a mean), per-class ones included."""
+    nested = [v for entry in scores.get("per_class", {}).values() for v in entry.values()]
+    return [scores[m] for m in METRICS] + nested
+
+
+def _row(name: str, scores: dict[str, float], keys: tuple[str, ...], width: int) -> str:
+    """One table row: the name left-aligned, then each score in 9 columns (inf and nan as words)."""
+    return f"{name:<{width}}" + "".join(f"{scores[k]:9.4f}" for k in keys)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table of an `evaluate_dirs` result, for a terminal or a log.
+
+    Args:
+        result: the dictionary returned by `evaluate_dirs`.
+
+    Returns:
+        One row per image and a mean row (columns IoU, F1, AJI, HD, HD95), the per-class means of
+        class maps, and notes on infinite distances, errors and unmatched files. No trailing newline.
+    """
+    per_image, mean = result["per_image"], result["mean"]
+    mean_name = f"mean (n={len(per_image)})"
+    width = max([len("class (mean)"), len(mean_name)] + [len(key) for key in per_image]) + 1
+    header = f"{'image':<{width}}" + "".join(f"{_TITLES[m]:>9}" for m in METRICS)
+    rule = "-" * len(header)
+    lines = [header, rule]
+    lines += [_row(key, scores, METRICS, width) for key, scores in per_image.items()]
+    lines += [rule, _row(mean_name, mean, METRICS, width)]
+    if "per_class" in mean:
+        lines += ["", f"{'class (mean)':<{width}}" + "".join(f"{_TITLES[m]:>9}" for m in CLASS_METRICS)]
+        for k, scores in mean["per_class"].items():
+            lines.append(_row(f"class {k}", scores, CLASS_METRICS, width))
+    if result["n_infinite_hd"]:
+        lines.append(
+            f"HD/HD95 infinite (exactly one mask empty) for {result['n_infinite_hd']} image(s); "
+            "left out of the HD/HD95 means."
+        )
+    if not per_image:
+        lines.append("No image pairs were scored.")
+    elif any(math.isnan(v) for v in _values(mean)):
+        lines.append("nan: no image has a finite value (e.g. a class missing from every prediction).")
+    lines += [f"error: {key}: {message}" for key, message in result["errors"].items()]
+    for side, label in (("pred", "prediction"), ("gt", "ground truth")):
+        if result["unmatched"][side]:
+            lines.append(f"no partner for {label} file(s): {', '.join(result['unmatched'][side])}")
+    return "\n".join(lines)
