@@ -1,0 +1,203 @@
+"""Segment an image of any size: tiles -> one forward pass each (t = 0) -> blended logits -> labels.
+
+Memory is bounded by the tile batch and one band of tile rows, never by the image: logits are blended
+in a band buffer (classes x (2 * tile height) x padded width) and each band is turned into labels and
+written to the output as soon as no later tile touches it. The output can be any array supporting
+slice assignment (numpy, np.memmap, zarr), so a whole slide is written tile row by tile row.
+
+:func:`segment_progressive` is a generator that yields progress dicts and returns the result (the
+napari widget runs it in a thread worker; :func:`segment` runs it to completion headless).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..image_input import InputSpec, inspect_image, read_tile
+from ..model_files.schema import ModelInfo
+from ..network.unet import AttentionUNet
+from .device import Precision, autocast, choose_device, choose_precision
+from .tiling import TilePlan, blend_window, plan_tiles
+
+
+@dataclass
+class InferenceSettings:
+    """How to run inference.
+
+    Args:
+        tile: largest tile side in pixels (a multiple of the network's downsampling factor). By default
+            1024: on a CPU bigger tiles waste less on overlap; on a GPU it also fills the device.
+        overlap: minimum overlap of neighbouring tiles, blended with a raised-cosine ramp. By default 64.
+        batch: tiles per forward pass. By default 1 on CPU (no gain from batching there), 8 on GPU.
+        device: "auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps".
+        precision: "auto" (bf16 on GPUs and bf16-capable CPUs, else fp32), "fp32", "bf16", "fp16".
+        channels_last: use the channels-last memory format (faster convolutions on CPU and GPU).
+        instances: also split the foreground into nucleus instances (distance-transform watershed).
+        allow_gray: expand grayscale images to RGB instead of refusing them.
+    """
+
+    tile: int = 1024
+    overlap: int = 64
+    batch: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    instances: bool = False
+    allow_gray: bool = True
+
+
+@dataclass
+class SegmentationResult:
+    """Labels (H, W) with class ids, optional instance ids, and what was done to get them."""
+
+    labels: Any
+    instances: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+    tiles: int = 0
+    tile_shape: tuple[int, int] = (0, 0)
+
+
+def _tile_batch(image, spec: InputSpec, plan: TilePlan, origins: list[tuple[int, int]]) -> np.ndarray:
+    """(n, h, w, 3) float32 tiles; parts beyond the image are filled by mirror padding."""
+    out = np.empty((len(origins), plan.tile_h, plan.tile_w, 3), np.float32)
+    for i, (y, x) in enumerate(origins):
+        y1, x1 = min(y + plan.tile_h, spec.height), min(x + plan.tile_w, spec.width)
+        tile = read_tile(image, spec, y, y1, x, x1)
+        pad_h, pad_w = plan.tile_h - tile.shape[0], plan.tile_w - tile.shape[1]
+        if pad_h or pad_w:
+            tile = np.pad(tile, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+        out[i] = tile
+    return out
+
+
+def segment_progressive(
+    model: AttentionUNet,
+    info: ModelInfo,
+    image,
+    settings: InferenceSettings | None = None,
+    *,
+    out=None,
+    name: str = "image",
+) -> Generator[dict, None, SegmentationResult]:
+    """Segment ``image``, yielding ``{"stage", "done", "total"}`` after every tile batch.
+
+    Args:
+        model: a class-head network (see :func:`..model_files.load_model`); moved to the device.
+        info: its metadata (normalisation, classes, instance post-processing).
+        image: (H, W, 3|4), (H, W) or (3|4, H, W) array, in memory or lazy (dask/zarr/memmap).
+        settings: inference settings; by default :class:`InferenceSettings()`.
+        out: optional (H, W) array to write labels into (e.g. a memmap or zarr array for huge images).
+        name: how to call the image in messages.
+
+    Returns (as the generator's return value): a :class:`SegmentationResult`.
+
+    Raises:
+        ImageInputError: the image cannot be segmented (message says why).
+        ValueError: the model is a pretraining (noise) model, or settings are invalid.
+    """
+    settings = settings or InferenceSettings()
+    if info.head != "classes":
+        raise ValueError("this is a pretraining (noise) model; segmentation needs a fine-tuned model with classes.")
+    spec = inspect_image(image, allow_gray=settings.allow_gray, name=name)
+    device = choose_device(settings.device)
+    precision = choose_precision(device, settings.precision)
+    batch = settings.batch or (8 if device.type == "cuda" else 1)
+    factor = model.config.downsample_factor
+    max_tile = max(factor, settings.tile // factor * factor)
+    overlap = min(settings.overlap, max_tile // 2 - 1)
+    plan = plan_tiles(spec.height, spec.width, max_tile=max_tile, overlap=max(overlap, 0), multiple=factor)
+    n_classes = model.config.out_channels
+    label_dtype = np.uint8 if n_classes <= 255 else np.uint16
+    labels = out if out is not None else np.zeros((spec.height, spec.width), label_dtype)
+    if tuple(labels.shape) != (spec.height, spec.width):
+        raise ValueError(f"output shape {labels.shape} differs from the image's {(spec.height, spec.width)}.")
+
+    model = model.to(device).eval()
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    window = torch.from_numpy(blend_window(plan.tile_h, plan.tile_w, max(plan.overlap, 1)))
+    band_h = 2 * plan.tile_h
+    acc = torch.zeros((n_classes, band_h, plan.padded_w), dtype=torch.float32)
+    weight = torch.zeros((band_h, plan.padded_w), dtype=torch.float32)
+    band_top = 0  # image row of acc[:, 0]
+
+    def flush(until: int) -> None:
+        """Write rows [band_top, until) as labels and shift the band up."""
+        nonlocal band_top
+        rows = until - band_top
+        if rows <= 0:
+            return
+        y1 = min(until, spec.height)
+        if y1 > band_top:
+            logits = acc[:, : y1 - band_top, : spec.width] / weight[: y1 - band_top, : spec.width]
+            labels[band_top:y1] = logits.argmax(0).numpy().astype(label_dtype)
+        acc[:, : band_h - rows] = acc[:, rows:].clone()
+        acc[:, band_h - rows :] = 0
+        weight[: band_h - rows] = weight[rows:].clone()
+        weight[band_h - rows :] = 0
+        band_top = until
+
+    start = time.perf_counter()
+    done, total = 0, plan.count
+    yield {"stage": "tiles", "done": 0, "total": total}
+    with torch.inference_mode():
+        for r, y in enumerate(plan.ys):
+            row = [(y, x) for x in plan.xs]
+            for b in range(0, len(row), batch):
+                origins = row[b : b + batch]
+                tiles = torch.from_numpy(_tile_batch(image, spec, plan, origins)).permute(0, 3, 1, 2)
+                x_in = info.normalization.apply(tiles).to(device).contiguous(memory_format=memory_format)
+                with autocast(device, precision):
+                    logits = model(x_in)
+                logits = logits.float().cpu()
+                for (ty, tx), tile_logits in zip(origins, logits):
+                    oy = ty - band_top
+                    acc[:, oy : oy + plan.tile_h, tx : tx + plan.tile_w] += tile_logits * window
+                    weight[oy : oy + plan.tile_h, tx : tx + plan.tile_w] += window
+                done += len(origins)
+                yield {"stage": "tiles", "done": done, "total": total}
+            next_top = plan.ys[r + 1] if r + 1 < len(plan.ys) else plan.padded_h
+            flush(next_top)
+
+    notes = list(spec.notes)
+    instances = None
+    if settings.instances:
+        yield {"stage": "instances", "done": 0, "total": 1}
+        from ..metrics.instances import label_instances
+
+        params = dict((info.postprocess or {}).get("instances") or {})
+        instances = label_instances(np.asarray(labels) > 0, **params)
+        yield {"stage": "instances", "done": 1, "total": 1}
+    return SegmentationResult(
+        labels=labels,
+        instances=instances,
+        notes=notes,
+        seconds=time.perf_counter() - start,
+        device=str(device),
+        precision=precision.value,
+        tiles=plan.count,
+        tile_shape=(plan.tile_h, plan.tile_w),
+    )
+
+
+def run_generator(gen: Generator[Any, None, Any]) -> Any:
+    """Consume a progress generator and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def segment(model: AttentionUNet, info: ModelInfo, image, settings: InferenceSettings | None = None, **kw) -> SegmentationResult:
+    """Headless :func:`segment_progressive`: run it to the end and return the result."""
+    return run_generator(segment_progressive(model, info, image, settings, **kw))

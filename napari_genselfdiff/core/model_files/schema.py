@@ -1,0 +1,137 @@
+"""The metadata schema of a model file, version 1.
+
+Stored as JSON under the key ``"genselfdiff"`` of the safetensors header (so weights and metadata
+travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it::
+
+    {
+      "schema": "genselfdiff.model", "schema_version": 1,
+      "architecture": {...UNetConfig...},          # rebuilds the network
+      "head": "noise" | "classes",
+      "classes": [{"id": 0, "name": "background", "color": [r, g, b, a]}, ...],   # [] for noise
+      "normalization": {"scheme": ..., "mean": [..], "std": [..]},
+      "patch_size": 256,                            # training patch side; default inference tile
+      "diffusion": {...} | null,                    # schedule, T, p2 k and gamma (pretraining)
+      "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
+      "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
+      "card": {...} | null                          # model card: intended use, limits
+    }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelFileError
+from ..network.config import UNetConfig
+from ..normalization import Normalization
+from .classes import ClassInfo, validate_classes
+
+SCHEMA_NAME = "genselfdiff.model"
+SCHEMA_VERSION = 1
+METADATA_KEY = "genselfdiff"
+
+
+@dataclass
+class ModelInfo:
+    """Everything a model file says about its network, except the weights."""
+
+    architecture: UNetConfig
+    classes: list[ClassInfo]
+    normalization: Normalization = field(default_factory=Normalization)
+    patch_size: int = 256
+    diffusion: dict[str, Any] | None = None
+    postprocess: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] | None = None
+    path: Path | None = None
+
+    @property
+    def head(self) -> str:
+        return self.architecture.head
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "architecture": self.architecture.to_dict(),
+            "head": self.architecture.head,
+            "classes": [c.to_dict() for c in self.classes],
+            "normalization": self.normalization.to_dict(),
+            "patch_size": int(self.patch_size),
+            "diffusion": self.diffusion,
+            "postprocess": self.postprocess,
+            "provenance": self.provenance,
+            "card": self.card,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], path: Path | None = None) -> "ModelInfo":
+        where = f"{path}: " if path else ""
+        if not isinstance(values, dict) or values.get("schema") != SCHEMA_NAME:
+            raise ModelFileError(f"{where}not a napari-genselfdiff model file (no '{SCHEMA_NAME}' metadata).")
+        version = values.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise ModelFileError(f"{where}invalid schema_version {version!r}.")
+        if version > SCHEMA_VERSION:
+            raise ModelFileError(
+                f"{where}model file schema version {version} is newer than this napari-genselfdiff "
+                f"understands ({SCHEMA_VERSION}). Update napari-genselfdiff."
+            )
+        try:
+            arch = UNetConfig.from_dict(dict(values["architecture"]))
+            classes = [ClassInfo.from_dict(c) for c in values.get("classes") or []]
+            info = cls(
+                architecture=arch,
+                classes=classes,
+                normalization=Normalization.from_dict(values["normalization"]),
+                patch_size=int(values.get("patch_size", 256)),
+                diffusion=values.get("diffusion"),
+                postprocess=values.get("postprocess"),
+                provenance=dict(values.get("provenance") or {}),
+                card=values.get("card"),
+                path=path,
+            )
+        except ModelFileError as exc:
+            raise ModelFileError(f"{where}{exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{where}the metadata is incomplete or malformed ({exc}).") from exc
+        info.validate()
+        return info
+
+    def validate(self) -> None:
+        if self.architecture.head == "classes":
+            validate_classes(self.classes, self.architecture.out_channels)
+        elif self.classes:
+            raise ModelFileError("a noise (pretraining) model must not list segmentation classes.")
+        if self.patch_size % self.architecture.downsample_factor:
+            raise ModelFileError(
+                f"patch_size {self.patch_size} is not a multiple of {self.architecture.downsample_factor}."
+            )
+
+    def summary(self) -> str:
+        """A few lines for `genselfdiff info` and the widget's model panel."""
+        arch = self.architecture
+        lines = [
+            f"head: {arch.head} ({arch.out_channels} channels)",
+            f"architecture: widths {'-'.join(map(str, arch.widths))}, {arch.blocks_per_level} blocks/level, "
+            f"attention {'every level + bottleneck' if arch.level_attention else 'bottleneck only'}",
+            f"classes: {', '.join(self.class_names) if self.classes else '(none: pretraining model)'}",
+            f"patch size: {self.patch_size}",
+            f"normalisation: {self.normalization.scheme}",
+        ]
+        prov = self.provenance
+        for key in ("data", "steps", "epochs", "date", "parent", "software"):
+            if key in prov and prov[key] not in (None, ""):
+                lines.append(f"{key}: {prov[key]}")
+        if prov.get("metrics"):
+            metrics = ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in prov["metrics"].items()
+            )
+            lines.append(f"metrics: {metrics}")
+        return "\n".join(lines)

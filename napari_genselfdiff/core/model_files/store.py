@@ -1,0 +1,154 @@
+"""Save and load model files: safetensors weights + JSON metadata, never a pickle."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFileError
+from ..io.atomic import atomic_path, write_text_atomic
+from ..network.unet import AttentionUNet
+from .schema import METADATA_KEY, ModelInfo
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models"
+BUNDLED_DEFAULT = "default_nuclei.safetensors"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def bundled_model_path() -> Path | None:
+    """The default model shipped inside the package, or None if this build ships none."""
+    path = BUNDLED_DIR / BUNDLED_DEFAULT
+    return path if path.is_file() else None
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """Map ``"default"`` to the bundled model and check that a given path exists.
+
+    Raises:
+        ModelFileError: no bundled model, or the file does not exist.
+    """
+    if str(model) == "default":
+        path = bundled_model_path()
+        if path is None:
+            raise ModelFileError(
+                "no default model is bundled with this version of napari-genselfdiff yet. "
+                "Pass a model file with --model PATH (train one with src_train/finetune.py)."
+            )
+        return path
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file.")
+    return path
+
+
+def save_model(path: str | Path, model: AttentionUNet, info: ModelInfo, *, half: bool = False,
+               overwrite: bool = True) -> Path:
+    """Write ``model`` and ``info`` atomically to ``path`` (.safetensors) and ``<stem>.json`` beside it.
+
+    Args:
+        path: target file; the suffix is forced to .safetensors.
+        model: the network (unwrapped: not DDP or compiled).
+        info: its metadata; ``info.architecture`` must equal ``model.config``.
+        half: store weights as float16 (halves the file; inference casts back to float32).
+        overwrite: replace an existing file (False raises FileExistsError).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    if info.architecture != model.config:
+        raise ValueError("info.architecture differs from the model's configuration.")
+    info.validate()
+    tensors = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().to("cpu")
+        if half and value.is_floating_point():
+            value = value.half()
+        tensors[key] = value.contiguous()
+    meta = info.to_dict()
+    meta["weights_dtype"] = "float16" if half else "float32"
+    text = json.dumps(meta, indent=2, sort_keys=False)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: text})
+    write_text_atomic(path.with_suffix(".json"), text + "\n")
+    return path
+
+
+def _read_header(path: Path) -> dict:
+    """Parse the safetensors header by hand, so that a corrupt file gets a message, not a panic."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{path}: '{path.suffix}' files are Python pickles, which can run arbitrary code when "
+            "loaded; napari-genselfdiff never unpickles a model file. Use a .safetensors model "
+            "written by napari-genselfdiff (src_train/ writes them)."
+        )
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if head[:1] == b"\x80" or head[:2] == b"PK":
+                raise ModelFileError(
+                    f"{path}: this is a pickled (torch.save) file, not safetensors; it is refused "
+                    "because unpickling can run arbitrary code. Use a .safetensors model."
+                )
+            if len(head) < 8:
+                raise ModelFileError(f"{path}: file too short to be a safetensors model (corrupt or empty).")
+            (size,) = struct.unpack("<Q", head)
+            if size > _MAX_HEADER:
+                raise ModelFileError(f"{path}: not a safetensors file (header length {size}); corrupt?")
+            header = json.loads(handle.read(size))
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the file ({exc}).") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: corrupt safetensors header ({exc}).") from exc
+    return header
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """Read only the metadata of a model file (fast; no weights)."""
+    path = resolve_model_path(path)
+    header = _read_header(path)
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ModelFileError(
+            f"{path}: a safetensors file without napari-genselfdiff metadata; it cannot be used "
+            "because its architecture, classes and normalisation are unknown."
+        )
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: the metadata is not valid JSON ({exc}).") from exc
+    return ModelInfo.from_dict(values, path=path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[AttentionUNet, ModelInfo]:
+    """Load a model file into a network in eval mode.
+
+    Raises:
+        ModelFileError: pickle, corrupt file, unknown schema, or weights that do not fit the architecture
+            (the message lists missing, unexpected and mis-shaped keys).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    info = read_model_info(path)
+    path = info.path
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the weights cannot be read ({exc}); the file may be truncated.") from exc
+    model = AttentionUNet(info.architecture)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise ModelFileError(
+            f"{path}: the weights do not match the architecture in the metadata "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys, e.g. "
+            f"{(missing + unexpected + wrong)[:3]}). The file was edited or corrupted."
+        )
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval(), info

@@ -1,0 +1,85 @@
+"""Architecture configuration: one dataclass, stored verbatim in every model file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import ModelFileError
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything needed to rebuild :class:`AttentionUNet` (a model file stores it as JSON).
+
+    Args:
+        widths: channels of the 4 (or more) resolution levels. By default 64-128-256-512 as in the paper.
+        blocks_per_level: residual blocks per level on each path. By default 2 (the paper).
+        in_channels: image channels. By default 3 (RGB).
+        out_channels: channels of the head: 3 for the noise head, N for N classes.
+        head: "noise" (diffusion pretraining, epsilon prediction) or "classes" (segmentation logits).
+        groups: GroupNorm groups. By default 8 (the paper's code).
+        attention_heads / attention_dim_head: linear attention at every level, full softmax attention
+            at the bottleneck.
+        level_attention: use linear attention at every level (the paper). False drops it everywhere
+            except the bottleneck (a faster variant; benchmarks say what it costs).
+    """
+
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    blocks_per_level: int = 2
+    in_channels: int = 3
+    out_channels: int = 3
+    head: str = "noise"
+    groups: int = 8
+    attention_heads: int = 4
+    attention_dim_head: int = 32
+    level_attention: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if len(self.widths) < 2:
+            raise ValueError("widths needs at least two levels, e.g. (32, 64, 128, 256).")
+        for w in self.widths:
+            if w % self.groups:
+                raise ValueError(f"every width must be divisible by groups={self.groups}; got {w}.")
+        if self.head not in ("noise", "classes"):
+            raise ValueError(f"head must be 'noise' or 'classes', not {self.head!r}.")
+        if self.head == "classes" and self.out_channels < 2:
+            raise ValueError("a class head needs at least 2 classes (background + one).")
+
+    @property
+    def downsample_factor(self) -> int:
+        """Input sides must be multiples of this (2 ** (levels - 1))."""
+        return 2 ** (len(self.widths) - 1)
+
+    def with_head(self, head: str, out_channels: int) -> "UNetConfig":
+        """The same backbone with another head."""
+        values = asdict(self)
+        values.update(head=head, out_channels=out_channels)
+        return UNetConfig(**values)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["widths"] = list(self.widths)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "UNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ModelFileError(
+                f"the architecture in this model file has fields this version does not know: "
+                f"{sorted(unknown)}. Update napari-genselfdiff."
+            )
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"the architecture in this model file is invalid: {exc}") from exc
+
+
+#: Named sizes. "default" is the paper's network; "small" is the CPU-friendly one (about 1/4 the width).
+PRESETS: dict[str, UNetConfig] = {
+    "default": UNetConfig(widths=(64, 128, 256, 512)),
+    "small": UNetConfig(widths=(32, 64, 128, 256)),
+    "tiny": UNetConfig(widths=(16, 32, 64, 128), attention_dim_head=16),
+}
