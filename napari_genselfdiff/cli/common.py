@@ -1,0 +1,86 @@
+"""Helpers shared by the subcommands: the command error, input expansion, inference options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Kept in step with napari_genselfdiff.core.io.read.IMAGE_SUFFIXES (a test checks it); repeated here so
+# that building the parser imports neither numpy nor torch.
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# Kept in step with InferenceSettings (a test checks it), for the same reason.
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 64
+
+
+class CommandError(Exception):
+    """A problem with the command as given: printed as one line without a traceback, exit code 2."""
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision, --tile, --overlap, --batch (None = the InferenceSettings default)."""
+    group = parser.add_argument_group("inference")
+    group.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+        help="where to compute: auto picks cuda, then mps, then cpu (default: auto)",
+    )
+    group.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 on GPUs and on CPUs that compute bf16 natively, else fp32 (default: auto)",
+    )
+    group.add_argument(
+        "--tile", type=_positive_int, default=None, metavar="N",
+        help=f"largest tile side in pixels; bigger tiles waste less on overlap but need more memory "
+        f"(default: {DEFAULT_TILE})",
+    )
+    group.add_argument(
+        "--overlap", type=_non_negative_int, default=None, metavar="N",
+        help=f"minimum overlap of neighbouring tiles in pixels, blended smoothly (default: {DEFAULT_OVERLAP})",
+    )
+    group.add_argument(
+        "--batch", type=_positive_int, default=None, metavar="N",
+        help="tiles per forward pass (default: 1 on CPU, 8 on GPU)",
+    )
+
+
+def inference_settings(args: argparse.Namespace, *, instances: bool):
+    """The InferenceSettings of the parsed options (unset ones keep the dataclass defaults)."""
+    from ..core.inference import InferenceSettings
+
+    given = {key: getattr(args, key) for key in ("tile", "overlap", "batch") if getattr(args, key) is not None}
+    return InferenceSettings(device=args.device, precision=args.precision, instances=instances, **given)
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders replaced by their image files (sorted, not recursive).
+
+    Returns:
+        (paths, errors): the paths to process and one message per folder without images. Files are not
+        checked here: reading them reports what is wrong, per file.
+    """
+    paths: list[Path] = []
+    errors: list[str] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                errors.append(f"{path}: folder without image files ({', '.join(IMAGE_SUFFIXES)}).")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths, errors
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value

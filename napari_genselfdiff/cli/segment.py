@@ -1,0 +1,232 @@
+"""``genselfdiff segment``: segment image files with a model file and write label TIFFs.
+
+For every image ``<stem>.<ext>`` it writes, into ``--out``:
+
+- ``<stem>_labels.tif``: uint8 class ids (0 = background), deflate-compressed (ImageJ, QuPath,
+  scikit-image and tifffile read it);
+- ``<stem>_instances.tif`` with ``--instances``: nucleus instance ids, uint16 (uint32 above 65535);
+- ``<stem>_overlay.png`` with ``--overlay``: the outlines of the segmented objects on the image.
+
+Each file is written atomically. A bad input (unreadable, corrupt, a 3-D stack, ...) is reported in
+one line and the other images are still segmented; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import CommandError, add_inference_arguments, expand_inputs, inference_settings
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment image files and write label TIFFs",
+        description=(
+            "Segment H&E images (.tif .tiff .png .jpg .jpeg .bmp, or folders of them) with a model file "
+            "and write <stem>_labels.tif (class ids) per image into --out."
+        ),
+        epilog="Example: genselfdiff segment slide1.tif slide2.png --model nuclei.safetensors --out results/",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of image files")
+    parser.add_argument(
+        "--model", default="default", metavar="PATH|default",
+        help="a .safetensors model file, or 'default' for the model bundled with the package (default: default)",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the outputs (created)")
+    add_inference_arguments(parser)
+    parser.add_argument(
+        "--instances", action="store_true",
+        help="also split the foreground into nucleus instances and write <stem>_instances.tif",
+    )
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write <stem>_overlay.png: object outlines on the image"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return segment_files(
+        args.images,
+        model=args.model,
+        out_dir=args.out,
+        args=args,
+        instances=args.instances,
+        write_instances=args.instances,
+        overlay=args.overlay,
+        overwrite=args.overwrite,
+    )
+
+
+@dataclass
+class _Outputs:
+    labels: Path
+    instances: Path | None
+    overlay: Path | None
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.labels, self.instances, self.overlay) if p is not None]
+
+
+def load_for_segmentation(model: str, device_name: str):
+    """Resolve and load a class-head model on the chosen device.
+
+    Returns:
+        (network, info, device).
+
+    Raises:
+        ModelFileError: no bundled model, missing/corrupt/pickled file (message says what to do).
+        CommandError: the device is not available, or the model is a pretraining (noise) model.
+    """
+    from ..core.inference import choose_device
+    from ..core.model_files import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    try:
+        device = choose_device(device_name)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    network, info = load_model(path, device=device)
+    if info.head != "classes":
+        raise CommandError(
+            f"{path} is a pretraining (noise) model; segmentation needs a fine-tuned model with classes."
+        )
+    return network, info, device
+
+
+def segment_files(
+    items: list[str],
+    *,
+    model: str,
+    out_dir: Path,
+    args: argparse.Namespace,
+    instances: bool,
+    write_instances: bool,
+    overlay: bool,
+    overwrite: bool,
+) -> int:
+    """Segment each image of ``items`` (files or folders), reporting bad ones without stopping.
+
+    Args:
+        items: image files or folders (their image files are taken, sorted).
+        model: a model file path or "default".
+        out_dir: the output folder (created).
+        args: parsed options holding device, precision, tile, overlap and batch.
+        instances: compute nucleus instances (for the instances file and/or the overlay outlines).
+        write_instances: write ``<stem>_instances.tif``.
+        overlay: write ``<stem>_overlay.png``.
+        overwrite: replace existing outputs; otherwise an image whose outputs exist is reported and
+            skipped.
+
+    Returns:
+        0 if every image was segmented, 1 if any failed.
+
+    Raises:
+        ModelFileError, CommandError: the model or the device cannot be used (nothing is processed).
+    """
+    from ..core.errors import GenSelfDiffError
+    from ..core.inference import choose_precision
+
+    paths, failures = expand_inputs(items)
+    for message in failures:
+        _report(message)
+    network, info, device = load_for_segmentation(model, args.device)
+    settings = inference_settings(args, instances=instances)
+    precision = choose_precision(device, settings.precision).value
+    classes = ", ".join(info.class_names)
+    print(f"model: {info.path} (classes: {classes})")
+    print(f"device: {device}, precision: {precision}; {len(paths)} image(s) -> {out_dir}")
+
+    n_failed = len(failures)
+    seen: dict[str, Path] = {}
+    for path in paths:
+        stem = path.stem
+        outputs = _Outputs(
+            labels=out_dir / f"{stem}_labels.tif",
+            instances=out_dir / f"{stem}_instances.tif" if write_instances else None,
+            overlay=out_dir / f"{stem}_overlay.png" if overlay else None,
+        )
+        try:
+            if stem in seen:
+                raise CommandError(
+                    f"{path}: has the same name as {seen[stem]}, so their outputs would collide; "
+                    "segment it separately with another --out."
+                )
+            seen[stem] = path
+            existing = [p for p in outputs.all() if p.exists()]
+            if existing and not overwrite:
+                raise CommandError(
+                    f"{path}: output {existing[0]} exists; pass --overwrite to replace it "
+                    "(or choose another --out)."
+                )
+            _segment_one(path, outputs, network, info, settings, overwrite=overwrite)
+        except (GenSelfDiffError, CommandError, FileExistsError) as exc:
+            n_failed += 1
+            _report(str(exc))
+        except (OSError, ValueError) as exc:
+            n_failed += 1
+            _report(f"{path}: {exc}")
+        except (MemoryError, RuntimeError) as exc:
+            # torch reports running out of (GPU) memory as a RuntimeError subclass.
+            n_failed += 1
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _report(f"{path}: {first}. If memory ran out, try a smaller --tile.")
+    total = len(paths) + len(failures)
+    if n_failed:
+        done = f"; the other {total - n_failed} were written to {out_dir}" if n_failed < total else ""
+        print(f"{n_failed} of {total} input(s) failed{done}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(message: str) -> None:
+    """One line per failed input (decoder messages can span lines), on stderr."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _segment_one(path: Path, outputs: _Outputs, network, info, settings, *, overwrite: bool) -> None:
+    """Read, segment and write one image, printing one summary line (and any conversion notes)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..core.inference import segment_progressive
+    from ..core.io.read import read_array
+    from ..core.io.write import write_labels_tiff, write_overlay_png
+
+    start = time.perf_counter()
+    image = read_array(path)
+    gen = segment_progressive(network, info, image, settings, name=str(path))
+    with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if event["stage"] == "tiles":
+                bar.total = event["total"]
+                bar.n = event["done"]
+                bar.refresh()
+            else:
+                bar.set_postfix_str(event["stage"])
+    for note in result.notes:
+        print(f"note: {path.name}: {note}")
+    written = [write_labels_tiff(outputs.labels, result.labels, overwrite=overwrite)]
+    if outputs.instances is not None:
+        written.append(write_labels_tiff(outputs.instances, result.instances, overwrite=overwrite,
+                                         min_dtype=np.uint16))
+    if outputs.overlay is not None:
+        written.append(write_overlay_png(outputs.overlay, image, result.labels, info.classes,
+                                         instances=result.instances, overwrite=overwrite))
+    height, width = np.shape(result.labels)
+    th, tw = result.tile_shape
+    print(
+        f"{path.name}: {width}x{height}, {result.tiles} tile(s) of {tw}x{th}, {result.device} "
+        f"{result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - start:.1f} s in all "
+        f"-> {', '.join(p.name for p in written)}"
+    )
