@@ -257,16 +257,31 @@ def evaluate_dirs(
             errors[key] = f"{preds[key].name} vs {gts[key].name}: {exc}"
         if progress is not None:
             progress(done, len(keys))
+    unmatched = {
+        "pred": sorted(preds[k].name for k in preds.keys() - gts.keys() if k not in errors),
+        "gt": sorted(gts[k].name for k in gts.keys() - preds.keys() if k not in errors),
+    }
+    return summarize(per_image, unmatched=unmatched, errors=errors)
+
+
+def summarize(
+    per_image: dict[str, dict[str, Any]],
+    *,
+    unmatched: dict[str, list[str]] | None = None,
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Build the result of `evaluate_dirs` from per-image results of `evaluate_pair`.
+
+    Used directly by code that scores arrays in memory (experiments, validation) so that their
+    numbers are averaged exactly as `genselfdiff evaluate` averages them.
+    """
     entries = list(per_image.values())
     return {
         "per_image": per_image,
         "mean": _mean(entries),
         "n_infinite_hd": sum(1 for e in entries if math.isinf(e["hd"])),
-        "unmatched": {
-            "pred": sorted(preds[k].name for k in preds.keys() - gts.keys() if k not in errors),
-            "gt": sorted(gts[k].name for k in gts.keys() - preds.keys() if k not in errors),
-        },
-        "errors": errors,
+        "unmatched": unmatched or {"pred": [], "gt": []},
+        "errors": errors or {},
     }
 
 
