@@ -86,6 +86,7 @@ def segment_progressive(
     settings: InferenceSettings | None = None,
     *,
     out=None,
+    logits_out=None,
     name: str = "image",
 ) -> Generator[dict, None, SegmentationResult]:
     """Segment ``image``, yielding ``{"stage", "done", "total"}`` after every tile batch.
@@ -96,6 +97,8 @@ def segment_progressive(
         image: (H, W, 3|4), (H, W) or (3|4, H, W) array, in memory or lazy (dask/zarr/memmap).
         settings: inference settings; by default :class:`InferenceSettings()`.
         out: optional (H, W) array to write labels into (e.g. a memmap or zarr array for huge images).
+        logits_out: optional (classes, H, W) float array that receives the blended logits band by band
+            (e.g. for probability maps, or to compare tiled and whole-image outputs); None skips them.
         name: how to call the image in messages.
 
     Returns (as the generator's return value): a :class:`SegmentationResult`.
@@ -120,6 +123,10 @@ def segment_progressive(
     labels = out if out is not None else np.zeros((spec.height, spec.width), label_dtype)
     if tuple(labels.shape) != (spec.height, spec.width):
         raise ValueError(f"output shape {labels.shape} differs from the image's {(spec.height, spec.width)}.")
+    if logits_out is not None and tuple(logits_out.shape) != (n_classes, spec.height, spec.width):
+        raise ValueError(
+            f"logits_out shape {tuple(logits_out.shape)} differs from {(n_classes, spec.height, spec.width)}."
+        )
 
     model = model.to(device).eval()
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
@@ -140,6 +147,8 @@ def segment_progressive(
         if y1 > band_top:
             logits = acc[:, : y1 - band_top, : spec.width] / weight[: y1 - band_top, : spec.width]
             labels[band_top:y1] = logits.argmax(0).numpy().astype(label_dtype)
+            if logits_out is not None:
+                logits_out[:, band_top:y1] = logits.numpy()
         acc[:, : band_h - rows] = acc[:, rows:].clone()
         acc[:, band_h - rows :] = 0
         weight[: band_h - rows] = weight[rows:].clone()

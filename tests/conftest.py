@@ -1,0 +1,128 @@
+"""Shared fixtures: small model files, synthetic H&E-like images, and the real-data folder.
+
+Kept general: test files add their own specific fixtures. Everything here is quick on a 2-core CPU:
+networks are the "tiny" preset or the even smaller :data:`MICRO` configuration, images are small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Real public data (MoNuSeg, GlaS), outside the repository; absent on a user's fresh machine.
+DATA_DIR = ROOT.parent / "shared" / "data"
+
+
+def micro_config(out_channels: int = 2, head: str = "classes"):
+    """A U-Net far smaller than the "tiny" preset (about 0.15 M parameters), for tests that only
+    need the real code path, not a useful network. 4 levels, so sides must be multiples of 8."""
+    from napari_genselfdiff.core.network import UNetConfig
+
+    return UNetConfig(
+        widths=(8, 16, 16, 32), blocks_per_level=1, groups=4, attention_heads=2, attention_dim_head=8,
+        head=head, out_channels=out_channels,
+    )
+
+
+@pytest.fixture
+def make_model(tmp_path: Path) -> Callable[..., tuple[object, object, Path]]:
+    """Factory: build a randomly initialised network, save it as a model file in ``tmp_path``.
+
+    Call ``make_model(preset="tiny"|"micro"|<UNetConfig>, classes=("background", "nucleus"),
+    head="classes", seed=0, name="model", half=False, **info_fields)``; returns
+    ``(network, info, path)``. ``head="noise"`` makes a pretraining model (no classes).
+    """
+    from napari_genselfdiff.core.model_files import ModelInfo, default_classes, save_model
+    from napari_genselfdiff.core.network import PRESETS, AttentionUNet, UNetConfig
+
+    def factory(preset="micro", classes=("background", "nucleus"), head="classes", seed=0, name="model",
+                half=False, **info_fields):
+        import torch
+
+        if isinstance(preset, UNetConfig):
+            base = preset
+        elif preset == "micro":
+            base = micro_config()
+        else:
+            base = PRESETS[preset]
+        out = len(classes) if head == "classes" else base.in_channels
+        config = base.with_head(head, out)
+        torch.manual_seed(seed)
+        network = AttentionUNet(config).eval()
+        info = ModelInfo(
+            architecture=config,
+            classes=default_classes(list(classes)) if head == "classes" else [],
+            **info_fields,
+        )
+        path = save_model(tmp_path / f"{name}.safetensors", network, info, half=half)
+        info.path = path
+        return network, info, path
+
+    return factory
+
+
+def synthetic_he(height: int, width: int, *, seed: int = 0, nuclei: int | None = None) -> np.ndarray:
+    """A textured H&E-like (H, W, 3) uint8 image: pink eosin stroma with fibre-like texture and
+    purple haematoxylin nuclei (ellipses of 4-12 px radius with darker chromatin grain).
+
+    Args:
+        height, width: image size.
+        seed: random seed (the same seed gives the same image).
+        nuclei: number of nuclei. By default one per 700 pixels (MoNuSeg-like density).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    # Stroma: pink with low-frequency waves and pixel noise, so no two tiles look alike.
+    waves = (np.sin(xx / 7.0 + 3 * np.sin(yy / 23.0)) + np.sin(yy / 11.0 + xx / 31.0)) * 0.5
+    stroma = np.stack([235 - 15 * waves, 170 - 30 * waves, 200 - 20 * waves], axis=-1)
+    image = stroma + rng.normal(0, 8, (height, width, 3))
+    n = nuclei if nuclei is not None else max(1, height * width // 700)
+    purple = np.array([95.0, 60.0, 150.0])
+    for _ in range(n):
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        ry, rx = rng.uniform(4, 12, size=2)
+        angle = rng.uniform(0, np.pi)
+        # Only the nucleus's bounding box is computed (12 px covers any rotation of the ellipse).
+        y0, y1 = max(int(cy) - 12, 0), min(int(cy) + 13, height)
+        x0, x1 = max(int(cx) - 12, 0), min(int(cx) + 13, width)
+        dy, dx = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+        u = (dx * np.cos(angle) + dy * np.sin(angle)) / rx
+        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / ry
+        inside = u * u + v * v <= 1.0
+        grain = rng.normal(0, 15, (int(inside.sum()), 1))
+        image[y0:y1, x0:x1][inside] = purple + grain
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def he_image() -> Callable[..., np.ndarray]:
+    """The :func:`synthetic_he` generator: ``he_image(height, width, seed=0)``."""
+    return synthetic_he
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """``../shared/data`` (may not exist; use :func:`requires_data` to skip cleanly)."""
+    return DATA_DIR
+
+
+@pytest.fixture
+def requires_data() -> Callable[..., Path]:
+    """``requires_data(*parts)``: the path ``../shared/data/<parts>``, or skip the test with a message
+    saying what is missing (a user's fresh machine has no shared data). Mark such tests
+    ``@pytest.mark.data``."""
+
+    def check(*parts: str) -> Path:
+        path = DATA_DIR.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(
+                f"needs the public data set at {path} (../shared/data relative to the project; "
+                "see ../shared/data/README.md); it is not on this machine"
+            )
+        return path
+
+    return check
