@@ -1,0 +1,6 @@
+"""The napari glue: dock widget panels, reader, writer and sample data.
+
+Everything here is thin: clicks become calls into :mod:`napari_genselfdiff.core`, results become
+layers. Long jobs run in napari thread workers (see :mod:`._threading`; ``GENSELFDIFF_NOTHREADS=1``
+runs them synchronously), and messages go through napari notifications (:mod:`._notify`).
+"""

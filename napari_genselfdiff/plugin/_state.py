@@ -1,0 +1,146 @@
+"""What the panels of one dock widget share: the viewer, the model, the annotation set, the jobs.
+
+One instance per widget (no module-level singleton), so two viewers never mix their state. Tests set
+its attributes directly (e.g. ``state.ask = lambda title, text: True`` answers every question).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from qtpy.QtCore import QObject, Signal
+
+from ..core.errors import ModelFileError
+from ._settings import Settings, data_dir
+
+
+def _ask_with_dialog(parent) -> Callable[[str, str], bool]:
+    def ask(title: str, text: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    return ask
+
+
+class PluginState(QObject):
+    """Shared state of the panels.
+
+    Attributes:
+        viewer: the napari viewer.
+        settings: recent models and folders (persisted).
+        model_path, model_info: the chosen model file and its metadata (None until one is chosen).
+        device: "auto", "cpu", "cuda" or "mps" (the device inference and training use).
+        annotations: the open :class:`..core.annotations.AnnotationSet` (None until opened).
+        jobs: running workers by name ("segment", "pretrain", "finetune"), from start to finished.
+        ask: ``ask(title, text) -> bool``; a Yes/No dialog by default.
+    """
+
+    model_changed = Signal(object)
+    annotations_changed = Signal()
+    jobs_changed = Signal()
+
+    def __init__(self, viewer, parent=None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.settings = Settings()
+        self.model_path: Path | None = None
+        self.model_info = None
+        self.device = "auto"
+        self._network = None
+        self.annotations = None
+        self.jobs: dict[str, object] = {}
+        self.ask: Callable[[str, str], bool] = _ask_with_dialog(parent)
+
+    # -- model -------------------------------------------------------------------------------------
+
+    def set_model(self, path: str | Path):
+        """Choose a model file: load and check it (metadata and weights), remember it, tell the panels.
+
+        The weights are loaded here, on the CPU, so a corrupt or mismatched file is reported when it
+        is chosen, not in the middle of a job; inference moves the network to its device.
+
+        Raises:
+            ModelFileError: missing, corrupt, pickled or foreign file (nothing changes then).
+        """
+        from ..core.model_files import load_model, resolve_model_path
+
+        path = resolve_model_path(path)
+        network, info = load_model(path, device="cpu")
+        self.model_path, self.model_info, self._network = Path(path), info, network
+        if path != _bundled():
+            self.settings.add_recent_model(path)
+        self.model_changed.emit(info)
+        return info
+
+    def clear_model(self) -> None:
+        self.model_path, self.model_info, self._network = None, None, None
+        self.model_changed.emit(None)
+
+    def network(self):
+        """The chosen model's network and info.
+
+        Raises:
+            ModelFileError: no model chosen.
+        """
+        if self.model_path is None or self._network is None:
+            raise ModelFileError(
+                "no model chosen: pick a model file (.safetensors) in the Model section first "
+                "(no default model is bundled with this version)."
+            )
+        return self._network, self.model_info
+
+    def resolved_device(self) -> str:
+        from ..core.inference import choose_device, choose_precision
+
+        try:
+            device = choose_device(self.device)
+        except ValueError as exc:
+            return f"unavailable ({exc})"
+        return f"{device} ({choose_precision(device).value})"
+
+    # -- annotation set ---------------------------------------------------------------------------
+
+    def default_annotation_folder(self) -> Path:
+        return self.settings.folder("annotations", data_dir() / "annotations")
+
+    def open_annotations(self, folder: str | Path):
+        """Open (or create) the annotation set in ``folder`` and remember it.
+
+        Raises:
+            AnnotationSetError: the folder cannot be used (nothing changes then).
+        """
+        from ..core.annotations import AnnotationSet
+
+        aset = AnnotationSet(folder)
+        self.annotations = aset
+        self.settings.set_folder("annotations", aset.folder)
+        self.annotations_changed.emit()
+        return aset
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def running(self, name: str) -> bool:
+        """A job is running from the click that started it until its ``finished`` callback."""
+        return name in self.jobs
+
+    def running_jobs(self) -> list[str]:
+        return [name for name in self.jobs if self.running(name)]
+
+    def set_job(self, name: str, worker) -> None:
+        if worker is None:
+            self.jobs.pop(name, None)
+        else:
+            self.jobs[name] = worker
+        self.jobs_changed.emit()
+
+
+def _bundled() -> Path | None:
+    from ..core.model_files import bundled_model_path
+
+    return bundled_model_path()

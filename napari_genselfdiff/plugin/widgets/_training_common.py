@@ -1,0 +1,168 @@
+"""What the pretrain and fine-tune panels share: folder lists, run controls, event handling."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _notify
+from .._layers import image_layers, image_plane
+from .loss_curve import LossCurve
+
+
+class FolderList(QWidget):
+    """A list of folders with Add / Remove buttons."""
+
+    def __init__(self, caption: str, parent=None) -> None:
+        super().__init__(parent)
+        self.caption = caption
+        self._list = QListWidget()
+        self._list.setMaximumHeight(60)
+        add, remove = QPushButton("Add folder..."), QPushButton("Remove")
+        add.clicked.connect(self._on_add)
+        remove.clicked.connect(self._on_remove)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._list)
+        layout.addLayout(row)
+
+    @property
+    def folders(self) -> list[str]:
+        return [self._list.item(i).text() for i in range(self._list.count())]
+
+    def add(self, folder: str | Path) -> None:
+        if str(folder) not in self.folders:
+            self._list.addItem(str(folder))
+
+    def clear(self) -> None:
+        self._list.clear()
+
+    def _on_add(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.caption, str(Path.home()))
+        if folder:
+            self.add(folder)
+
+    def _on_remove(self) -> None:
+        for item in self._list.selectedItems():
+            self._list.takeItem(self._list.row(item))
+
+
+def layer_snapshots(viewer) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """Copies of the open image layers' displayed planes as ``(name, array)`` (training never sees
+    later edits), and the reasons for layers left out."""
+    out, skipped = [], []
+    for layer in image_layers(viewer):
+        try:
+            plane = image_plane(layer, viewer)
+        except Exception as exc:  # noqa: BLE001 - one unusable layer must not stop the others
+            skipped.append(f"{layer.name}: {exc}")
+            continue
+        out.append((plane.name + plane.suffix, np.array(plane.data, copy=True)))
+    return out, skipped
+
+
+class RunControls(QWidget):
+    """Start / Pause-Resume / Cancel buttons, a progress bar, a status line and the loss curve."""
+
+    def __init__(self, start_text: str, curve_title: str, parent=None) -> None:
+        super().__init__(parent)
+        self.start = QPushButton(start_text)
+        self.pause = QPushButton("Pause")
+        self.cancel = QPushButton("Cancel")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.curve = LossCurve(curve_title)
+        row = QHBoxLayout()
+        row.addWidget(self.start, 1)
+        row.addWidget(self.pause)
+        row.addWidget(self.cancel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.curve)
+        self.set_running(False)
+
+    def set_running(self, running: bool, paused: bool = False) -> None:
+        self.start.setEnabled(not running)
+        self.pause.setEnabled(running)
+        self.cancel.setEnabled(running)
+        self.pause.setText("Resume" if paused else "Pause")
+
+
+class TrainingRun:
+    """Bookkeeping of one training worker: the napari progress bar and the event -> UI mapping.
+
+    The panels own one each; ``events`` keeps every event received (tests read it).
+    """
+
+    def __init__(self, controls: RunControls, description: str) -> None:
+        from napari.utils import progress
+
+        self.controls = controls
+        self.events: list = []
+        self.last_checkpoint: Path | None = None
+        self.started = time.perf_counter()
+        self._pbar = progress(total=1000, desc=description)
+        self._n = 0
+
+    def on_event(self, event) -> None:
+        self.events.append(event)
+        c = self.controls
+        if event.kind == "step":
+            c.curve.add_point(event.step, event.loss)
+            value = int(1000 * min(event.fraction, 1.0))
+            c.bar.setValue(value)
+            if value > self._n:
+                self._pbar.update(value - self._n)
+                self._n = value
+            eta = f", about {_seconds(event.eta_s)} left" if event.eta_s is not None else ""
+            loss = f"loss {event.loss:.4f}" if event.loss is not None else "loss n/a"
+            c.status.setText(f"step {event.step}/{event.total_steps}, {loss}{eta}")
+        elif event.kind == "checkpoint":
+            self.last_checkpoint = event.path
+        elif event.kind == "paused":
+            c.status.setText(f"Paused at step {event.step}/{event.total_steps}.")
+            c.set_running(True, paused=True)
+        elif event.kind == "resumed":
+            c.set_running(True, paused=False)
+        elif event.kind in ("start", "skipped", "validation") and event.message:
+            c.status.setText(event.describe())
+        elif event.kind in ("done", "cancelled"):
+            c.status.setText(event.message or event.kind)
+
+    def close(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+
+def _seconds(seconds: float) -> str:
+    from ...core.training.events import format_seconds
+
+    return format_seconds(seconds)
+
+
+def report_skipped(skipped: list[str]) -> None:
+    for reason in skipped:
+        _notify.warning(f"Left out of training: {reason}")

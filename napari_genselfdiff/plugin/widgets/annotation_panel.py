@@ -1,0 +1,270 @@
+"""Annotation panel: "Mark as corrected" stores a snapshot of (image, labels) in the annotation set.
+
+The set is a folder (see :mod:`napari_genselfdiff.core.annotations`); every change is on disk at
+once, so closing napari (or a crash) loses nothing, and the widget reopens the last folder it used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ...core.errors import GenSelfDiffError
+from .. import _notify
+from .._layers import (
+    META_KEY,
+    class_colormap,
+    class_features,
+    classes_of,
+    classes_to_meta,
+    image_layers,
+    image_plane,
+    labels_layers,
+    labels_plane,
+    layer_meta,
+    paired_image,
+)
+
+
+class AnnotationPanel(QGroupBox):
+    """Store corrected labels as training pairs; list, open and remove them.
+
+    Attributes tests use: ``state.annotations`` (the open set), :meth:`open_folder`,
+    :meth:`mark_corrected`, :meth:`remove`.
+    """
+
+    def __init__(self, state, parent=None) -> None:
+        super().__init__("Corrected images (annotation set)", parent)
+        self.state = state
+        self._folder = QLineEdit()
+        self._folder.setToolTip("The annotation set folder; every corrected pair is saved in it at once.")
+        self._browse = QPushButton("...")
+        self._browse.setMaximumWidth(32)
+        self._labels = QComboBox()
+        self._labels.setToolTip("The labels layer you corrected.")
+        self._image = QComboBox()
+        self._image.setToolTip("The image those labels belong to.")
+        self._mark = QPushButton("Mark as corrected")
+        self._mark.setToolTip("Save a copy of the image and its labels as it is now (later edits do not change it).")
+        self._list = QListWidget()
+        self._list.setMinimumHeight(90)
+        self._open = QPushButton("Open")
+        self._open.setToolTip("Add the pair's image and labels to the viewer.")
+        self._remove = QPushButton("Remove")
+        self._count = QLabel()
+
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self._folder, 1)
+        folder_row.addWidget(self._browse)
+        form = QFormLayout()
+        form.addRow("Folder:", folder_row)
+        form.addRow("Labels:", self._labels)
+        form.addRow("Image:", self._image)
+        list_buttons = QHBoxLayout()
+        list_buttons.addWidget(self._count, 1)
+        list_buttons.addWidget(self._open)
+        list_buttons.addWidget(self._remove)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self._mark)
+        layout.addWidget(self._list)
+        layout.addLayout(list_buttons)
+
+        self._browse.clicked.connect(self._on_browse)
+        self._folder.editingFinished.connect(lambda: self.open_folder(self._folder.text()))
+        self._mark.clicked.connect(lambda: self.mark_corrected())
+        self._remove.clicked.connect(lambda: self.remove())
+        self._open.clicked.connect(lambda: self.open_pair())
+        self._list.itemDoubleClicked.connect(lambda item: self.open_pair(item.data(256)))
+        self._labels.currentTextChanged.connect(self._guess_image)
+        viewer = state.viewer
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        viewer.layers.selection.events.active.connect(self._follow_selection)
+        state.annotations_changed.connect(self.refresh_list)
+        self._refresh_layers()
+        self.open_folder(state.default_annotation_folder(), quiet=True)
+
+    # -- folder ------------------------------------------------------------------------------------
+
+    def open_folder(self, folder: str | Path, *, quiet: bool = False) -> bool:
+        """Open (or create) the annotation set in ``folder``; reports what a reload repaired."""
+        folder = Path(str(folder)).expanduser()
+        if self.state.annotations is not None and self.state.annotations.folder == folder:
+            self.state.annotations.reload()
+            self.refresh_list()
+            return True
+        try:
+            aset = self.state.open_annotations(folder)
+        except (GenSelfDiffError, OSError) as exc:
+            if not quiet:
+                _notify.error(f"Cannot open the annotation set: {_notify.describe(exc)}")
+            self._folder.setText(str(self.state.annotations.folder) if self.state.annotations else str(folder))
+            return False
+        for repair in aset.repairs:
+            _notify.warning(f"Annotation set {aset.folder}: {repair}")
+        self._folder.setText(str(aset.folder))
+        return True
+
+    def _on_browse(self) -> None:
+        start = self._folder.text() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Choose the annotation set folder", start)
+        if folder:
+            self.open_folder(folder)
+
+    def refresh_list(self) -> None:
+        self._list.clear()
+        aset = self.state.annotations
+        if aset is None:
+            self._count.setText("no annotation set open")
+            return
+        for pair in aset.pairs:
+            item = QListWidgetItem(pair.label)
+            item.setData(256, pair.id)  # Qt.UserRole
+            self._list.addItem(item)
+        self._count.setText(f"{len(aset)} corrected pair(s)")
+
+    # -- layers ------------------------------------------------------------------------------------
+
+    def _refresh_layers(self, *_) -> None:
+        for combo, layers in ((self._labels, labels_layers), (self._image, image_layers)):
+            current = combo.currentText()
+            names = [layer.name for layer in layers(self.state.viewer)]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._follow_selection()
+
+    def _follow_selection(self, event=None) -> None:
+        from napari.layers import Labels
+
+        active = self.state.viewer.layers.selection.active
+        if isinstance(active, Labels) and self._labels.findText(active.name) >= 0:
+            self._labels.setCurrentText(active.name)
+        self._guess_image(self._labels.currentText())
+
+    def _guess_image(self, labels_name: str) -> None:
+        layer = self._layer(labels_name)
+        if layer is None:
+            return
+        image = paired_image(self.state.viewer, layer)
+        if image is not None:
+            self._image.setCurrentText(image.name)
+
+    def _layer(self, name: str):
+        return self.state.viewer.layers[name] if name in self.state.viewer.layers else None
+
+    def select(self, labels_name: str, image_name: str | None = None) -> None:
+        """Choose the labels layer (and its image) to mark, as a user would in the combo boxes."""
+        self._labels.setCurrentText(labels_name)
+        if image_name is not None:
+            self._image.setCurrentText(image_name)
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def mark_corrected(self):
+        """Store the chosen (image, labels) as a new pair; returns it, or None (with a message)."""
+        labels_layer = self._layer(self._labels.currentText())
+        image_layer = self._layer(self._image.currentText())
+        if labels_layer is None:
+            _notify.error("Nothing to mark: there is no labels layer. Segment an image first, then correct its labels.")
+            return None
+        if image_layer is None:
+            _notify.error(
+                f"Nothing to mark: no image layer for '{labels_layer.name}'. Open its image and choose it as Image."
+            )
+            return None
+        if self.state.annotations is None and not self.open_folder(self._folder.text() or self.state.default_annotation_folder()):
+            return None
+        try:
+            plane = image_plane(image_layer, self.state.viewer)
+            labels = labels_plane(labels_layer, plane)
+            meta = layer_meta(labels_layer)
+            classes = classes_of(labels_layer, self.state.model_info.classes if self.state.model_info else None)
+            instances = None
+            nuclei_name = f"{image_layer.name} nuclei{plane.suffix}"
+            nuclei = self._layer(nuclei_name)
+            if nuclei is not None and np.shape(nuclei.data) == labels.shape:
+                instances = nuclei.data
+            pair = self.state.annotations.add(
+                np.asarray(plane.data),
+                labels,
+                name=image_layer.name + plane.suffix,
+                classes=classes,
+                instances=instances,
+                extra={
+                    "labels_layer": labels_layer.name,
+                    "model": meta.get("model") or (str(self.state.model_path) if self.state.model_path else None),
+                    "slice": list(plane.slice_index),
+                    "source": str(getattr(image_layer, "source", None) and image_layer.source.path or ""),
+                },
+            )
+        except (GenSelfDiffError, OSError) as exc:
+            _notify.error(f"Cannot mark as corrected: {_notify.describe(exc)}")
+            return None
+        self.refresh_list()
+        _notify.info(f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).")
+        return pair
+
+    def _selected_id(self) -> str | None:
+        item = self._list.currentItem()
+        return item.data(256) if item is not None else None
+
+    def remove(self, pair_id: str | None = None) -> bool:
+        """Remove a pair (the selected one by default) after asking."""
+        aset = self.state.annotations
+        pair_id = pair_id or self._selected_id()
+        if aset is None or pair_id is None:
+            _notify.info("Select a pair in the list to remove it.")
+            return False
+        try:
+            pair = aset.get(pair_id)
+            if not self.state.ask("Remove corrected pair", f"Delete pair {pair.id} ('{pair.name}') from the annotation set?"):
+                return False
+            aset.remove(pair_id)
+        except (GenSelfDiffError, OSError) as exc:
+            _notify.error(f"Cannot remove the pair: {_notify.describe(exc)}")
+            return False
+        self.refresh_list()
+        return True
+
+    def open_pair(self, pair_id: str | None = None) -> None:
+        """Add a stored pair's image and labels to the viewer (for review)."""
+        aset = self.state.annotations
+        pair_id = pair_id or self._selected_id()
+        if aset is None or pair_id is None:
+            _notify.info("Select a pair in the list to open it.")
+            return
+        try:
+            pair = aset.get(pair_id)
+            image, labels = aset.load(pair_id)
+        except (GenSelfDiffError, OSError) as exc:
+            _notify.error(f"Cannot open the pair: {_notify.describe(exc)}")
+            return
+        viewer = self.state.viewer
+        rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+        viewer.add_image(image, name=f"{pair.name} [pair {pair.id}]", rgb=rgb)
+        classes = pair.classes or classes_of(None)
+        viewer.add_labels(
+            labels, name=f"{pair.name} [pair {pair.id}] labels", colormap=class_colormap(classes),
+            features=class_features(classes), opacity=0.6,
+            metadata={META_KEY: {"kind": "classes", "image_layer": f"{pair.name} [pair {pair.id}]",
+                                 "classes": classes_to_meta(classes), "pair": pair.id}},
+        )

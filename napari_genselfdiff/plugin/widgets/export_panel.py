@@ -1,0 +1,178 @@
+"""Export panel: the annotation set's corrected masks (or the selected labels layer) to a folder.
+
+Writes ``<stem>_labels.tif`` + ``.png``, ``<stem>_instances.tif`` when there are nuclei,
+``<stem>.geojson`` for QuPath and ``classes.json`` (see :mod:`napari_genselfdiff.core.export`).
+Existing files are replaced only after the user says yes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+)
+
+from ...core.errors import GenSelfDiffError
+from .. import _notify
+from .._layers import classes_of, layer_meta
+
+
+class ExportPanel(QGroupBox):
+    """Export masks; attributes tests use: :meth:`set_folder`, :meth:`use_layer`, :meth:`export`,
+    ``last_report``."""
+
+    def __init__(self, state, parent=None) -> None:
+        super().__init__("Export masks", parent)
+        self.state = state
+        self.last_report = None
+        self._from_set = QRadioButton("corrected pairs of the annotation set")
+        self._from_layer = QRadioButton("the selected labels layer")
+        self._from_set.setChecked(True)
+        self._folder = QLineEdit(str(state.settings.folder("export", _default_export())))
+        self._browse = QPushButton("...")
+        self._browse.setMaximumWidth(32)
+        self._tif = QCheckBox("TIFF")
+        self._png = QCheckBox("PNG")
+        self._geojson = QCheckBox("GeoJSON (QuPath)")
+        for box in (self._tif, self._png, self._geojson):
+            box.setChecked(True)
+        self._object_type = QComboBox()
+        self._object_type.addItems(["detection", "annotation"])
+        self._object_type.setToolTip(
+            "QuPath object type: detections are light (many nuclei); annotations can be edited in QuPath."
+        )
+        self._export = QPushButton("Export")
+        self._status = QLabel()
+        self._status.setWordWrap(True)
+
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self._folder, 1)
+        folder_row.addWidget(self._browse)
+        formats = QHBoxLayout()
+        for box in (self._tif, self._png, self._geojson):
+            formats.addWidget(box)
+        form = QFormLayout()
+        form.addRow("Export:", self._from_set)
+        form.addRow("", self._from_layer)
+        form.addRow("To folder:", folder_row)
+        form.addRow("Formats:", formats)
+        form.addRow("QuPath objects:", self._object_type)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self._export)
+        layout.addWidget(self._status)
+
+        self._browse.clicked.connect(self._on_browse)
+        self._export.clicked.connect(lambda: self.export())
+
+    def set_folder(self, folder: str | Path) -> None:
+        self._folder.setText(str(folder))
+
+    def use_layer(self, on: bool = True) -> None:
+        """Export the selected labels layer (True) or the annotation set (False)."""
+        (self._from_layer if on else self._from_set).setChecked(True)
+
+    def _on_browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._folder.text() or str(Path.home()))
+        if folder:
+            self._folder.setText(folder)
+
+    def _formats(self) -> list[str]:
+        return [name for name, box in (("tif", self._tif), ("png", self._png), ("geojson", self._geojson)) if box.isChecked()]
+
+    def _layer_items(self):
+        from napari.layers import Labels
+
+        from ...core.export import ExportItem, safe_stem
+
+        layer = self.state.viewer.layers.selection.active
+        if not isinstance(layer, Labels):
+            raise _UserError("Select a labels layer in the layer list to export it (or export the annotation set).")
+        data = np.asarray(layer.data)
+        if data.ndim != 2:
+            raise _UserError(f"'{layer.name}' has {data.ndim} dimensions; only 2-D labels can be exported.")
+        meta = layer_meta(layer)
+        if meta.get("kind") == "instances":
+            raise _UserError(
+                f"'{layer.name}' holds nucleus instances; select the class labels layer (its nuclei are exported with it)."
+            )
+        classes = classes_of(layer, self.state.model_info.classes if self.state.model_info else None)
+        instances = None
+        nuclei_name = layer.name.replace(" labels", " nuclei")
+        if nuclei_name != layer.name and nuclei_name in self.state.viewer.layers:
+            candidate = np.asarray(self.state.viewer.layers[nuclei_name].data)
+            instances = candidate if candidate.shape == data.shape else None
+        stem = safe_stem(layer.name.replace(" labels", ""))
+        return [ExportItem(stem=stem, labels=data, classes=classes, instances=instances)]
+
+    def export(self):
+        """Export with the panel's choices; asks before replacing files. Returns the report or None."""
+        from ...core.export import OverwriteRefused, export_annotation_set, export_items
+
+        folder = self._folder.text().strip()
+        if not folder:
+            _notify.error("Choose an export folder first.")
+            return None
+        options = {"formats": self._formats(), "object_type": self._object_type.currentText()}
+        if not options["formats"]:
+            _notify.error("Choose at least one format (TIFF, PNG or GeoJSON).")
+            return None
+
+        def run(overwrite: bool):
+            if self._from_layer.isChecked():
+                return export_items(folder, self._layer_items(), overwrite=overwrite, **options)
+            if self.state.annotations is None:
+                raise _UserError(
+                    "No annotation set is open: choose its folder in the Corrected images section, "
+                    "or export the selected labels layer."
+                )
+            return export_annotation_set(self.state.annotations, folder, overwrite=overwrite, **options)
+
+        try:
+            try:
+                report = run(False)
+            except OverwriteRefused as exc:
+                question = (
+                    f"{len(exc.paths)} file(s) already exist in {folder}, e.g. "
+                    f"{', '.join(p.name for p in exc.paths[:3])}. Replace them?"
+                )
+                if not self.state.ask("Replace existing files?", question):
+                    _notify.info("Export cancelled: no file was changed.")
+                    self._status.setText("Export cancelled; nothing written.")
+                    return None
+                report = run(True)
+        except (GenSelfDiffError, _UserError, OSError) as exc:
+            text = f"Cannot export: {_notify.describe(exc)}"
+            _notify.error(text)
+            self._status.setText(text)
+            return None
+        self.state.settings.set_folder("export", report.folder)
+        self.last_report = report
+        text = f"Exported {report.items} mask(s) to {report.folder} ({len(report.written)} files)."
+        for note in report.notes:
+            _notify.warning(note)
+        _notify.info(text)
+        self._status.setText(text)
+        return report
+
+
+class _UserError(Exception):
+    """A message for the user about the panel's inputs."""
+
+
+def _default_export() -> Path:
+    from .._settings import data_dir
+
+    return data_dir() / "exports"

@@ -1,0 +1,263 @@
+"""Pretrain panel: diffusion pretraining on unlabeled images, in a background worker.
+
+Images come from folders and/or the open image layers (copies of the displayed planes, taken when
+Start is pressed). The run writes checkpoints, ``metrics.jsonl`` and ``pretrained.safetensors`` in
+its run folder; Pause / Resume / Cancel go through :class:`TrainingControl` (cancel saves a
+checkpoint of the last completed step). Preview draws a few DDIM samples from the latest
+checkpoint (or the finished model) as an image layer: noise-like blobs early on, H&E-like texture
+once the network has learnt something.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ...core.errors import GenSelfDiffError
+from .. import _notify
+from .._settings import data_dir
+from .._threading import start_worker
+from ._training_common import FolderList, RunControls, TrainingRun, layer_snapshots, report_skipped
+
+
+def preview_job(source: Path, n: int, steps: int) -> Generator[dict, None, np.ndarray]:
+    """DDIM samples from a model file, checkpoint or run folder (no Qt); returns (n, H, W, 3) uint8."""
+    from ...core.training import sample_preview
+
+    yield {"stage": "sampling"}
+    return sample_preview(source, n=n, steps=steps)
+
+
+class PretrainPanel(QGroupBox):
+    """Self-supervised diffusion pretraining.
+
+    Attributes tests use: ``control`` (the run's TrainingControl), ``run`` (its :class:`TrainingRun`:
+    ``events``), ``model_path`` (the pretrained model once done), ``outcome`` ("done", "cancelled",
+    "failed"), :meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`, :meth:`preview`, and the
+    settings widgets ``arch``, ``steps``, ``batch``, ``patch``, ``run_dir``, ``use_layers``.
+    """
+
+    def __init__(self, state, parent=None) -> None:
+        super().__init__("Pretrain on unlabeled images (diffusion)", parent)
+        self.state = state
+        self.worker = None
+        self.control = None
+        self.run: TrainingRun | None = None
+        self.model_path: Path | None = None
+        self.outcome: str | None = None
+        self.preview_worker = None
+        self.paused_by: str | None = None
+
+        self.folders = FolderList("Folder of unlabeled H&E images")
+        self.use_layers = QCheckBox("open image layers")
+        self.use_layers.setChecked(True)
+        self.arch = QComboBox()
+        self.arch.addItems(["tiny", "small", "default"])
+        self.arch.setCurrentText("small")
+        self.arch.setToolTip("Network size: 'default' is the paper's (needs a GPU); 'small' and 'tiny' suit CPUs.")
+        self.patch = QSpinBox()
+        self.patch.setRange(32, 1024)
+        self.patch.setSingleStep(32)
+        self.patch.setValue(128)
+        self.patch.setSuffix(" px")
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 10_000_000)
+        self.steps.setValue(2000)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 256)
+        self.batch.setValue(4)
+        self.checkpoint_every = QSpinBox()
+        self.checkpoint_every.setRange(0, 1_000_000)
+        self.checkpoint_every.setValue(200)
+        self.checkpoint_every.setToolTip("Steps between checkpoints (Preview uses the latest one).")
+        self.run_dir = QLineEdit(str(data_dir() / "runs" / "pretrain"))
+        self.resume_box = QCheckBox("continue from the folder's latest checkpoint")
+        self.controls = RunControls("Start pretraining", "diffusion loss")
+        self.preview_button = QPushButton("Preview samples")
+        self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
+
+        form = QFormLayout()
+        form.addRow("Images:", self.use_layers)
+        form.addRow("", self.folders)
+        form.addRow("Network:", self.arch)
+        form.addRow("Patch size:", self.patch)
+        form.addRow("Steps:", self.steps)
+        form.addRow("Batch:", self.batch)
+        form.addRow("Checkpoint every:", self.checkpoint_every)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_dir, 1)
+        form.addRow("Run folder:", run_row)
+        form.addRow("", self.resume_box)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.preview_button)
+
+        self.controls.start.clicked.connect(lambda: self.start())
+        self.controls.pause.clicked.connect(self._on_pause_clicked)
+        self.controls.cancel.clicked.connect(self.stop)
+        self.preview_button.clicked.connect(lambda: self.preview())
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def config(self):
+        """The :class:`PretrainConfig` the panel's settings describe (images filled in by :meth:`start`)."""
+        from ...core.training import PretrainConfig
+
+        return PretrainConfig(
+            images=[],
+            out_dir=self.run_dir.text().strip(),
+            arch=self.arch.currentText(),
+            patch_size=int(self.patch.value()),
+            stride=max(16, int(self.patch.value()) // 2),
+            steps=int(self.steps.value()),
+            batch=int(self.batch.value()),
+            checkpoint_every=int(self.checkpoint_every.value()),
+            device=self.state.device,
+            resume=self.resume_box.isChecked(),
+        )
+
+    def start(self):
+        """Start pretraining with the panel's settings; returns the worker or None (with a message)."""
+        from ...core.training import TrainingControl, find_latest_checkpoint, pretrain
+
+        if self.state.running("pretrain"):
+            _notify.info("Pretraining is already running.")
+            return None
+        cfg = self.config()
+        images: list = list(self.folders.folders)
+        if self.use_layers.isChecked():
+            snapshots, skipped = layer_snapshots(self.state.viewer)
+            report_skipped(skipped)
+            images += snapshots
+        if not images:
+            _notify.error(
+                "No unlabeled images to pretrain on: tick 'open image layers' with images open, or add a folder of images."
+            )
+            return None
+        cfg.images = images
+        if not cfg.out_dir:
+            _notify.error("Choose a run folder for the checkpoints and the model.")
+            return None
+        run_dir = Path(cfg.out_dir).expanduser()
+        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None and not cfg.resume:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{stamp}"))
+            self.run_dir.setText(cfg.out_dir)
+            _notify.info(f"{run_dir} holds an earlier run; this run goes to {cfg.out_dir}.")
+        self.control = TrainingControl()
+        self.model_path, self.outcome = None, None
+        self.controls.curve.clear()
+        self.run = TrainingRun(self.controls, "GenSelfDiff: pretraining")
+        self.controls.status.setText("Preparing patches...")
+        self.worker = start_worker(
+            pretrain, cfg, self.control,
+            on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
+            on_finished=self._on_finished, start=False,
+        )
+        worker = self.worker
+        self.state.set_job("pretrain", worker)
+        self.controls.set_running(True)
+        worker.start()
+        return worker
+
+    def pause(self, by: str | None = None) -> None:
+        """Pause before the next step (``by`` names who paused, e.g. "finetune")."""
+        if self.control is not None and self.state.running("pretrain") and not self.control.is_paused:
+            self.control.pause()
+            self.paused_by = by
+            self.controls.set_running(True, paused=True)
+            self.controls.status.setText("Pausing after the current step..." if by is None
+                                         else f"Paused while {by} runs.")
+
+    def resume(self) -> None:
+        if self.control is not None and self.state.running("pretrain"):
+            self.control.resume()
+            self.paused_by = None
+            self.controls.set_running(True, paused=False)
+
+    def stop(self) -> None:
+        """Cancel: the run saves a checkpoint of its last completed step and ends."""
+        if self.control is not None and self.state.running("pretrain"):
+            self.controls.status.setText("Stopping: saving a checkpoint of the last completed step...")
+            self.control.cancel()
+
+    @property
+    def is_paused(self) -> bool:
+        return bool(self.control is not None and self.control.is_paused and self.state.running("pretrain"))
+
+    def _on_pause_clicked(self) -> None:
+        if self.is_paused:
+            self.resume()
+        else:
+            self.pause()
+
+    def preview(self, n: int = 4, steps: int = 20):
+        """Show ``n`` DDIM samples from the latest weights as an image layer; returns the worker."""
+        if self.preview_worker is not None:
+            return None
+        source = self.model_path or (Path(self.run_dir.text()).expanduser() if self.run_dir.text().strip() else None)
+        if source is None or not Path(source).exists():
+            _notify.error("Nothing to preview yet: start pretraining and wait for its first checkpoint.")
+            return None
+        self.preview_button.setEnabled(False)
+
+        def shown(samples: np.ndarray) -> None:
+            name = f"pretraining preview ({Path(source).name})"
+            tiles = list(samples)
+            mosaic = np.concatenate(tiles, axis=1) if tiles else samples
+            self.state.viewer.add_image(mosaic, name=name, rgb=True)
+
+        def done() -> None:
+            self.preview_worker = None
+            self.preview_button.setEnabled(True)
+
+        self.preview_worker = start_worker(
+            preview_job, Path(source), n, steps,
+            on_returned=shown,
+            on_errored=lambda exc: _notify.error(f"Cannot preview: {_notify.describe(exc)}"),
+            on_finished=done, start=False,
+        )
+        worker = self.preview_worker
+        worker.start()
+        return worker
+
+    # -- worker callbacks --------------------------------------------------------------------------
+
+    def _on_returned(self, path) -> None:
+        cancelled = bool(self.run and self.run.events and self.run.events[-1].kind == "cancelled")
+        self.outcome = "cancelled" if cancelled else "done"
+        self.model_path = Path(path) if path else None
+        if cancelled:
+            _notify.info(f"Pretraining stopped; checkpoint kept in {self.run_dir.text()} (tick 'continue' to resume)."
+                         + (f" Weights so far: {path}" if path else ""))
+        else:
+            _notify.info(f"Pretraining done: {path}. Fine-tuning can start from it (Fine-tune: 'start from').")
+
+    def _on_errored(self, exc: Exception) -> None:
+        self.outcome = "failed"
+        text = f"Pretraining failed: {_notify.describe(exc)}" if not isinstance(exc, GenSelfDiffError) else f"Cannot pretrain: {exc}"
+        _notify.error(text)
+        self.controls.status.setText(text)
+
+    def _on_finished(self) -> None:
+        if self.run is not None:
+            self.run.close()
+        self.state.set_job("pretrain", None)
+        self.worker = None
+        self.paused_by = None
+        self.controls.set_running(False)
