@@ -15,3 +15,8 @@ class ModelFileError(GenSelfDiffError, ValueError):
 
 class MaskInputError(GenSelfDiffError, ValueError):
     """A mask or labels array does not fit its image or the model's classes."""
+
+
+class TrainingInputError(GenSelfDiffError, ValueError):
+    """Training cannot start or go on as asked: no usable data, an unwritable run folder, a resume
+    that does not fit the configuration. The message names the problem and what to do."""

@@ -1,0 +1,115 @@
+"""Training augmentations of the paper's code (sec. IV-C): flips, colour jitter, Gaussian blur (+ 90-degree turns).
+
+Geometric ones (flips, 90-degree rotations) move the image and its mask together; photometric ones
+(colour jitter, blur) change the image only. All draw from the ``numpy.random.Generator`` they are
+given, so a batch is a pure function of its seed (needed for exact resume and for distributed ranks).
+
+Parameters follow the reference code: colour jitter with brightness 0.5 and contrast 0.4 (factors
+drawn uniformly from [0.5, 1.5] and [0.6, 1.4], torchvision's ``ColorJitter`` semantics) applied with
+probability 0.3; Gaussian blur with sigma uniform in [0.1, 2.0] (torchvision's default range)
+applied with probability 0.3. Rotations by 90 degrees are not in the paper; H&E tissue has no
+preferred orientation, so they are on by default for fine-tuning and off for pretraining (which
+follows the paper's flips only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale uses for the contrast mean.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def flip_rotate(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, *,
+                flips: bool = True, rot90: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random horizontal/vertical flips and a random multiple of 90 degrees, the same for both arrays.
+
+    Args:
+        image: (h, w, C) array (square when ``rot90``).
+        mask: (h, w) array or None.
+        rng: random generator.
+        flips: draw a horizontal and a vertical flip, each with probability 0.5.
+        rot90: draw a rotation by 0, 90, 180 or 270 degrees.
+    """
+    arrays = [image] if mask is None else [image, mask]
+    flip_x, flip_y, k = rng.random() < 0.5, rng.random() < 0.5, int(rng.integers(4))
+    if flips and flip_x:
+        arrays = [a[:, ::-1] for a in arrays]
+    if flips and flip_y:
+        arrays = [a[::-1] for a in arrays]
+    if rot90 and k:
+        arrays = [np.rot90(a, k, axes=(0, 1)) for a in arrays]
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    return arrays[0], (arrays[1] if mask is not None else None)
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, *, brightness: float = 0.5,
+                 contrast: float = 0.4) -> np.ndarray:
+    """Scale brightness, then contrast (around the mean grey level), by random factors; clip to [0, 1].
+
+    Args:
+        image: (h, w, 3) float32 in [0, 1].
+        rng: random generator.
+        brightness: the factor is uniform in [max(0, 1 - brightness), 1 + brightness].
+        contrast: the factor is uniform in [max(0, 1 - contrast), 1 + contrast].
+    """
+    b = rng.uniform(max(0.0, 1.0 - brightness), 1.0 + brightness)
+    c = rng.uniform(max(0.0, 1.0 - contrast), 1.0 + contrast)
+    out = np.clip(image * np.float32(b), 0.0, 1.0)
+    mean = float((out @ _LUMA).mean())
+    return np.clip(np.float32(c) * out + np.float32((1.0 - c) * mean), 0.0, 1.0).astype(np.float32)
+
+
+def gaussian_blur(image: np.ndarray, rng: np.random.Generator, *, sigma: tuple[float, float] = (0.1, 2.0)) -> np.ndarray:
+    """Blur each channel with a Gaussian of random sigma (uniform in ``sigma``), mirrored at the edges."""
+    s = rng.uniform(*sigma)
+    return ndimage.gaussian_filter(image, sigma=(s, s, 0), mode="reflect").astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Which augmentations to apply, and how often.
+
+    Args:
+        flips: random horizontal and vertical flips. By default, True (the paper).
+        rot90: random rotations by multiples of 90 degrees. By default, True.
+        color_jitter: brightness/contrast jitter. By default, True (the paper's fine-tuning).
+        blur: Gaussian blur. By default, True (the paper's fine-tuning).
+        jitter_p: probability of the colour jitter. By default, 0.3.
+        blur_p: probability of the blur. By default, 0.3.
+        brightness / contrast: jitter strengths. By default, 0.5 / 0.4.
+    """
+
+    flips: bool = True
+    rot90: bool = True
+    color_jitter: bool = True
+    blur: bool = True
+    jitter_p: float = 0.3
+    blur_p: float = 0.3
+    brightness: float = 0.5
+    contrast: float = 0.4
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Augment a (h, w, 3) float32 [0, 1] patch and its optional (h, w) mask.
+
+        Every draw happens whether or not the augmentation is enabled, so that switching one off
+        does not change the random numbers the others see.
+        """
+        image, mask = flip_rotate(image, mask, rng, flips=self.flips, rot90=self.rot90)
+        jitter_draw, blur_draw = rng.random(), rng.random()
+        if self.color_jitter and jitter_draw < self.jitter_p:
+            image = color_jitter(image, rng, brightness=self.brightness, contrast=self.contrast)
+        if self.blur and blur_draw < self.blur_p:
+            image = gaussian_blur(image, rng)
+        return image, mask
+
+
+#: The paper's pretraining augmentation: flips only.
+PRETRAIN_AUGMENTATION = Augmentation(flips=True, rot90=False, color_jitter=False, blur=False)
+
+#: The paper's fine-tuning augmentation (flips, jitter, blur) plus 90-degree rotations.
+FINETUNE_AUGMENTATION = Augmentation()

@@ -1,0 +1,332 @@
+"""Training-state checkpoints: ONE safetensors file per checkpoint, written atomically, never a pickle.
+
+A checkpoint ``<run>/checkpoints/step_00001234.safetensors`` holds
+
+- tensors: ``model.<name>`` (the unwrapped network's state), ``optim.<param>.<key>`` (the
+  optimizer's per-parameter state, e.g. Adam's moments and step), ``rng.torch`` / ``rng.cuda.<i>`` /
+  ``rng.numpy`` (random generator states);
+- JSON in the safetensors header under ``"genselfdiff.checkpoint"``: format version, stage, step,
+  epoch, architecture, the run configuration, the optimizer's structure (param groups, and for each
+  state entry either a tensor key or a plain number), the GradScaler state, Python's ``random``
+  state, and stage extras (diffusion settings, best validation score...).
+
+So a checkpoint a user hands us is parsed as JSON and raw tensors only (no code can run on load, unlike
+``torch.load`` of a pickle). It is written to a temporary file in the same folder, fsynced and renamed
+(:func:`..io.atomic.atomic_path`): a run killed at any moment (even ``kill -9``) leaves the previous
+checkpoints intact, and at worst a hidden temporary file that the next run removes. The last ``keep``
+checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import TrainingInputError
+from ..io.atomic import atomic_path
+from ..network.config import UNetConfig
+from .distributed import unwrap
+
+CHECKPOINT_DIR = "checkpoints"
+METADATA_KEY = "genselfdiff.checkpoint"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+@dataclass
+class TrainingState:
+    """A checkpoint as read back.
+
+    Attributes:
+        path: the file.
+        step: steps completed.
+        epoch: epochs completed (fractional).
+        stage: "pretrain" or "finetune".
+        architecture: the network's :class:`UNetConfig`.
+        config: the run configuration (JSON values).
+        extra: stage extras (e.g. ``diffusion``, ``normalization``, ``best_score``).
+        model: the network's state dict.
+        optimizer: the optimizer's state dict (rebuilt from tensors + JSON).
+        scaler: the GradScaler state, or None.
+        rng: random states: ``torch`` (ByteTensor), ``cuda`` (list), ``numpy`` (tuple), ``python`` (tuple).
+    """
+
+    path: Path
+    step: int
+    epoch: float
+    stage: str
+    architecture: UNetConfig
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f"step_{step:08d}.safetensors"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step in ``run_dir``, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> int:
+    """Delete temporary files a killed run left in the checkpoint folder; returns how many."""
+    folder = checkpoint_dir(run_dir)
+    removed = 0
+    if folder.is_dir():
+        for path in folder.glob(".step_*.tmp*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------- RNG states
+def _capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss_next = random.getstate()
+    meta = {
+        "numpy": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
+    }
+    return tensors, meta
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Put back the random states of :attr:`TrainingState.rng` (missing entries are left as they are)."""
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") and torch.cuda.is_available():
+        states = rng["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+    if "numpy" in rng:
+        np.random.set_state(rng["numpy"])
+    if "python" in rng:
+        random.setstate(rng["python"])
+
+
+# ---------------------------------------------------------------------------------- optimizer state
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    structure: dict[str, Any] = {"param_groups": [], "state": {}}
+    for group in state["param_groups"]:
+        structure["param_groups"].append(
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+        )
+    for pid, entries in state["state"].items():
+        described = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                name = f"optim.{pid}.{key}"
+                tensors[name] = value.detach().to("cpu").contiguous()
+                described[key] = {"tensor": name}
+            elif isinstance(value, (bool, int, float)) or value is None:
+                described[key] = {"value": value}
+            else:
+                raise TypeError(f"optimizer state entry {key!r} of type {type(value).__name__} cannot be saved.")
+        structure["state"][str(pid)] = described
+    return tensors, structure
+
+
+def _unflatten_optimizer(structure: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    groups = [
+        {k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in group.items()}
+        for group in structure["param_groups"]
+    ]
+    state: dict[int, dict[str, Any]] = {}
+    for pid, entries in structure["state"].items():
+        state[int(pid)] = {
+            key: tensors[desc["tensor"]] if "tensor" in desc else desc["value"] for key, desc in entries.items()
+        }
+    return {"state": state, "param_groups": groups}
+
+
+# ---------------------------------------------------------------------------------- save / load
+def save_checkpoint(
+    run_dir: str | Path,
+    *,
+    step: int,
+    epoch: float,
+    stage: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write a training-state checkpoint atomically and delete all but the last ``keep``.
+
+    Args:
+        run_dir: the run folder (the file goes to ``<run_dir>/checkpoints/``).
+        step: steps completed.
+        epoch: epochs completed.
+        stage: "pretrain" or "finetune".
+        model: the network (a DistributedDataParallel wrapper is unwrapped).
+        optimizer: its optimizer. By default, none.
+        scaler: a ``torch.amp.GradScaler`` (fp16 training). By default, none.
+        config: the run configuration as JSON values.
+        extra: stage extras as JSON values.
+        keep: how many checkpoints to keep (>= 1). By default, 2.
+
+    Returns:
+        The checkpoint path.
+    """
+    from safetensors.torch import save_file
+
+    net = unwrap(model)
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    optim_structure = None
+    if optimizer is not None:
+        optim_tensors, optim_structure = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(optim_tensors)
+    rng_tensors, rng_meta = _capture_rng()
+    tensors.update(rng_tensors)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "stage": stage,
+        "step": int(step),
+        "epoch": float(epoch),
+        "architecture": net.config.to_dict(),
+        "config": config or {},
+        "extra": extra or {},
+        "optimizer": optim_structure,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "rng": rng_meta,
+    }
+    path = checkpoint_path(run_dir, step)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+    for _, old in list_checkpoints(run_dir)[: -max(1, keep)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON part of a checkpoint (cheap: no tensors are read).
+
+    Raises:
+        TrainingInputError: not a napari-genselfdiff checkpoint, or unreadable.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise TrainingInputError(f"{path}: cannot read this checkpoint ({exc}); it may be truncated.") from exc
+    if raw is None:
+        raise TrainingInputError(f"{path}: not a napari-genselfdiff training checkpoint.")
+    meta = json.loads(raw)
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise TrainingInputError(
+            f"{path}: checkpoint format {meta.get('format_version')} is newer than this version "
+            f"understands ({FORMAT_VERSION}); update napari-genselfdiff."
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> TrainingState:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+
+    Raises:
+        TrainingInputError: not a checkpoint, unreadable, or of a newer format.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_checkpoint_metadata(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise TrainingInputError(f"{path}: cannot read this checkpoint ({exc}); it may be truncated.") from exc
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    optimizer = _unflatten_optimizer(meta["optimizer"], tensors) if meta.get("optimizer") else None
+    rng: dict[str, Any] = {}
+    if "rng.torch" in tensors:
+        rng["torch"] = tensors["rng.torch"]
+    cuda = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items() if k.startswith("rng.cuda."))
+    if cuda:
+        rng["cuda"] = [v for _, v in cuda]
+    meta_rng = meta.get("rng") or {}
+    if "rng.numpy" in tensors and "numpy" in meta_rng:
+        n = meta_rng["numpy"]
+        rng["numpy"] = (n["kind"], tensors["rng.numpy"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    if "python" in meta_rng:
+        p = meta_rng["python"]
+        rng["python"] = (p["version"], tuple(p["state"]), p["gauss_next"])
+    return TrainingState(
+        path=path,
+        step=int(meta["step"]),
+        epoch=float(meta.get("epoch", 0.0)),
+        stage=str(meta.get("stage", "")),
+        architecture=UNetConfig.from_dict(meta["architecture"]),
+        config=meta.get("config") or {},
+        extra=meta.get("extra") or {},
+        model=model,
+        optimizer=optimizer,
+        scaler=meta.get("scaler"),
+        rng=rng,
+    )
+
+
+def _describe(arch: UNetConfig) -> str:
+    return (
+        f"widths {'-'.join(map(str, arch.widths))}, {arch.blocks_per_level} blocks/level, "
+        f"{arch.head} head ({arch.out_channels} channels)"
+        + ("" if arch.level_attention else ", bottleneck attention only")
+    )
+
+
+def check_compatible(state: TrainingState, *, stage: str, architecture: UNetConfig) -> None:
+    """Refuse to resume a checkpoint of another stage or architecture.
+
+    Raises:
+        TrainingInputError: the message names both architectures and what to do.
+    """
+    if state.stage != stage:
+        raise TrainingInputError(
+            f"{state.path.parent.parent}: this run folder holds a {state.stage} run, not a {stage} run; "
+            "give another --out folder."
+        )
+    if state.architecture != architecture:
+        raise TrainingInputError(
+            f"cannot resume from {state.path}: it was trained with another architecture "
+            f"({_describe(state.architecture)}) than this run asks for ({_describe(architecture)}). "
+            "Resume with the same --arch/--width (and classes), or start a new run in another --out folder."
+        )

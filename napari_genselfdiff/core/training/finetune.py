@@ -1,0 +1,343 @@
+"""Stage 2: supervised fine-tuning for segmentation (paper sec. III-C), from a pretrained model or from scratch.
+
+The pretrained U-Net's noise head is replaced by a class head (every other weight is loaded and
+accounted for; see :meth:`AttentionUNet.load_backbone`), the network is called at t = 0, and the
+whole of it is trained with L_SSFL = L_SS + lambda * L_FL (lambda = 1), Adam lr 1e-4, betas
+(0.5, 0.999), batch 8, flips + colour jitter + blur (+ 90-degree turns). Starting from a fine-tuned
+model with the same number of classes keeps its class head (continued training on new annotations).
+
+Every ``validate_every`` steps (and at the end) the held-out images are segmented WHOLE and scored
+per class (:mod:`.validation`); the model with the best ``mean_iou`` is kept as ``best.safetensors``.
+
+Use from Python or the napari widget (in a thread worker)::
+
+    cfg = FinetuneConfig(pairs=[(image_array, labels_array), ...], init="runs/pre/pretrained.safetensors",
+                         out_dir="runs/ft", classes=["background", "nucleus"], steps=500)
+    model_path = yield from finetune(cfg, control)     # or iterate and read StopIteration.value
+
+On the command line: ``python src_train/finetune.py --images DIR --masks DIR --init MODEL --out RUN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.augment import Augmentation
+from ..data.datasets import PairedPatchDataset, batch_for_step
+from ..data.sampler import StepSampler
+from ..data.sources import LoadedPairs, load_pairs
+from ..errors import TrainingInputError
+from ..losses import SSFocalLoss
+from ..model_files import ModelInfo, default_classes, load_model
+from ..network.config import PRESETS, UNetConfig
+from ..network.unet import AttentionUNet
+from ..normalization import DEFAULT_NORMALIZATION, Normalization
+from .architecture import resolve_architecture
+from .checkpoint import restore_rng
+from .control import TrainingControl
+from .distributed import barrier, unwrap
+from .events import ProgressEvent
+from .loop import CheckpointPolicy, logged, prepare_model, train_loop
+from .run import base_provenance, open_run, save_trained_model, write_replica_check
+from .settings import check_positive, config_to_json, option, total_steps
+from .validation import SELECTION_METRIC, validate_images
+
+BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
+PAPER_EPOCHS = 150
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of a fine-tuning run (defaults: the paper's protocol).
+
+    Args:
+        images / masks: folders of images and of their masks, paired by name (see
+            :mod:`..data.folders`). Masks hold class ids 0..K-1 (0/255 binary masks are accepted).
+        pairs: in-memory ``(image, mask)`` or ``(name, image, mask)`` tuples (the napari widget's
+            layer snapshots), used with or instead of the folders.
+        val_images / val_masks / val_pairs: an explicit held-out set; by default ``val_fraction`` of
+            the images (whole images, chosen with ``seed``) is held out.
+        out_dir: the run folder.
+        init: a pretrained (or fine-tuned) model file, or "scratch". By default, "scratch".
+        arch / width: the network when training from scratch (a model file brings its own).
+        classes: class names, background first. By default, ["background", "nucleus"].
+        val_fraction: share of images held out for validation. By default, 0.2.
+        steps / epochs: run length; steps win. By default, 150 epochs (the paper).
+        batch, lr, betas: Adam settings. By default, 8, 1e-4, (0.5, 0.999) (the reference code).
+        lam: weight of the focal term. By default, 1.0.
+        flips / rot90 / color_jitter / blur: augmentation. By default, all on.
+        patch_size / stride / skip_background: patching. By default, 256 / 64 / True.
+        validate_every: steps between validations (0: only at the end). By default, once per epoch.
+        val_tile: inference tile side for validation. By default, 1024.
+        checkpoint_every / keep_checkpoints / seed / device / precision / channels_last / resume:
+            as :class:`.pretrain.PretrainConfig`.
+    """
+
+    images: str | None = option(None, "folder of training images", metavar="DIR")
+    masks: str | None = option(None, "folder of masks, paired with images by name", metavar="DIR")
+    pairs: list[Any] | None = None
+    val_images: str | None = option(None, "folder of held-out images (instead of --val-fraction)", metavar="DIR")
+    val_masks: str | None = option(None, "folder of held-out masks", metavar="DIR")
+    val_pairs: list[Any] | None = None
+    out_dir: str = option("runs/finetune", "run folder: checkpoints, metrics.jsonl, best/last model files",
+                          flag="--out", metavar="RUN_DIR")
+    init: str = option("scratch", "pretrained model file to start from, or 'scratch'", metavar="PRETRAINED")
+    arch: Any = option("default", "network size preset (when training from scratch)", choices=sorted(PRESETS))
+    width: int | None = option(None, "base width W (from scratch): widths W,2W,4W,8W")
+    classes: list[str] = option(factory=lambda: ["background", "nucleus"], help="class names, background first",
+                                nargs="+", metavar="NAME")
+    val_fraction: float = option(0.2, "share of the images held out for validation (whole images)")
+    steps: int | None = option(None, "training steps (wins over --epochs)")
+    epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
+    batch: int = option(8, "patches per step (per process)")
+    lr: float = option(1e-4, "Adam learning rate")
+    betas: list[float] = option(factory=lambda: [0.5, 0.999], help="Adam betas", nargs=2, metavar="B")
+    lam: float = option(1.0, "weight lambda of the focal loss (L = SS + lambda * focal)")
+    flips: bool = option(True, "random flips")
+    rot90: bool = option(True, "random 90-degree rotations")
+    color_jitter: bool = option(True, "colour jitter (brightness 0.5, contrast 0.4, p 0.3)")
+    blur: bool = option(True, "Gaussian blur (p 0.3)")
+    patch_size: int = option(256, "patch side in pixels", flag="--size")
+    stride: int = option(64, "patch grid step in pixels")
+    skip_background: bool = option(True, "leave out patches that are over 90%% white")
+    validate_every: int | None = option(None, "steps between validations (0: only at the end; default: every epoch)")
+    val_tile: int = option(1024, "inference tile side for validation")
+    checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(2, "checkpoints to keep")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    precision: str = option("auto", "auto, fp32, bf16 or fp16", choices=["auto", "fp32", "bf16", "fp16"])
+    channels_last: bool | None = option(None, "channels-last memory format (default: on CUDA only)")
+    resume: bool = option(False, "continue from the latest checkpoint in the run folder")
+
+    def check(self) -> None:
+        """Validate the settings.
+
+        Raises:
+            TrainingInputError: a setting is out of range (the message names it).
+        """
+        for name in ("patch_size", "stride", "batch", "keep_checkpoints", "val_tile"):
+            check_positive(name, getattr(self, name))
+        check_positive("steps", self.steps, allow_none=True)
+        check_positive("epochs", self.epochs, allow_none=True, integer=False)
+        check_positive("lr", self.lr, integer=False)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise TrainingInputError(f"betas must be two numbers in [0, 1), got {self.betas}.")
+        if not 0 <= self.val_fraction < 1:
+            raise TrainingInputError(f"val_fraction must lie in [0, 1), got {self.val_fraction}.")
+        if self.lam < 0:
+            raise TrainingInputError(f"lam must be >= 0, got {self.lam}.")
+        if self.checkpoint_every < 0 or (self.validate_every is not None and self.validate_every < 0):
+            raise TrainingInputError("checkpoint_every and validate_every must be >= 0.")
+        names = list(self.classes)
+        if len(names) < 2:
+            raise TrainingInputError(f"give at least two classes (background first), got {names}.")
+        if len(set(names)) != len(names):
+            raise TrainingInputError(f"class names must differ, got {names}.")
+
+
+def _initial_network(cfg: FinetuneConfig, num_classes: int) -> tuple[AttentionUNet | None, ModelInfo | None, UNetConfig]:
+    """The parent model (or None for scratch) and the architecture of the fine-tuned network."""
+    if str(cfg.init).lower() == "scratch":
+        return None, None, resolve_architecture(cfg.arch, cfg.width).with_head("classes", num_classes)
+    parent, info = load_model(cfg.init)
+    return parent, info, info.architecture.with_head("classes", num_classes)
+
+
+def _split(data: LoadedPairs, cfg: FinetuneConfig) -> tuple[list[int], list[int], str]:
+    """Indices of training and held-out images (whole images), and a note."""
+    n = len(data.images)
+    if cfg.val_fraction <= 0:
+        return list(range(n)), [], "no held-out validation (val_fraction 0); the last model is kept"
+    if n < 2:
+        return list(range(n)), [], "only one image: no held-out validation; the last model is kept"
+    n_val = min(n - 1, max(1, int(round(cfg.val_fraction * n))))
+    order = np.random.default_rng([cfg.seed, 0x5A1]).permutation(n)
+    val = sorted(int(i) for i in order[:n_val])
+    return [i for i in range(n) if i not in val], val, f"{n - n_val} training and {n_val} held-out image(s)"
+
+
+def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Generator[ProgressEvent, None, Path | None]:
+    """Fine-tune for segmentation; a generator of progress events that returns the best model path.
+
+    Args:
+        cfg: the settings.
+        control: pause / resume / cancel from another thread. By default, none.
+
+    Yields:
+        :class:`ProgressEvent`; "validation" events carry the held-out metrics; the last is "done"
+        or "cancelled".
+
+    Returns:
+        ``<out_dir>/best.safetensors`` (best held-out ``mean_iou``), or ``last.safetensors`` when
+        nothing is held out. On cancel: the best model so far, else the last weights; None if no
+        step was completed.
+
+    Raises:
+        TrainingInputError: bad settings, no pairs, unwritable run folder, a resume that does not fit.
+        MaskInputError: a mask does not fit its image, or has more classes than configured.
+        ModelFileError: the init model cannot be used.
+    """
+    cfg.check()
+    classes = default_classes(list(cfg.classes))
+    num_classes = len(classes)
+    parent, parent_info, arch = _initial_network(cfg, num_classes)
+    normalization: Normalization = parent_info.normalization if parent_info else DEFAULT_NORMALIZATION
+    if cfg.patch_size % arch.downsample_factor:
+        raise TrainingInputError(f"patch size {cfg.patch_size} must be a multiple of {arch.downsample_factor}.")
+    ctx = open_run(out_dir=cfg.out_dir, stage="finetune", architecture=arch, resume=cfg.resume, device=cfg.device,
+                   precision=cfg.precision, channels_last=cfg.channels_last, config_json=config_to_json(cfg))
+
+    data = load_pairs(num_classes=num_classes, image_dir=cfg.images, mask_dir=cfg.masks, pairs=cfg.pairs,
+                      class_names=cfg.classes)
+    if cfg.val_images or cfg.val_masks or cfg.val_pairs:
+        val_data = load_pairs(num_classes=num_classes, image_dir=cfg.val_images, mask_dir=cfg.val_masks,
+                              pairs=cfg.val_pairs, class_names=cfg.classes)
+        train_idx, val_idx = list(range(len(data.images))), []
+        split_note = f"{len(train_idx)} training and {len(val_data.images)} held-out image(s) (given)"
+        val_images, val_masks, val_names = val_data.images, val_data.masks, val_data.names
+    else:
+        train_idx, val_idx, split_note = _split(data, cfg)
+        val_images = [data.images[i] for i in val_idx]
+        val_masks = [data.masks[i] for i in val_idx]
+        val_names = [data.names[i] for i in val_idx]
+    dataset = PairedPatchDataset(
+        [data.images[i] for i in train_idx], [data.masks[i] for i in train_idx], cfg.patch_size, cfg.stride,
+        skip_background=cfg.skip_background,
+        augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur),
+        normalization=normalization, names=[data.names[i] for i in train_idx],
+    )
+    sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
+    steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
+    validate_every = sampler.steps_per_epoch if cfg.validate_every is None else cfg.validate_every
+
+    torch.manual_seed(cfg.seed)
+    head_note = "new class head on a network trained from scratch"
+    if parent is None:
+        model = AttentionUNet(arch)
+    elif parent_info.head == "classes" and parent.config == arch:
+        model, head_note = parent, "kept the parent model's class head (same classes)"
+    else:
+        model, head_note = parent.with_new_head("classes", num_classes), f"new class head on the backbone of {cfg.init}"
+    if ctx.state is not None:
+        model.load_state_dict(ctx.state.model)
+    model = prepare_model(model, ctx.device, ctx.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    extra_state = dict(ctx.state.extra) if ctx.state is not None else {}
+    best: dict[str, Any] = {
+        "best_score": extra_state.get("best_score"),
+        "best_step": extra_state.get("best_step"),
+        "best_metrics": extra_state.get("best_metrics"),
+    }
+    latest: dict[str, Any] = {"step": None, "metrics": None}  # the most recent validation
+    if ctx.state is not None:
+        if ctx.state.optimizer is not None:
+            optimizer.load_state_dict(ctx.state.optimizer)
+        restore_rng(ctx.state.rng)
+
+    criterion = SSFocalLoss(lam=cfg.lam)
+
+    def batches(step: int):
+        return batch_for_step(dataset, sampler, step)
+
+    def loss_fn(net: torch.nn.Module, batch, step: int) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = net(x)  # t = None: timestep 0, as the paper fine-tunes
+        total, parts = criterion(logits.float(), y)
+        return {"loss": total, **parts}
+
+    data_summary = {
+        "folders": data.folders,
+        "train_images": [data.names[i] for i in train_idx],
+        "val_images": val_names,
+        "in_memory_arrays": data.arrays,
+        "patches": len(dataset),
+        "background_patches_skipped": dataset.index.skipped_background,
+        "files_skipped": [n for n, _ in data.skipped],
+    }
+    parent_path = None if parent_info is None else str(parent_info.path)
+
+    def provenance(step: int, metrics: dict[str, float] | None, cancelled: bool) -> dict[str, Any]:
+        values = base_provenance(ctx, stage="finetune", steps=step, epochs=sampler.epoch(step), cancelled=cancelled)
+        values.update(
+            data=data_summary, parent=parent_path or "scratch",
+            parent_stage=(parent_info.provenance.get("stage") if parent_info else None),
+            metrics=metrics or {}, selected_by=f"{SELECTION_METRIC} on whole held-out images" if val_images else "last step",
+            batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride, lr=cfg.lr,
+            betas=list(cfg.betas), lam=cfg.lam, seed=cfg.seed,
+            augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur},
+        )
+        return values
+
+    def model_info(step: int, metrics: dict[str, float] | None, cancelled: bool = False) -> ModelInfo:
+        return ModelInfo(
+            architecture=arch, classes=classes, normalization=normalization, patch_size=cfg.patch_size,
+            postprocess=parent_info.postprocess if parent_info else None,
+            provenance=provenance(step, metrics, cancelled),
+        )
+
+    def validate(net: torch.nn.Module, step: int) -> Iterator[ProgressEvent]:
+        metrics = validate_images(net, model_info(step, None), val_images, val_masks, device=str(ctx.device),
+                                  precision=ctx.precision.value, tile=cfg.val_tile, channels_last=ctx.channels_last)
+        score = metrics[SELECTION_METRIC]
+        latest.update(step=step, metrics=metrics)
+        improved = best["best_score"] is None or score > best["best_score"]
+        if improved:
+            best.update(best_score=score, best_step=step, best_metrics=metrics)
+            path = save_trained_model(ctx.run_dir / BEST_FILE, net, model_info(step, metrics))
+        message = (f"new best {SELECTION_METRIC} {score:.4f}" if improved
+                   else f"best {SELECTION_METRIC} {best['best_score']:.4f} at step {best['best_step']}")
+        yield ProgressEvent(kind="validation", step=step, total_steps=steps, epoch=sampler.epoch(step),
+                            metrics=metrics, message=message, stage="finetune")
+        if improved:
+            yield ProgressEvent(kind="checkpoint", step=step, total_steps=steps, epoch=sampler.epoch(step),
+                                message=f"best model so far written to {path}", path=path, stage="finetune")
+
+    lines = [f"{split_note}; {len(dataset)} patches of {cfg.patch_size} px "
+             f"({dataset.index.skipped_background} background patches skipped), {sampler.steps_per_epoch} steps "
+             f"per epoch; {head_note}; device {ctx.device}, precision {ctx.precision.value}"]
+    lines += [f"skipped {n}: {r}" for n, r in data.skipped] + data.notes + ctx.notes
+    result = yield from logged(
+        train_loop(
+            model=model, batches=batches, loss_fn=loss_fn, optimizer=optimizer, total_steps=steps,
+            device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
+            steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
+            channels_last=ctx.channels_last, control=control,
+            checkpoint=CheckpointPolicy(
+                run_dir=ctx.run_dir, stage="finetune", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
+                config=config_to_json(cfg),
+                extra=lambda: {**best, "classes": list(cfg.classes), "normalization": normalization.to_dict(),
+                               "patch_size": cfg.patch_size},
+            ),
+            scaler_state=ctx.state.scaler if ctx.state is not None else None,
+            validate=validate if val_images else None, validate_every=validate_every,
+            stage="finetune", describe="; ".join(lines),
+        ),
+        ctx.log,
+    )
+    write_replica_check(ctx, model)
+    if result.cancelled and result.step == 0 and best["best_score"] is None:
+        return None
+    last = None
+    if ctx.main:
+        last_metrics = latest["metrics"] if latest["step"] == result.step else None
+        last = save_trained_model(ctx.run_dir / LAST_FILE, unwrap(model), model_info(result.step, last_metrics, result.cancelled))
+    barrier()
+    best_path = ctx.run_dir / BEST_FILE
+    path = best_path if val_images and best["best_score"] is not None else last
+    if not result.cancelled:
+        summary = (f"best {SELECTION_METRIC} {best['best_score']:.4f} at step {best['best_step']}"
+                   if best["best_score"] is not None else "no held-out validation")
+        done = ProgressEvent(kind="done", step=result.step, total_steps=steps, epoch=sampler.epoch(result.step),
+                             loss=result.last_loss, metrics=best["best_metrics"] or {},
+                             message=f"fine-tuning done ({summary}); model: {path}", path=path, stage="finetune")
+        ctx.log.append(done)
+        yield done
+    return path if ctx.main else None

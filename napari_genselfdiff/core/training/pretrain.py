@@ -1,0 +1,249 @@
+"""Stage 1: self-supervised diffusion pretraining on unlabeled images (paper sec. III-B, eq. 8).
+
+The attention U-Net with a noise head learns to predict the noise added to patches of unlabeled H&E
+images, with the P2-weighted loss ``1 / (k + SNR(t))^gamma * ||eps - eps_theta(x_t, t)||^2``
+(k = gamma = 1), t uniform over T = 1000 steps of the "scaled linear" schedule. The result is a model
+file (noise head) whose backbone initialises fine-tuning.
+
+Use from Python or the napari widget (in a thread worker)::
+
+    from napari_genselfdiff.core.training import PretrainConfig, TrainingControl, pretrain
+    control = TrainingControl()
+    cfg = PretrainConfig(images=["slides/"], out_dir="runs/pre", arch="small", steps=2000)
+    gen = pretrain(cfg, control)
+    for event in gen:            # ProgressEvent: kind, step, loss, samples_per_s, eta_s, ...
+        ...
+    # the model path is the generator's return value (napari's thread_worker: "returned")
+
+``images`` may hold folders, files, arrays or ``(name, array)`` tuples. On the command line:
+``python src_train/pretrain.py --images DIR --out RUN`` (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.augment import Augmentation
+from ..data.datasets import PatchDataset, batch_for_step
+from ..data.sampler import StepSampler
+from ..data.sources import load_images
+from ..diffusion import SCHEDULES, GaussianDiffusion
+from ..errors import TrainingInputError
+from ..model_files import ModelInfo
+from ..network.config import PRESETS, UNetConfig
+from ..network.unet import AttentionUNet
+from ..normalization import DEFAULT_NORMALIZATION
+from .architecture import resolve_architecture
+from .checkpoint import restore_rng
+from .control import TrainingControl
+from .distributed import barrier, unwrap
+from .events import ProgressEvent
+from .loop import CheckpointPolicy, logged, prepare_model, train_loop
+from .run import RunContext, base_provenance, open_run, save_trained_model, step_seed, write_replica_check
+from .settings import check_positive, config_to_json, option, total_steps
+
+MODEL_FILE = "pretrained.safetensors"
+PAPER_EPOCHS = 100
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of a pretraining run (defaults: the paper's protocol).
+
+    Args:
+        images: image folders, files, arrays or (name, array) tuples.
+        out_dir: the run folder (checkpoints, metrics.jsonl, the model file).
+        arch: network preset ("default" as in the paper, "small", "tiny"), or a UNetConfig / its dict.
+        width: base width W (widths W, 2W, 4W, 8W) instead of the preset's. By default, the preset's.
+        patch_size: training patch side. By default, 256 (the paper).
+        stride: patch grid step. By default, 64 (the paper).
+        steps: training steps; wins over ``epochs``. By default, derived from ``epochs``.
+        epochs: passes over all patches. By default, 100 (the paper) when ``steps`` is not given.
+        batch: patches per step per process. By default, 8 (the paper).
+        lr: Adam learning rate. By default, 1e-4 (the paper).
+        seed: seeds weights, patch order, augmentation, timesteps and noise. By default, 0.
+        checkpoint_every: steps between checkpoints (0: only at the end). By default, 1000.
+        keep_checkpoints: checkpoints kept. By default, 2.
+        schedule, timesteps, p2_k, p2_gamma: the diffusion process. By default, the paper's.
+        flips / rot90: augmentation. By default, flips only (the paper).
+        skip_background: leave out mostly-white patches. By default, True.
+        device: "auto", "cpu", "cuda", "mps". precision: "auto", "fp32", "bf16", "fp16".
+        channels_last: channels-last memory format. By default, on CUDA only.
+        resume: continue from the run folder's latest checkpoint. By default, False.
+    """
+
+    images: list[Any] = option(factory=list, help="image folders (or files) of unlabeled H&E images",
+                               nargs="+", metavar="DIR")
+    out_dir: str = option("runs/pretrain", "run folder: checkpoints, metrics.jsonl, the model file",
+                          flag="--out", metavar="RUN_DIR")
+    arch: Any = option("default", "network size preset", choices=sorted(PRESETS))
+    width: int | None = option(None, "base width W: widths W,2W,4W,8W (overrides the preset's widths)")
+    patch_size: int = option(256, "patch side in pixels", flag="--size")
+    stride: int = option(64, "patch grid step in pixels")
+    steps: int | None = option(None, "training steps (wins over --epochs)")
+    epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
+    batch: int = option(8, "patches per step (per process)")
+    lr: float = option(1e-4, "Adam learning rate")
+    seed: int = option(0, "random seed")
+    checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(2, "checkpoints to keep")
+    schedule: str = option("scaled_linear", "noise schedule", choices=list(SCHEDULES))
+    timesteps: int = option(1000, "diffusion steps T")
+    p2_k: float = option(1.0, "P2 weighting k")
+    p2_gamma: float = option(1.0, "P2 weighting gamma (0: unweighted L_simple)")
+    flips: bool = option(True, "random horizontal/vertical flips")
+    rot90: bool = option(False, "random 90-degree rotations")
+    skip_background: bool = option(True, "leave out patches that are over 90%% white")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    precision: str = option("auto", "auto, fp32, bf16 or fp16", choices=["auto", "fp32", "bf16", "fp16"])
+    channels_last: bool | None = option(None, "channels-last memory format (default: on CUDA only)")
+    resume: bool = option(False, "continue from the latest checkpoint in the run folder")
+
+    def check(self) -> UNetConfig:
+        """Validate the settings; returns the network configuration (noise head).
+
+        Raises:
+            TrainingInputError: a setting is out of range (the message names it).
+        """
+        for name in ("patch_size", "stride", "batch", "timesteps", "keep_checkpoints"):
+            check_positive(name, getattr(self, name))
+        check_positive("steps", self.steps, allow_none=True)
+        check_positive("epochs", self.epochs, allow_none=True, integer=False)
+        check_positive("lr", self.lr, integer=False)
+        if self.checkpoint_every < 0:
+            raise TrainingInputError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
+        arch = resolve_architecture(self.arch, self.width).with_head("noise", 3)
+        if self.patch_size % arch.downsample_factor:
+            raise TrainingInputError(
+                f"patch size {self.patch_size} must be a multiple of {arch.downsample_factor} for this "
+                f"network ({len(arch.widths)} levels)."
+            )
+        return arch
+
+
+def _diffusion(cfg: PretrainConfig) -> GaussianDiffusion:
+    try:
+        return GaussianDiffusion.from_config(schedule=cfg.schedule, timesteps=int(cfg.timesteps),
+                                             p2_k=cfg.p2_k, p2_gamma=cfg.p2_gamma)
+    except ValueError as exc:
+        raise TrainingInputError(f"diffusion settings: {exc}") from exc
+
+
+def _save_result(ctx: RunContext, model: AttentionUNet, cfg: PretrainConfig, diffusion: GaussianDiffusion,
+                 provenance: dict[str, Any]) -> Path | None:
+    path = None
+    if ctx.main:
+        info = ModelInfo(
+            architecture=model.config,
+            classes=[],
+            normalization=DEFAULT_NORMALIZATION,
+            patch_size=cfg.patch_size,
+            diffusion=diffusion.to_config(),
+            provenance=provenance,
+        )
+        path = save_trained_model(ctx.run_dir / MODEL_FILE, model, info)
+    barrier()
+    return path
+
+
+def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Generator[ProgressEvent, None, Path | None]:
+    """Run diffusion pretraining; a generator of progress events that returns the model file path.
+
+    Args:
+        cfg: the settings.
+        control: pause / resume / cancel from another thread. By default, none.
+
+    Yields:
+        :class:`ProgressEvent` (see :mod:`.events`); the last is "done" or "cancelled".
+
+    Returns:
+        ``<out_dir>/pretrained.safetensors`` (noise head; diffusion settings and provenance in its
+        metadata). On cancel, the same file with the weights of the last completed step, or None if
+        no step was completed.
+
+    Raises:
+        TrainingInputError: bad settings, no usable images, unwritable run folder, or a resume that
+            does not fit (another architecture or stage).
+    """
+    arch = cfg.check()
+    diffusion = _diffusion(cfg)
+    ctx = open_run(out_dir=cfg.out_dir, stage="pretrain", architecture=arch, resume=cfg.resume, device=cfg.device,
+                   precision=cfg.precision, channels_last=cfg.channels_last, config_json=config_to_json(cfg))
+    data = load_images(cfg.images)
+    dataset = PatchDataset(
+        data.images, cfg.patch_size, cfg.stride, skip_background=cfg.skip_background,
+        augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=False, blur=False),
+        normalization=DEFAULT_NORMALIZATION, names=data.names,
+    )
+    sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
+    steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+    model = AttentionUNet(arch)
+    if ctx.state is not None:
+        model.load_state_dict(ctx.state.model)
+    model = prepare_model(model, ctx.device, ctx.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if ctx.state is not None:
+        if ctx.state.optimizer is not None:
+            optimizer.load_state_dict(ctx.state.optimizer)
+        restore_rng(ctx.state.rng)
+
+    def batches(step: int) -> torch.Tensor:
+        return batch_for_step(dataset, sampler, step)
+
+    def loss_fn(net: torch.nn.Module, x0: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        # Timesteps and noise from a per-(step, rank) generator: a resumed run draws the same ones.
+        gen = torch.Generator(device=x0.device).manual_seed(step_seed(cfg.seed, step, ctx.rank, 0xD1F))
+        out = diffusion.training_loss(net, x0, generator=gen)
+        return {"loss": out["loss"], "mse": out["mse"].mean()}
+
+    data_summary = {
+        "folders": data.folders,
+        "images": len(data.images),
+        "in_memory_arrays": data.arrays,
+        "patches": len(dataset),
+        "background_patches_skipped": dataset.index.skipped_background,
+        "files_skipped": [n for n, _ in data.skipped],
+    }
+    lines = [f"{len(data.images)} image(s), {len(dataset)} patches of {cfg.patch_size} px "
+             f"({dataset.index.skipped_background} background patches skipped), "
+             f"{sampler.steps_per_epoch} steps per epoch, device {ctx.device}, precision {ctx.precision.value}"]
+    lines += [f"skipped {n}: {r}" for n, r in data.skipped] + data.notes + ctx.notes
+    extra = {"diffusion": diffusion.to_config(), "normalization": DEFAULT_NORMALIZATION.to_dict(),
+             "patch_size": cfg.patch_size}
+    result = yield from logged(
+        train_loop(
+            model=model, batches=batches, loss_fn=loss_fn, optimizer=optimizer, total_steps=steps,
+            device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
+            steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
+            channels_last=ctx.channels_last, control=control,
+            checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage="pretrain", every=cfg.checkpoint_every,
+                                        keep=cfg.keep_checkpoints, config=config_to_json(cfg),
+                                        extra=lambda: extra),
+            scaler_state=ctx.state.scaler if ctx.state is not None else None,
+            stage="pretrain", describe="; ".join(lines),
+        ),
+        ctx.log,
+    )
+    write_replica_check(ctx, model)
+    net = unwrap(model)
+    provenance = base_provenance(ctx, stage="pretrain", steps=result.step,
+                                 epochs=sampler.epoch(result.step), cancelled=result.cancelled)
+    provenance.update(data=data_summary, batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride,
+                      lr=cfg.lr, seed=cfg.seed, final_loss=result.last_loss)
+    if result.cancelled and result.step == 0:
+        return None
+    path = _save_result(ctx, net, cfg, diffusion, provenance)
+    if not result.cancelled:
+        done = ProgressEvent(kind="done", step=result.step, total_steps=steps, epoch=sampler.epoch(result.step),
+                             loss=result.last_loss, message=f"pretraining done; model written to {path}",
+                             path=path, stage="pretrain")
+        ctx.log.append(done)
+        yield done
+    return path

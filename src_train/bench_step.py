@@ -1,0 +1,98 @@
+"""Measure training step times (forward + backward + Adam) on this machine, for docs/training.md.
+
+    python src_train/bench_step.py --arch tiny small --size 128 256 --batch 8 --steps 3
+
+Each configuration runs ``--warmup`` untimed steps, then ``--steps`` timed ones; the median is
+reported. Both stages are measured: pretraining (P2-weighted diffusion loss, noise head) and
+fine-tuning (SS + focal loss, 2-class head at t = 0). Random tensors stand in for images: the step
+time does not depend on pixel values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from napari_genselfdiff.core.diffusion import GaussianDiffusion  # noqa: E402
+from napari_genselfdiff.core.inference.device import autocast, choose_device, choose_precision  # noqa: E402
+from napari_genselfdiff.core.losses import SSFocalLoss  # noqa: E402
+from napari_genselfdiff.core.network import PRESETS, AttentionUNet  # noqa: E402
+from napari_genselfdiff.core.network.unet import count_parameters  # noqa: E402
+
+
+def _time_steps(step, warmup: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
+    parser.add_argument("--size", nargs="+", type=int, default=[128, 256])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--stage", nargs="+", default=["pretrain", "finetune"], choices=["pretrain", "finetune"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+
+    device = choose_device(args.device)
+    precision = choose_precision(device, args.precision)
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, device {device}, precision {precision.value}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print("stage     arch   params  patch batch  s/step (median)  steps/s  samples/s  all steps")
+    diffusion = GaussianDiffusion.from_config()
+    ss_focal = SSFocalLoss()
+    gen = torch.Generator(device=device).manual_seed(0)
+    for stage in args.stage:
+        for arch in args.arch:
+            cfg = PRESETS[arch] if stage == "pretrain" else PRESETS[arch].with_head("classes", 2)
+            model = AttentionUNet(cfg).to(device).train()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+            for size in args.size:
+                x = torch.rand(args.batch, 3, size, size, device=device) * 2 - 1
+                y = torch.randint(0, 2, (args.batch, size, size), device=device)
+
+                def step() -> None:
+                    with autocast(device, precision):
+                        if stage == "pretrain":
+                            loss = diffusion.training_loss(model, x, generator=gen)["loss"]
+                        else:
+                            loss = ss_focal(model(x).float(), y)[0]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+
+                times = _time_steps(step, args.warmup, args.steps)
+                med = statistics.median(times)
+                print(
+                    f"{stage:<9} {arch:<6} {count_parameters(model) / 1e6:5.1f}M {size:6d} {args.batch:5d} "
+                    f"{med:15.2f} {1 / med:8.3f} {args.batch / med:10.2f}  "
+                    + " ".join(f"{t:.2f}" for t in times),
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
