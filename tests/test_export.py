@@ -1,0 +1,156 @@
+"""Export: TIFF/PNG masks re-read equal, classes.json, QuPath GeoJSON that rasterises back to the objects,
+and no file replaced without permission."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_genselfdiff.core.annotations import AnnotationSet
+from napari_genselfdiff.core.export import (
+    ExportError,
+    ExportItem,
+    OverwriteRefused,
+    export_annotation_set,
+    export_items,
+    labels_to_geojson,
+    rasterize_geometry,
+    read_classes_json,
+)
+from napari_genselfdiff.core.io.read import read_array
+from napari_genselfdiff.core.model_files import default_classes
+
+CLASSES = default_classes(["background", "nucleus", "stroma"])
+SAMPLE = Path(__file__).resolve().parents[1] / "napari_genselfdiff" / "samples" / "he_nuclei_512.png"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_objects():
+    """Nuclei of the real H&E sample (dark haematoxylin, split by watershed) as labels + instances."""
+    from napari_genselfdiff.core.metrics.instances import label_instances
+
+    rgb = read_array(SAMPLE)[..., :3].astype(np.float32)
+    nuclei = rgb.mean(-1) < 120
+    instances = label_instances(nuclei)
+    labels = np.where(instances > 0, 1, 0).astype(np.uint8)
+    labels[(labels == 0) & (rgb[..., 0] > 200) & (rgb.mean(-1) < 215)] = 2  # some "stroma"
+    return labels, instances
+
+
+def test_single_pixel_coordinates_follow_qupath():
+    labels = np.zeros((5, 6), np.uint8)
+    labels[2, 3] = 1
+    feature = labels_to_geojson(labels, CLASSES)["features"][0]
+    # pixel (row 2, column 3) is the square x in [3, 4], y in [2, 3]
+    assert feature["geometry"] == {"type": "Polygon", "coordinates": [[[3, 2], [4, 2], [4, 3], [3, 3], [3, 2]]]}
+    assert feature["properties"] == {
+        "objectType": "detection", "classification": {"name": "nucleus", "color": list(CLASSES[1].color[:3])}
+    }
+
+
+def test_holes_and_multipart_objects():
+    labels = np.zeros((20, 20), np.uint8)
+    labels[2:12, 2:12] = 1
+    labels[5:8, 5:8] = 0  # a hole
+    labels[14:17, 14:17] = 2
+    fc = labels_to_geojson(labels, CLASSES, object_type="annotation")
+    ring = next(f for f in fc["features"] if f["properties"]["classification"]["name"] == "nucleus")
+    assert ring["geometry"]["type"] == "Polygon" and len(ring["geometry"]["coordinates"]) == 2  # exterior + hole
+    assert ring["properties"]["objectType"] == "annotation"
+    assert np.array_equal(rasterize_geometry(ring["geometry"], labels.shape), labels == 1)
+    # one instance in two pieces (touching only at a corner) -> MultiPolygon
+    instances = np.zeros((6, 6), np.uint16)
+    instances[1, 1] = instances[2, 2] = 1
+    fc = labels_to_geojson((instances > 0).astype(np.uint8), CLASSES, instances=instances)
+    geometry = fc["features"][0]["geometry"]
+    assert geometry["type"] == "MultiPolygon" and len(geometry["coordinates"]) == 2
+    assert np.array_equal(rasterize_geometry(geometry, instances.shape), instances == 1)
+
+
+def test_geojson_polygons_rasterise_back_to_the_objects_of_a_real_image():
+    labels, instances = _sample_objects()
+    fc = labels_to_geojson(labels, CLASSES, instances=instances)
+    assert len(fc["features"]) == instances.max() > 50
+    ious = [
+        _iou(rasterize_geometry(f["geometry"], labels.shape), instances == value)
+        for value, f in enumerate(fc["features"], start=1)
+    ]
+    assert min(ious) >= 0.95, min(ious)
+    # without instances: every 4-connected region of each class is one object (on a crop, for speed)
+    labels = labels[:160, :160]
+    by_class = labels_to_geojson(labels, CLASSES)
+    rebuilt = np.zeros_like(labels)
+    names = {c.name: c.id for c in CLASSES}
+    for f in by_class["features"]:
+        rebuilt[rasterize_geometry(f["geometry"], labels.shape)] = names[f["properties"]["classification"]["name"]]
+    assert np.array_equal(rebuilt, labels)
+
+
+def test_export_files_reread_equal(tmp_path):
+    labels, instances = _sample_objects()
+    report = export_items(tmp_path / "out", [ExportItem("slide_1", labels, CLASSES, instances)])
+    names = sorted(p.name for p in report.written)
+    assert names == sorted([
+        "slide_1_labels.tif", "slide_1_instances.tif", "slide_1_labels.png", "slide_1_instances.png",
+        "slide_1.geojson", "classes.json",
+    ])
+    out = tmp_path / "out"
+    for name, expected in (("slide_1_labels.tif", labels), ("slide_1_labels.png", labels),
+                           ("slide_1_instances.tif", instances), ("slide_1_instances.png", instances)):
+        got = read_array(out / name)
+        assert got.shape == expected.shape and np.array_equal(got, expected), name
+    assert read_classes_json(out / "classes.json") == CLASSES
+    geo = json.loads((out / "slide_1.geojson").read_text())
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == instances.max()
+
+
+def test_never_overwrites_without_permission(tmp_path):
+    labels = np.zeros((8, 8), np.uint8)
+    labels[2:5, 2:5] = 1
+    item = ExportItem("a", labels, CLASSES)
+    export_items(tmp_path, [item], formats=("tif", "png"))
+    before = (tmp_path / "a_labels.tif").read_bytes()
+    changed = ExportItem("a", labels * 2, CLASSES)
+    with pytest.raises(OverwriteRefused) as refused:
+        export_items(tmp_path, [changed], formats=("tif", "png", "geojson"))
+    assert sorted(p.name for p in refused.value.paths) == ["a_labels.png", "a_labels.tif"]
+    assert "Nothing was written" in str(refused.value)
+    assert (tmp_path / "a_labels.tif").read_bytes() == before and not (tmp_path / "a.geojson").exists()
+    export_items(tmp_path, [changed], formats=("tif", "png", "geojson"), overwrite=True)
+    assert read_array(tmp_path / "a_labels.tif").max() == 2
+    # a classes.json with other classes is a conflict too
+    other = ExportItem("b", labels, default_classes(["background", "gland"]))
+    with pytest.raises(OverwriteRefused, match="classes.json"):
+        export_items(tmp_path, [other], formats=("tif",))
+
+
+def test_unwritable_folder_and_empty_set(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    labels = np.ones((4, 4), np.uint8)
+    with pytest.raises(ExportError, match="cannot write to the export folder"):
+        export_items(blocker / "out", [ExportItem("a", labels, CLASSES)])
+    with pytest.raises(ExportError, match="annotation set is empty"):
+        export_annotation_set(AnnotationSet(tmp_path / "set"), tmp_path / "out")
+
+
+def test_export_annotation_set(tmp_path):
+    aset = AnnotationSet(tmp_path / "set")
+    rng = np.random.default_rng(0)
+    for name in ("slide 1", "slide 1", "slide/2"):
+        aset.add(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), (rng.random((16, 16)) > 0.5).astype(np.uint8),
+                 name=name, classes=CLASSES)
+    report = export_annotation_set(aset, tmp_path / "out", formats=("tif",))
+    assert sorted(p.name for p in report.written) == [
+        "classes.json", "slide_1_0002_labels.tif", "slide_1_labels.tif", "slide_2_labels.tif"
+    ]
+    assert np.array_equal(read_array(tmp_path / "out" / "slide_2_labels.tif"), aset.load("0003")[1])
