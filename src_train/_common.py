@@ -40,7 +40,7 @@ def _flag_type(hint: Any) -> tuple[Any, bool]:
     if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
         return _flag_type(args[0]) if len(args) == 1 else (str, False)
     if origin in (list, tuple):
-        return (args[0] if args else str), True
+        return (args[0] if args and args[0] in (int, float, str, bool) else str), True
     return (hint if hint in (int, float, str, bool) else str), False
 
 

@@ -1,6 +1,6 @@
 """Measure training step times (forward + backward + Adam) on this machine, for docs/training.md.
 
-    python src_train/bench_step.py --arch tiny small --size 128 256 --batch 8 --steps 3
+    python src_train/bench_step.py --arch tiny small --size 128 256 --batch 8 --steps 3 [--threads 1]
 
 Each configuration runs ``--warmup`` untimed steps, then ``--steps`` timed ones; the median is
 reported. Both stages are measured: pretraining (P2-weighted diffusion loss, noise head) and
@@ -50,7 +50,10 @@ def main() -> None:
     parser.add_argument("--stage", nargs="+", default=["pretrain", "finetune"], choices=["pretrain", "finetune"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = choose_device(args.device)
     precision = choose_precision(device, args.precision)
