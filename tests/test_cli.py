@@ -224,3 +224,22 @@ def test_segment_a_real_monuseg_image(capsys, tmp_path, requires_data, model_pat
     assert code == 0, stdout
     labels = tifffile.imread(tmp_path / f"{image.stem}_labels.tif")
     assert labels.shape == (1000, 1000) and labels.dtype == np.uint8
+
+
+@pytest.mark.gui
+def test_gui_opens_napari_with_the_widget_docked_and_the_image_open(capsys, monkeypatch, inputs):
+    napari = pytest.importorskip("napari")
+    seen = {}
+
+    def fake_run(*args, **kwargs):  # instead of entering the Qt event loop: look, then close
+        viewer = napari.current_viewer()
+        seen["layers"] = [layer.name for layer in viewer.layers]
+        seen["docks"] = list(viewer.window.dock_widgets)
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", fake_run)
+    code, _, stderr = run_cli(capsys, "gui", inputs / "good.png")
+    assert code == 0, stderr
+    assert "warning" not in stderr
+    assert seen["layers"] == ["good"]
+    assert any("napari-genselfdiff" in name for name in seen["docks"])
