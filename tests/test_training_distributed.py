@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from napari_genselfdiff.core.model_files import load_model
 from napari_genselfdiff.core.training import read_metrics
@@ -38,6 +39,7 @@ def _images(tmp_path: Path) -> list[str]:
     return paths
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo_keep_identical_weights(tmp_path):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"pretrain": {"arch": ARCH, "timesteps": 100}}))

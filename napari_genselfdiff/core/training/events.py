@@ -38,7 +38,7 @@ class ProgressEvent:
         step: steps completed so far (1-based after the first step).
         total_steps: steps the run will make in all.
         epoch: epochs completed so far (fractional).
-        loss: the step's training loss (this rank's; "step" events), else None.
+        loss: the step's training loss (the mean over all ranks; "step" events), else None.
         metrics: other numbers: loss parts for "step", held-out scores for "validation".
         samples_per_s: training throughput over all ranks (smoothed).
         eta_s: estimated seconds to the end of the run.

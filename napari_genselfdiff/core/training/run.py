@@ -89,8 +89,8 @@ def open_run(
     main = is_main_process()
     notes: list[str] = []
     run_dir = Path(out_dir).expanduser()
+    prepare_run_dir(run_dir)  # on every rank, so that all of them fail alike instead of waiting for rank 0
     if main:
-        prepare_run_dir(run_dir)
         remove_stale_temporaries(run_dir)
     barrier()
     latest = find_latest_checkpoint(run_dir)
