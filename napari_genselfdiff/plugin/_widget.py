@@ -51,6 +51,7 @@ class GenSelfDiffWidget(QWidget):
         from .widgets.pretrain_panel import PretrainPanel
         from .widgets.segment_panel import SegmentPanel
 
+        _warm_up()
         self.viewer = napari_viewer
         self.state = PluginState(napari_viewer, parent=self)
         self.close_policy: str | None = None
@@ -114,6 +115,14 @@ class GenSelfDiffWidget(QWidget):
             QApplication.processEvents()
             time.sleep(0.01)
         return not self.state.running_jobs()
+
+
+def _warm_up() -> None:
+    """Import the compute modules now, while the dock opens, not in the first click's handler (about
+    1 s on a small CPU; a stalled click feels broken, a dock that takes a second to open does not)."""
+    import napari_genselfdiff.core.export  # noqa: F401
+    import napari_genselfdiff.core.inference  # noqa: F401
+    import napari_genselfdiff.core.training  # noqa: F401
 
 
 class _CloseFilter(QObject):

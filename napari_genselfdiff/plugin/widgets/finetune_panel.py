@@ -1,14 +1,313 @@
-"""Fine-tune panel (provisional until core.training.finetune lands)."""
+"""Fine-tune panel: train the segmentation model on the corrected pairs, in a background worker.
+
+The training data are the annotation set's pairs (snapshots already on disk, so editing labels
+while fine-tuning changes nothing in the run) plus, optionally, a folder of images with a folder of
+masks paired by name. While fine-tuning runs, a running pretraining is paused (and resumed after).
+On success the widget switches to the new model and offers to re-segment the open images that are
+not in the annotation set.
+"""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QGroupBox
+import time
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ...core.errors import GenSelfDiffError
+from .. import _notify
+from .._layers import image_layers
+from .._settings import data_dir
+from .._subprocess import train_in_subprocess
+from .._threading import start_worker
+from ._training_common import RunControls, TrainingRun
+
+START_CURRENT = "the current model"
+START_PRETRAINED = "the pretrained model (Pretrain above)"
+START_SCRATCH = "scratch (no pretraining)"
+
+
+class _PathEdit(QHBoxLayout):
+    def __init__(self, caption: str, folder: bool = True) -> None:
+        super().__init__()
+        self.edit = QLineEdit()
+        button = QPushButton("...")
+        button.setMaximumWidth(32)
+        self.addWidget(self.edit, 1)
+        self.addWidget(button)
+
+        def browse() -> None:
+            if folder:
+                path = QFileDialog.getExistingDirectory(None, caption, self.edit.text() or str(Path.home()))
+            else:
+                path, _ = QFileDialog.getOpenFileName(None, caption, self.edit.text() or str(Path.home()),
+                                                      "Model files (*.safetensors)")
+            if path:
+                self.edit.setText(path)
+
+        button.clicked.connect(browse)
+
+    def text(self) -> str:
+        return self.edit.text().strip()
 
 
 class FinetunePanel(QGroupBox):
+    """Supervised fine-tuning on the annotation set.
+
+    Attributes tests use: ``control``, ``run`` (``events``), ``model_path``, ``outcome``,
+    ``paused_pretraining`` (whether this run paused a pretraining), ``resegment_worker``, and the
+    widgets ``start_from``, ``steps``, ``batch``, ``patch``, ``arch``, ``run_dir``, ``use_set``.
+    """
+
     def __init__(self, state, pretrain_panel=None, segment_panel=None, parent=None) -> None:
-        super().__init__("Fine-tune", parent)
+        super().__init__("Fine-tune on the corrected pairs", parent)
         self.state = state
+        self.pretrain_panel = pretrain_panel
+        self.segment_panel = segment_panel
+        self.worker = None
+        self.control = None
+        self.run: TrainingRun | None = None
+        self.model_path: Path | None = None
+        self.outcome: str | None = None
+        self.paused_pretraining = False
+        self.resegment_worker = None
+        #: a UNetConfig (or preset name) used instead of the Network choice (scripts and tests).
+        self.architecture = None
+
+        self.use_set = QCheckBox("corrected pairs of the annotation set")
+        self.use_set.setChecked(True)
+        self.images = _PathEdit("Folder of training images")
+        self.masks = _PathEdit("Folder of their masks (same names)")
+        self.start_from = QComboBox()
+        self.start_from.addItems([START_CURRENT, START_PRETRAINED, START_SCRATCH])
+        self.start_from.setToolTip(
+            "The current model continues training; a pretrained (diffusion) model gets a new class head."
+        )
+        self.arch = QComboBox()
+        self.arch.addItems(["tiny", "small", "default"])
+        self.arch.setCurrentText("small")
+        self.arch.setToolTip("Network size when starting from scratch (a model file brings its own).")
+        self.patch = QSpinBox()
+        self.patch.setRange(32, 1024)
+        self.patch.setSingleStep(32)
+        self.patch.setValue(128)
+        self.patch.setSuffix(" px")
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 10_000_000)
+        self.steps.setValue(500)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 256)
+        self.batch.setValue(4)
+        self.run_dir = QLineEdit(str(data_dir() / "runs" / "finetune"))
+        self.controls = RunControls("Start fine-tuning", "segmentation loss")
+
+        form = QFormLayout()
+        form.addRow("Train on:", self.use_set)
+        form.addRow("+ images:", self.images)
+        form.addRow("+ masks:", self.masks)
+        form.addRow("Start from:", self.start_from)
+        form.addRow("Network:", self.arch)
+        form.addRow("Patch size:", self.patch)
+        form.addRow("Steps:", self.steps)
+        form.addRow("Batch:", self.batch)
+        form.addRow("Run folder:", self.run_dir)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+
+        self.controls.start.clicked.connect(lambda: self.start())
+        self.controls.pause.clicked.connect(self._on_pause_clicked)
+        self.controls.cancel.clicked.connect(self.stop)
+
+    # -- configuration ------------------------------------------------------------------------------
+
+    def _init_model(self) -> str:
+        choice = self.start_from.currentText()
+        if choice == START_SCRATCH:
+            return "scratch"
+        if choice == START_PRETRAINED:
+            path = self.pretrain_panel.model_path if self.pretrain_panel is not None else None
+            if path is None:
+                raise _UserError("No pretrained model yet: run pretraining to the end first, or start from the current model.")
+            return str(path)
+        if self.state.model_path is None:
+            raise _UserError(
+                "No current model to start from: choose a model in the Segment tab, or start from the "
+                "pretrained model or from scratch."
+            )
+        return str(self.state.model_path)
+
+    def _class_names(self) -> list[str]:
+        info = self.state.model_info
+        if self.start_from.currentText() == START_CURRENT and info is not None and info.classes:
+            return [c.name for c in info.classes]
+        aset = self.state.annotations
+        if aset is not None and aset.classes:
+            return [c.name for c in aset.classes]
+        if info is not None and info.classes:
+            return [c.name for c in info.classes]
+        return ["background", "nucleus"]
+
+    def config(self):
+        """The :class:`FinetuneConfig` the panel describes, with the annotation set's pairs loaded.
+
+        Raises:
+            _UserError / GenSelfDiffError: no data, no model to start from (message for the user).
+        """
+        from ...core.training import FinetuneConfig
+
+        pairs = []
+        aset = self.state.annotations
+        if self.use_set.isChecked() and aset is not None:
+            pairs = [(p.name, *aset.load(p.id)) for p in aset.pairs]
+        images, masks = self.images.text() or None, self.masks.text() or None
+        if bool(images) != bool(masks):
+            raise _UserError("Give both a folder of images and a folder of their masks, or neither.")
+        if not pairs and not images:
+            raise _UserError(
+                "Nothing to fine-tune on: the annotation set is empty. Correct a segmentation and press "
+                "'Mark as corrected' (Correct tab), or give folders of images and masks."
+            )
+        steps = int(self.steps.value())
+        run_dir = self.run_dir.text().strip()
+        if not run_dir:
+            raise _UserError("Choose a run folder for the checkpoints and the model.")
+        return FinetuneConfig(
+            images=images, masks=masks, pairs=pairs or None, out_dir=run_dir,
+            init=self._init_model(), arch=self.architecture or self.arch.currentText(), classes=self._class_names(),
+            steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
+            stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
+            val_tile=512, checkpoint_every=max(1, steps // 4), device=self.state.device,
+        )
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def start(self):
+        """Start fine-tuning; returns the worker or None (with a message)."""
+        from ...core.training import TrainingControl, find_latest_checkpoint
+
+        if self.state.running("finetune"):
+            _notify.info("Fine-tuning is already running.")
+            return None
+        try:
+            cfg = self.config()
+        except (_UserError, GenSelfDiffError, OSError) as exc:
+            _notify.error(f"Cannot fine-tune: {_notify.describe(exc) if not isinstance(exc, _UserError) else exc}")
+            return None
+        run_dir = Path(cfg.out_dir).expanduser()
+        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None:
+            cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+            self.run_dir.setText(cfg.out_dir)
+        self.paused_pretraining = False
+        if self.pretrain_panel is not None and self.state.running("pretrain") and not self.pretrain_panel.is_paused:
+            self.pretrain_panel.pause(by="fine-tuning")
+            self.paused_pretraining = True
+            _notify.info("Pretraining is paused while fine-tuning runs; it resumes afterwards.")
+        self.control = TrainingControl()
+        self.model_path, self.outcome = None, None
+        self.controls.curve.clear()
+        self.run = TrainingRun(self.controls, "GenSelfDiff: fine-tuning")
+        self.controls.status.setText(f"Preparing {len(cfg.pairs or [])} corrected pair(s)...")
+        self.worker = start_worker(
+            train_in_subprocess, "finetune", cfg, self.control,
+            on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
+            on_finished=self._on_finished, start=False,
+        )
+        worker = self.worker
+        self.state.set_job("finetune", worker)
+        self.controls.set_running(True)
+        worker.start()
+        return worker
+
+    def pause(self) -> None:
+        if self.control is not None and self.state.running("finetune"):
+            self.control.pause()
+            self.controls.set_running(True, paused=True)
+            self.controls.status.setText("Pausing after the current step...")
+
+    def resume(self) -> None:
+        if self.control is not None and self.state.running("finetune"):
+            self.control.resume()
+            self.controls.set_running(True, paused=False)
 
     def stop(self) -> None:
-        pass
+        """Cancel: the run keeps its best (or last) weights and a checkpoint, then ends."""
+        if self.control is not None and self.state.running("finetune"):
+            self.controls.status.setText("Stopping: saving a checkpoint of the last completed step...")
+            self.control.cancel()
+
+    def _on_pause_clicked(self) -> None:
+        if self.control is not None and self.control.is_paused:
+            self.resume()
+        else:
+            self.pause()
+
+    # -- worker callbacks --------------------------------------------------------------------------
+
+    def _on_returned(self, path) -> None:
+        cancelled = bool(self.run and self.run.events and self.run.events[-1].kind == "cancelled")
+        self.model_path = Path(path) if path else None
+        if cancelled or path is None:
+            self.outcome = "cancelled"
+            _notify.info(f"Fine-tuning stopped; the model is unchanged. Checkpoint in {self.run_dir.text()}.")
+            return
+        self.outcome = "done"
+        try:
+            self.state.set_model(path)
+        except (GenSelfDiffError, OSError) as exc:
+            _notify.error(f"Fine-tuning finished but its model cannot be used: {_notify.describe(exc)}")
+            return
+        _notify.info(f"Fine-tuning done: now segmenting with {path}.")
+        self.offer_resegment()
+
+    def other_images(self) -> list:
+        """Open image layers that are not in the annotation set (by name)."""
+        done = {p.name for p in self.state.annotations.pairs} if self.state.annotations is not None else set()
+        return [layer for layer in image_layers(self.state.viewer) if layer.name not in done]
+
+    def offer_resegment(self):
+        layers = self.other_images()
+        if not layers or self.segment_panel is None:
+            return None
+        names = ", ".join(layer.name for layer in layers[:4]) + (" ..." if len(layers) > 4 else "")
+        if not self.state.ask(
+            "Re-segment with the new model?",
+            f"Segment the {len(layers)} open image(s) not in the annotation set ({names}) with the fine-tuned "
+            "model? New labels layers are added; existing ones are kept.",
+        ):
+            return None
+        self.resegment_worker = self.segment_panel.run(layers)
+        return self.resegment_worker
+
+    def _on_errored(self, exc: Exception) -> None:
+        self.outcome = "failed"
+        text = f"Cannot fine-tune: {exc}" if isinstance(exc, GenSelfDiffError) else _notify.describe(exc, "Fine-tuning")
+        _notify.error(text)
+        self.controls.status.setText(text)
+
+    def _on_finished(self) -> None:
+        if self.run is not None:
+            self.run.close()
+        self.state.set_job("finetune", None)
+        self.worker = None
+        self.controls.set_running(False)
+        if self.paused_pretraining and self.pretrain_panel is not None:
+            self.paused_pretraining = False
+            if self.pretrain_panel.paused_by == "fine-tuning":
+                self.pretrain_panel.resume()
+                _notify.info("Pretraining resumed.")
+
+
+class _UserError(Exception):
+    """A message for the user about the panel's inputs."""

@@ -5,13 +5,13 @@ Start is pressed). The run writes checkpoints, ``metrics.jsonl`` and ``pretraine
 its run folder; Pause / Resume / Cancel go through :class:`TrainingControl` (cancel saves a
 checkpoint of the last completed step). Preview draws a few DDIM samples from the latest
 checkpoint (or the finished model) as an image layer: noise-like blobs early on, H&E-like texture
-once the network has learnt something.
+once the network has learnt something. Training and preview run in a child process (see
+:mod:`.._subprocess` for why), so the GUI stays responsive.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +30,9 @@ from qtpy.QtWidgets import (
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._settings import data_dir
+from .._subprocess import train_in_subprocess
 from .._threading import start_worker
 from ._training_common import FolderList, RunControls, TrainingRun, layer_snapshots, report_skipped
-
-
-def preview_job(source: Path, n: int, steps: int) -> Generator[dict, None, np.ndarray]:
-    """DDIM samples from a model file, checkpoint or run folder (no Qt); returns (n, H, W, 3) uint8."""
-    from ...core.training import sample_preview
-
-    yield {"stage": "sampling"}
-    return sample_preview(source, n=n, steps=steps)
 
 
 class PretrainPanel(QGroupBox):
@@ -60,7 +53,10 @@ class PretrainPanel(QGroupBox):
         self.model_path: Path | None = None
         self.outcome: str | None = None
         self.preview_worker = None
+        self.previews = 0
         self.paused_by: str | None = None
+        #: a UNetConfig (or preset name) used instead of the Network choice (scripts and tests).
+        self.architecture = None
 
         self.folders = FolderList("Folder of unlabeled H&E images")
         self.use_layers = QCheckBox("open image layers")
@@ -121,7 +117,7 @@ class PretrainPanel(QGroupBox):
         return PretrainConfig(
             images=[],
             out_dir=self.run_dir.text().strip(),
-            arch=self.arch.currentText(),
+            arch=self.architecture or self.arch.currentText(),
             patch_size=int(self.patch.value()),
             stride=max(16, int(self.patch.value()) // 2),
             steps=int(self.steps.value()),
@@ -133,7 +129,7 @@ class PretrainPanel(QGroupBox):
 
     def start(self):
         """Start pretraining with the panel's settings; returns the worker or None (with a message)."""
-        from ...core.training import TrainingControl, find_latest_checkpoint, pretrain
+        from ...core.training import TrainingControl, find_latest_checkpoint
 
         if self.state.running("pretrain"):
             _notify.info("Pretraining is already running.")
@@ -165,7 +161,7 @@ class PretrainPanel(QGroupBox):
         self.run = TrainingRun(self.controls, "GenSelfDiff: pretraining")
         self.controls.status.setText("Preparing patches...")
         self.worker = start_worker(
-            pretrain, cfg, self.control,
+            train_in_subprocess, "pretrain", cfg, self.control,
             on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished, start=False,
         )
@@ -216,18 +212,17 @@ class PretrainPanel(QGroupBox):
             return None
         self.preview_button.setEnabled(False)
 
-        def shown(samples: np.ndarray) -> None:
-            name = f"pretraining preview ({Path(source).name})"
-            tiles = list(samples)
-            mosaic = np.concatenate(tiles, axis=1) if tiles else samples
-            self.state.viewer.add_image(mosaic, name=name, rgb=True)
+        def shown(grid: np.ndarray) -> None:
+            self.previews += 1
+            self.state.viewer.add_image(grid, name=f"pretraining preview {self.previews}", rgb=True)
 
         def done() -> None:
             self.preview_worker = None
             self.preview_button.setEnabled(True)
 
         self.preview_worker = start_worker(
-            preview_job, Path(source), n, steps,
+            train_in_subprocess, "preview", {"source": Path(source), "n": n, "steps": steps, "device": self.state.device},
+            None,
             on_returned=shown,
             on_errored=lambda exc: _notify.error(f"Cannot preview: {_notify.describe(exc)}"),
             on_finished=done, start=False,
