@@ -90,14 +90,14 @@ def test_segment_a_folder_with_instances_and_overlay(capsys, tmp_path, inputs, m
     out = tmp_path / "out"
     code, stdout, _ = run_cli(
         capsys, "segment", folder, "--model", model_path, "--out", out, "--instances", "--overlay",
-        "--tile", "32", "--overlap", "8",
+        "--tile", "48", "--overlap", "8",
     )
     assert code == 0
     instances = tifffile.imread(out / "good_instances.tif")
     assert instances.shape == (48, 64) and instances.dtype == np.uint16
     overlay = iio.imread(out / "good_overlay.png")
     assert overlay.shape == (48, 64, 3) and overlay.dtype == np.uint8
-    assert "tile(s) of 32x" in stdout
+    assert "2 tile(s) of " in stdout
 
 
 def test_two_inputs_with_the_same_name_do_not_overwrite_each_other(capsys, tmp_path, inputs, model_path):
@@ -216,12 +216,19 @@ def test_console_script_help_is_quick_and_imports_neither_torch_nor_napari():
 
 
 @pytest.mark.data
-def test_segment_a_real_monuseg_image(capsys, tmp_path, requires_data, model_path):
-    """A real 1000x1000 MoNuSeg test image through the whole CLI path (nothing is measured)."""
+def test_segment_a_real_monuseg_image(capsys, tmp_path, requires_data, make_model):
+    """A real 1000x1000 MoNuSeg test image through the whole CLI path with the default tile (nothing
+    is measured). The network is smaller still than "micro" (no per-level attention) to stay quick."""
+    from napari_genselfdiff.core.network import UNetConfig
+
     images = requires_data("monuseg", "test", "images")
     image = sorted(images.glob("*.tif"))[0]
-    code, stdout, _ = run_cli(capsys, "segment", image, "--model", model_path, "--out", tmp_path, "--tile", "512")
+    nano = UNetConfig(widths=(8, 8, 8, 8), blocks_per_level=1, groups=4, attention_heads=1, attention_dim_head=8,
+                      level_attention=False)
+    model = make_model(nano, name="nano")[2]
+    code, stdout, _ = run_cli(capsys, "segment", image, "--model", model, "--out", tmp_path)
     assert code == 0, stdout
+    assert "1000x1000, 1 tile(s) of 1000x1000" in stdout
     labels = tifffile.imread(tmp_path / f"{image.stem}_labels.tif")
     assert labels.shape == (1000, 1000) and labels.dtype == np.uint8
 
