@@ -203,7 +203,7 @@ class SegmentPanel(QGroupBox):
                 continue
             planes.append(plane)
         for message in refused:
-            _notify.error(f"Cannot segment {message}")
+            _notify.error(f"Cannot segment: {message}")
         if not planes:
             return None
 
@@ -265,7 +265,7 @@ class SegmentPanel(QGroupBox):
         elif kind == "result":
             self._add_layers(self._planes[event["index"]], event["result"])
         elif kind == "error":
-            _notify.error(f"Cannot segment {event['message']}")
+            _notify.error(f"Cannot segment: {event['message']}")
 
     def _add_layers(self, plane, result) -> None:
         info = self.state.model_info
@@ -302,7 +302,7 @@ class SegmentPanel(QGroupBox):
                 )
             )
         for note in [*plane.notes, *result.notes]:
-            _notify.warning(f"{image.name}: {note}")
+            _notify.warning(f"'{image.name}': {note}")
         self.state.viewer.layers.selection.active = labels
 
     def _on_returned(self, count: int) -> None:

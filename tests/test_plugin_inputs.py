@@ -1,0 +1,153 @@
+"""Bad inputs: each gives a clear napari notification, and nothing is lost (no layer replaced, the
+previous model kept, no file written). Workers run inline (GENSELFDIFF_NOTHREADS) to keep this quick.
+
+The messages asserted here are the ones docs/usage.md lists."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from napari_genselfdiff.plugin._testing import NotificationLog, isolate, open_widget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def inline(make_napari_viewer, tmp_path, monkeypatch):
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    log = NotificationLog()
+    yield viewer, widget, log
+    log.close()
+
+
+def _segment(widget, log, layer):
+    log.clear()
+    widget.segment_panel.run([layer])
+    return log
+
+
+def test_bad_images_and_models(inline, make_model, tmp_path, capsys):
+    viewer, widget, log = inline
+    panel = widget.segment_panel
+    shown = {}
+
+    # no model chosen yet
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb")
+    panel.run()
+    shown["no model"] = log.find("Cannot segment: no model chosen", "error")
+    viewer.layers.clear()
+
+    # corrupt, truncated and pickled model files: refused, the previous model stays
+    _, _, good = make_model(classes=("background", "nucleus"))
+    assert widget.model_panel.load(good)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(np.random.default_rng(0).bytes(300))
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-5000])
+    pickled = tmp_path / "model.pt"
+    pickled.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    disguised = tmp_path / "disguised.safetensors"
+    disguised.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    for name, path, text in (
+        ("corrupt model", garbage, "Cannot use this model"),
+        ("truncated model", truncated, "the weights cannot be read"),
+        ("pickled model (.pt)", pickled, "never unpickles"),
+        ("pickle renamed .safetensors", disguised, "pickled (torch.save) file"),
+    ):
+        log.clear()
+        assert not widget.model_panel.load(path)
+        shown[name] = log.find(text, "error")
+        assert widget.state.model_path == good
+    _, _, noise = make_model(head="noise", name="pretrained")
+    widget.model_panel.load(noise)
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb")
+    panel.run()
+    shown["pretraining model"] = log.find("pretraining (noise) model", "error")
+    widget.model_panel.load(good)
+    viewer.layers.clear()
+
+    # no image layer
+    log.clear()
+    panel.run()
+    shown["no image layer"] = log.find("No image layer to segment", "error")
+
+    # conversions with a note: grayscale, RGBA, 16-bit, float in [0, 255]
+    rng = np.random.default_rng(0)
+    cases = {
+        "grayscale": (rng.integers(0, 255, (32, 32), dtype=np.uint8), "grayscale expanded to 3 equal channels"),
+        "RGBA": (rng.integers(0, 255, (32, 32, 4), dtype=np.uint8), "alpha channel dropped"),
+        "16-bit": (rng.integers(0, 4000, (32, 32, 3), dtype=np.uint16), "uint16 image rescaled"),
+        "float 0-255": (rng.uniform(0, 255, (32, 32, 3)).astype(np.float32), "float image in [0, 255] scaled"),
+    }
+    for name, (data, text) in cases.items():
+        layer = viewer.add_image(data, name=name, rgb=data.ndim == 3)
+        _segment(widget, log, layer)
+        shown[name] = log.find(text, "warning")
+        assert viewer.layers[f"{name} labels"].data.shape == (32, 32)
+
+    # refused: negative floats, and a stack shown in 3-D
+    layer = viewer.add_image(rng.uniform(-1, 1, (32, 32, 3)).astype(np.float32), name="negative", rgb=True)
+    _segment(widget, log, layer)
+    shown["negative float"] = log.find("float image with negative values", "error")
+    assert "negative labels" not in viewer.layers
+    stack = viewer.add_image(rng.integers(0, 255, (4, 32, 32), dtype=np.uint8), name="z-stack")
+    viewer.dims.ndisplay = 3
+    _segment(widget, log, stack)
+    shown["3-D stack in the 3-D view"] = log.find("switch to the 2-D view", "error")
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_current_step(0, 1)
+    _segment(widget, log, stack)
+    shown["3-D stack / time series (2-D view)"] = log.find("only the displayed slice 1 was segmented", "warning")
+    assert viewer.layers["z-stack labels (slice 1)"].data.shape == (32, 32)
+    with capsys.disabled():
+        print("\n[messages]")
+        for name, text in shown.items():
+            print(f"  {name}: {text}")
+
+
+def test_bad_annotation_and_export_inputs(inline, tmp_path, capsys):
+    viewer, widget, log = inline
+    shown = {}
+    annotate, export = widget.annotation_panel, widget.export_panel
+    # nothing to mark
+    annotate.mark_corrected()
+    shown["no labels layer"] = log.find("Nothing to mark", "error")
+    # labels whose shape differs from the image
+    image = viewer.add_image(np.zeros((40, 50, 3), np.uint8), name="slide", rgb=True)
+    labels = viewer.add_labels(np.zeros((40, 48), np.uint8), name="slide labels")
+    annotate.select(labels.name, image.name)
+    log.clear()
+    assert annotate.mark_corrected() is None
+    shown["labels shape differs"] = log.find("has shape (40, 48) but the image 'slide' is (40, 50)", "error")
+    assert len(widget.state.annotations) == 0
+    # an empty annotation set at export
+    export.set_folder(tmp_path / "out")
+    log.clear()
+    assert export.export() is None
+    shown["empty annotation set"] = log.find("the annotation set is empty", "error")
+    # an unwritable export folder (a path below a file: unwritable even for root)
+    viewer.layers.remove(labels)
+    good = viewer.add_labels(np.ones((40, 50), np.uint8), name="slide labels")
+    annotate.select(good.name, image.name)
+    annotate.mark_corrected()
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    export.set_folder(blocker / "out")
+    log.clear()
+    assert export.export() is None
+    shown["unwritable export folder"] = log.find("cannot write to the export folder", "error")
+    # an unusable annotation set folder keeps the open set
+    log.clear()
+    assert not annotate.open_folder(blocker)
+    shown["annotation folder is a file"] = log.find("is a file, not a folder", "error")
+    assert len(widget.state.annotations) == 1
+    with capsys.disabled():
+        print("\n[messages]")
+        for name, text in shown.items():
+            print(f"  {name}: {text}")
