@@ -111,6 +111,15 @@ def test_export_asks_before_overwriting_and_reader_reopens_with_classes(make_nap
     assert np.array_equal(reopened.data, labels.data)
     assert list(reopened.features["class"]) == [c.name for c in CLASSES]
     assert np.allclose(reopened.colormap.map(2), np.array(CLASSES[2].color) / 255.0, atol=1e-3)
+    # H&E images: an LZW-compressed TIFF and a channel-first TIFF open as RGB image layers.
+    import tifffile
+
+    rgb = np.random.default_rng(3).integers(0, 255, (24, 20, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "lzw.tif", rgb, compression="lzw", photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="minisblack")
+    for name in ("lzw.tif", "planar.tif"):
+        opened = viewer.open(tmp_path / name, plugin="napari-genselfdiff")[0]
+        assert opened.rgb and np.array_equal(opened.data, rgb), name
     # ... and the writer saves a labels layer as TIFF/PNG with classes.json beside it.
     viewer.layers.selection = {labels}
     written = viewer.layers.save(str(tmp_path / "saved" / "x_labels.tif"), selected=True, plugin="napari-genselfdiff")

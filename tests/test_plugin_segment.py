@@ -33,6 +33,14 @@ def _sample(viewer):
 
 
 def test_widget_opens_from_manifest(make_napari_viewer, tmp_path, monkeypatch):
+    import importlib
+
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-genselfdiff")
+    for command in manifest.contributions.commands:  # every python_name resolves
+        module, _, name = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), command.id
     isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)

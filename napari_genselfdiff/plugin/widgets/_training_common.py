@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _notify
-from .._layers import image_layers, image_plane
+from .._layers import image_layers, image_plane, layer_meta
 from .loss_curve import LossCurve
 
 
@@ -65,9 +65,11 @@ class FolderList(QWidget):
 
 def layer_snapshots(viewer) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
     """Copies of the open image layers' displayed planes as ``(name, array)`` (training never sees
-    later edits), and the reasons for layers left out."""
+    later edits), and the reasons for layers left out (preview layers are never used)."""
     out, skipped = [], []
     for layer in image_layers(viewer):
+        if layer_meta(layer).get("kind") == "preview":
+            continue  # DDIM samples are not training data
         try:
             plane = image_plane(layer, viewer)
         except Exception as exc:  # noqa: BLE001 - one unusable layer must not stop the others

@@ -260,7 +260,8 @@ class AnnotationPanel(QGroupBox):
             return
         viewer = self.state.viewer
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
-        viewer.add_image(image, name=f"{pair.name} [pair {pair.id}]", rgb=rgb)
+        viewer.add_image(image, name=f"{pair.name} [pair {pair.id}]", rgb=rgb,
+                         metadata={META_KEY: {"kind": "pair", "pair": pair.id}})
         classes = pair.classes or classes_of(None)
         viewer.add_labels(
             labels, name=f"{pair.name} [pair {pair.id}] labels", colormap=class_colormap(classes),

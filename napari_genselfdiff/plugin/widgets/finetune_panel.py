@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import GenSelfDiffError
 from .. import _notify
-from .._layers import image_layers
+from .._layers import image_layers, layer_meta
 from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
@@ -272,9 +272,12 @@ class FinetunePanel(QGroupBox):
         self.offer_resegment()
 
     def other_images(self) -> list:
-        """Open image layers that are not in the annotation set (by name)."""
+        """Open image layers that are not in the annotation set (by name), previews and opened pairs left out."""
         done = {p.name for p in self.state.annotations.pairs} if self.state.annotations is not None else set()
-        return [layer for layer in image_layers(self.state.viewer) if layer.name not in done]
+        return [
+            layer for layer in image_layers(self.state.viewer)
+            if layer.name not in done and layer_meta(layer).get("kind") not in ("preview", "pair")
+        ]
 
     def offer_resegment(self):
         layers = self.other_images()

@@ -60,6 +60,7 @@ class ModelPanel(QGroupBox):
         self._browse.clicked.connect(self._on_browse)
         self._device.currentTextChanged.connect(self._on_device)
         state.model_changed.connect(self._show)
+        state.model_changed.connect(lambda *_: self.refresh_choices())
         self.refresh_choices()
         self._show(None)
         self._load_initial()

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import GenSelfDiffError
 from .. import _notify
+from .._layers import META_KEY
 from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
@@ -214,7 +215,8 @@ class PretrainPanel(QGroupBox):
 
         def shown(grid: np.ndarray) -> None:
             self.previews += 1
-            self.state.viewer.add_image(grid, name=f"pretraining preview {self.previews}", rgb=True)
+            self.state.viewer.add_image(grid, name=f"pretraining preview {self.previews}", rgb=True,
+                                        metadata={META_KEY: {"kind": "preview", "source": str(source)}})
 
         def done() -> None:
             self.preview_worker = None

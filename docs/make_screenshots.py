@@ -1,0 +1,181 @@
+"""Take the screenshots of docs/usage.md: the correct-and-retrain loop in napari, step by step.
+
+Run it on a desktop, or headless under Xvfb (the project's test set-up has it)::
+
+    xvfb-run -a .venv/bin/python docs/make_screenshots.py [--model MODEL.safetensors]
+
+Every picture is ``viewer.screenshot(canvas_only=False)`` of the real napari window with the dock
+widget, after the real action (segmenting, marking, exporting, training runs in the background).
+
+No segmentation model is bundled with this version, so without ``--model`` the script first trains
+a small starter model (``bootstrap_model``): from scratch, on the MoNuSeg training images and masks
+when ``../shared/data/monuseg`` is present, else on the bundled sample with a colour-threshold
+pseudo-mask. It is a demonstration model for the pictures, not a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = Path(__file__).resolve().parent / "images"
+MONUSEG_TRAIN = ROOT.parent / "shared" / "data" / "monuseg" / "train"
+
+
+def bootstrap_model(out_dir: str | Path, steps: int = 300) -> Path:
+    """Train a small nucleus model from scratch (headless, on the CPU) and return its file."""
+    from napari_genselfdiff.core.network import UNetConfig
+    from napari_genselfdiff.plugin._threading import configure_torch_threads
+
+    configure_torch_threads()  # one thread per spare core: oversubscribed cores train several times slower
+    from napari_genselfdiff.core.training import FinetuneConfig, finetune
+
+    arch = UNetConfig(widths=(16, 32, 64, 128), attention_dim_head=16, level_attention=False)
+    if (MONUSEG_TRAIN / "images").is_dir():
+        data = {"images": str(MONUSEG_TRAIN / "images"), "masks": str(MONUSEG_TRAIN / "masks")}
+    else:
+        from napari_genselfdiff.core.io.read import read_array
+        from napari_genselfdiff.plugin._sample_data import SAMPLE
+
+        rgb = read_array(SAMPLE)[..., :3]
+        data = {"pairs": [("sample", rgb, (rgb.mean(-1) < 120).astype(np.uint8))]}
+    cfg = FinetuneConfig(
+        **data, out_dir=str(out_dir), init="scratch", arch=arch, classes=["background", "nucleus"], steps=steps,
+        batch=4, patch_size=128, stride=64, lr=1e-3, val_fraction=0.0, checkpoint_every=0, device="cpu",
+    )
+    gen = finetune(cfg)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return Path(stop.value)
+        if event.kind == "step" and event.step % 25 == 0:
+            print(event.describe(), flush=True)
+
+
+def _wait(condition, timeout_s: float = 600.0) -> None:
+    from napari_genselfdiff.plugin._testing import wait_for
+
+    wait_for(condition, timeout_s)
+
+
+def _settle(ms: int = 400) -> None:
+    from qtpy.QtTest import QTest
+
+    QTest.qWait(ms)
+
+
+def _shot(viewer, name: str) -> Path:
+    import imageio.v3 as iio
+
+    _settle()
+    path = IMAGES / name
+    iio.imwrite(path, viewer.screenshot(canvas_only=False, flash=False))
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _steps(run) -> int:
+    return max([e.step for e in run.events if e.kind == "step"], default=0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a segmentation model file (default: train a starter model first)")
+    parser.add_argument("--bootstrap-steps", type=int, default=300, help="steps of the starter model")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
+    os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")
+    os.environ["GENSELFDIFF_DATA_DIR"] = str(work / "data")
+    model = Path(args.model) if args.model else bootstrap_model(work / "starter", args.bootstrap_steps)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+
+    import napari
+
+    from napari_genselfdiff.plugin._testing import open_widget
+
+    viewer = napari.Viewer(title="napari-genselfdiff")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = open_widget(viewer)
+    widget.state.ask = lambda title, text: True
+    _settle(800)
+
+    # 1. Open the sample and the widget.
+    image = viewer.open_sample("napari-genselfdiff", "he_nuclei")[0]
+    _shot(viewer, "01_open.png")
+
+    # 2. Choose the model.
+    widget.model_panel.load(model)
+    _shot(viewer, "02_model.png")
+
+    # 3. Segment: a Labels layer with the model's classes, and the nuclei split into instances.
+    panel = widget.segment_panel
+    panel._instances.setChecked(True)
+    panel.run()
+    _wait(lambda: not widget.state.running("segment"))
+    labels = viewer.layers[f"{image.name} labels"]
+    labels.contour = 0
+    _shot(viewer, "03_segmented.png")
+
+    # 4. Correct: paint a missed nucleus, erase a false one (as a user would with the brush).
+    viewer.layers.selection.active = labels
+    labels.mode = "paint"
+    labels.selected_label = 1
+    yy, xx = np.mgrid[:512, :512]
+    data = labels.data
+    data[(yy - 60) ** 2 + (xx - 450) ** 2 < 9**2] = 1
+    data[:40, :40] = 0
+    labels.data = data
+    widget.tabs.setCurrentIndex(1)
+    _shot(viewer, "04_correct.png")
+
+    # 5. Mark as corrected: a snapshot goes into the annotation set.
+    widget.annotation_panel.select(labels.name, image.name)
+    widget.annotation_panel.mark_corrected()
+    _shot(viewer, "05_marked.png")
+
+    # 6. Export the corrected masks (TIFF, PNG, QuPath GeoJSON).
+    widget.export_panel.set_folder(work / "export")
+    widget.export_panel.export()
+    _shot(viewer, "06_exported.png")
+
+    # 7. Pretrain on unlabeled images (here: the open image) in the background.
+    widget.tabs.setCurrentIndex(2)
+    pre = widget.pretrain_panel
+    pre.arch.setCurrentText("tiny")
+    pre.patch.setValue(64)
+    pre.batch.setValue(2)
+    pre.steps.setValue(100_000)
+    pre.checkpoint_every.setValue(20)
+    pre.start()
+    _wait(lambda: _steps(pre.run) >= 40)
+    _shot(viewer, "07_pretraining.png")
+
+    # 8. Fine-tune on the corrected pair: pretraining pauses, the new model is used afterwards.
+    ft = widget.finetune_panel
+    ft.patch.setValue(128)
+    ft.batch.setValue(4)
+    ft.steps.setValue(40)
+    ft.start()
+    _wait(lambda: _steps(ft.run) >= 20)
+    scroll = widget.tabs.currentWidget()
+    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    _shot(viewer, "08_finetuning.png")
+    _wait(lambda: not widget.state.running("finetune"))
+    _wait(lambda: not widget.state.running("segment"))
+    widget.stop_jobs(120)
+    print(f"finished; work files in {work}", flush=True)
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
