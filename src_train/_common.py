@@ -72,6 +72,8 @@ def make_parser(cls: type, description: str) -> argparse.ArgumentParser:
                         help="JSON settings (e.g. src_train/configs/paper.json); flags override it")
     parser.add_argument("--log-every", type=int, default=10, metavar="N",
                         help="print a step line every N steps when not on a terminal")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 is often faster on a busy, shared CPU)")
     add_config_arguments(parser, cls)
     return parser
 
@@ -90,7 +92,7 @@ def _config_file(path: str, section: str) -> dict[str, Any]:
 
 def build_config(cls: type, args: argparse.Namespace, section: str) -> Any:
     """The run configuration from defaults, run folder, config file and flags (see the module doc)."""
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "log_every")}
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "log_every", "threads")}
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if given.get("resume"):
@@ -186,6 +188,10 @@ def consume(events: Generator, *, main: bool, log_every: int) -> tuple[Any, bool
 
 def run_main(cls: type, train: Callable, args: argparse.Namespace, section: str) -> int:
     """Set up, train, and report; bad input ends with ``error: <message>`` and exit code 2."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     rank, _ = setup_distributed()
     main = rank == 0
     control = TrainingControl()
