@@ -96,8 +96,10 @@ class FullAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, -1, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, d), memory-efficient kernels
+        # (b, heads, n, d) with a contiguous last dimension: the fused (flash) CPU and GPU kernels need
+        # it; without it PyTorch falls back to the math path, which materialises the n x n matrix.
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, -1, h * w).transpose(-1, -2).contiguous().unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, -1, h, w)
         return x + self.out(out)
 

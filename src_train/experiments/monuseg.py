@@ -1,0 +1,188 @@
+"""The MoNuSeg experiment: diffusion-pretrained vs. scratch at the same fine-tuning budget.
+
+Phases (each resumable: a finished run is recorded in ``<out>/results.jsonl`` and skipped next time,
+an interrupted training run continues from its latest checkpoint):
+
+1. ``pretrain``: self-supervised DDPM pretraining (P2-weighted epsilon loss) on UNLABELED images only:
+   the 30 MoNuSeg training images (masks never read) + the GlaS unlabeled pool.
+2. ``compare``: fine-tune with n in --subsets labelled MoNuSeg training images (a seeded subset of the
+   official 30), from the pretrained model and from scratch, for each seed, all with the same steps,
+   batch and augmentation (the paper's Case II: pretraining images include the labelled ones).
+3. every fine-tuned model is scored on the 14 official test images, WHOLE images, with the same code
+   as ``genselfdiff evaluate``: pixel IoU/F1 and HD/HD95 against the binary masks, AJI against the
+   instance masks (nuclei split by the distance-transform watershed of core.metrics.instances).
+
+    python src_train/experiments/monuseg.py --data ../shared/data --out runs/monuseg \
+        --arch tiny --size 128 --pretrain-steps 1500 --finetune-steps 600 --subsets 3 10 30 --seeds 0 1 2
+
+``--summary`` prints the table (mean +- std over seeds) from results.jsonl without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.io.read import read_array  # noqa: E402
+from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
+from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.network import PRESETS, UNetConfig  # noqa: E402
+from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from napari_genselfdiff.core.training.pretrain import PretrainConfig, pretrain  # noqa: E402
+
+
+def architecture(name: str, level_attention: bool) -> UNetConfig:
+    base = PRESETS[name]
+    values = base.to_dict()
+    values["level_attention"] = level_attention
+    return UNetConfig(**values)
+
+
+def drive(gen, label: str, log_every: int = 50):
+    """Run a training generator, printing a line every ``log_every`` steps; return its result."""
+    start = time.perf_counter()
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {stop.value}", flush=True)
+            return stop.value
+        if event.kind == "step" and (event.step % log_every == 0 or event.step == event.total_steps):
+            print(f"[{label}] step {event.step}/{event.total_steps} loss {event.loss:.4f} "
+                  f"{event.samples_per_s or 0:.1f} samples/s eta {event.eta_s or 0:.0f} s", flush=True)
+        elif event.kind in ("start", "validation", "cancelled"):
+            print(f"[{label}] {event.kind}: {event.message} {event.metrics or ''}", flush=True)
+
+
+def evaluate_model(model_path: Path, data: Path, split: dict, tile: int) -> dict:
+    """Whole-image scores on the official test images (binary IoU/F1/HD, instance AJI)."""
+    model, info = load_model(model_path)
+    per_image = {}
+    start = time.perf_counter()
+    for stem in split["test"]:
+        rgb = read_array(data / "monuseg" / "test" / "images" / f"{stem}.tif")
+        result = segment(model, info, rgb, InferenceSettings(tile=tile, device="auto"))
+        fg = np.asarray(result.labels) > 0
+        gt_inst = to_label_image(read_array(data / "monuseg" / "test" / "instance_masks" / f"{stem}.png"))
+        scores = evaluate_pair(fg.astype(np.uint8), (gt_inst > 0).astype(np.uint8), instances=False)
+        scores["aji"] = evaluate_pair(label_instances(fg), gt_inst, instances=True)["aji"]
+        per_image[stem] = scores
+    summary = summarize(per_image)
+    summary["seconds"] = time.perf_counter() - start
+    return summary
+
+
+def done_runs(results: Path) -> dict[str, dict]:
+    if not results.exists():
+        return {}
+    entries = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    return {entry["run"]: entry for entry in entries}
+
+
+def record(results: Path, entry: dict) -> None:
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def print_summary(results: Path) -> None:
+    runs = [r for r in done_runs(results).values() if r.get("phase") == "compare"]
+    rows: dict[tuple[int, str], list[dict]] = {}
+    for r in runs:
+        rows.setdefault((r["n_labelled"], r["init"]), []).append(r["mean"])
+    print(f"{'labelled':>8} {'init':>10} {'seeds':>5} " + " ".join(f"{k:>15}" for k in ("f1", "iou", "aji", "hd95")))
+    for (n, init), means in sorted(rows.items()):
+        cells = []
+        for k in ("f1", "iou", "aji", "hd95"):
+            v = np.array([m[k] for m in means], float)
+            cells.append(f"{v.mean():7.4f}+-{v.std():.4f}")
+        print(f"{n:>8} {init:>10} {len(means):>5} " + " ".join(f"{c:>15}" for c in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--out", type=Path, default=Path("runs/monuseg"))
+    p.add_argument("--arch", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--no-level-attention", action="store_true", help="linear attention only at the bottleneck")
+    p.add_argument("--size", type=int, default=128, help="patch side (pretraining and fine-tuning)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--finetune-steps", type=int, default=600)
+    p.add_argument("--subsets", type=int, nargs="+", default=[3, 10, 30])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--inits", nargs="+", default=["pretrained", "scratch"], choices=["pretrained", "scratch"])
+    p.add_argument("--tile", type=int, default=512, help="inference tile for the test images")
+    p.add_argument("--summary", action="store_true", help="only print the table from results.jsonl")
+    args = p.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    if args.summary:
+        print_summary(results)
+        return 0
+    monuseg = args.data / "monuseg"
+    if not (monuseg / "split.json").is_file():
+        print(f"error: {monuseg}/split.json not found; pass --data pointing at the shared data folder.", file=sys.stderr)
+        return 2
+    split = json.loads((monuseg / "split.json").read_text())
+    arch = architecture(args.arch, not args.no_level_attention)
+    done = done_runs(results)
+
+    pretrained = args.out / "pretrain" / "model.safetensors"
+    if "pretrain" not in done and "pretrained" in args.inits:
+        unlabeled = [str(monuseg / "train" / "images"), str(args.data / "glas_unlabeled" / "images")]
+        cfg = PretrainConfig(images=unlabeled, out_dir=str(args.out / "pretrain"), arch=arch,
+                             patch_size=args.size, stride=args.size // 2, steps=args.pretrain_steps,
+                             batch=args.batch, checkpoint_every=100, resume=(args.out / "pretrain").exists())
+        start = time.perf_counter()
+        path = drive(pretrain(cfg), "pretrain")
+        pretrained = Path(path)
+        record(results, {"run": "pretrain", "phase": "pretrain", "model": str(pretrained),
+                         "steps": args.pretrain_steps, "seconds": time.perf_counter() - start})
+    elif "pretrain" in done:
+        pretrained = Path(done["pretrain"]["model"])
+
+    train_ids = list(split["train"])
+    for n in args.subsets:
+        for seed in args.seeds:
+            subset = sorted(np.random.default_rng(1000 + seed).permutation(train_ids)[:n].tolist())
+            for init in args.inits:
+                name = f"n{n}_{init}_s{seed}"
+                if name in done:
+                    continue
+                pairs = []
+                for stem in subset:
+                    image = read_array(monuseg / "train" / "images" / f"{stem}.tif")
+                    mask = (read_array(monuseg / "train" / "masks" / f"{stem}.png") > 0).astype(np.uint8)
+                    pairs.append((stem, image, mask))
+                run_dir = args.out / "runs" / name
+                cfg = FinetuneConfig(pairs=pairs, out_dir=str(run_dir),
+                                     init=str(pretrained) if init == "pretrained" else "scratch", arch=arch,
+                                     val_fraction=0.0, steps=args.finetune_steps, batch=args.batch,
+                                     patch_size=args.size, stride=args.size // 2, seed=seed,
+                                     checkpoint_every=100, resume=run_dir.exists())
+                start = time.perf_counter()
+                model_path = Path(drive(finetune(cfg), name))
+                train_seconds = time.perf_counter() - start
+                summary = evaluate_model(model_path, args.data, split, args.tile)
+                record(results, {"run": name, "phase": "compare", "n_labelled": n, "init": init, "seed": seed,
+                                 "images": subset, "model": str(model_path), "steps": args.finetune_steps,
+                                 "train_seconds": train_seconds, "eval_seconds": summary["seconds"],
+                                 "mean": summary["mean"], "per_image": summary["per_image"]})
+                print(f"[{name}] test: " + " ".join(f"{k} {v:.4f}" for k, v in summary["mean"].items()
+                                                     if isinstance(v, float)), flush=True)
+    print_summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
