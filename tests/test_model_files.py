@@ -177,3 +177,20 @@ def test_saving_refuses_to_overwrite_when_asked(make_model, tmp_path):
         save_model(path, network, info, overwrite=False)
     assert path.read_bytes() == before
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary file left behind
+
+
+def test_header_length_starting_with_pickle_byte_still_loads(tmp_path):
+    """A safetensors header length can begin with byte 0x80 (pickle's protocol marker): it must load."""
+    from napari_genselfdiff.core.model_files import ModelInfo, default_classes, read_model_info, save_model
+    from napari_genselfdiff.core.network import AttentionUNet, UNetConfig
+
+    cfg = UNetConfig(widths=(8, 16), groups=4, attention_heads=1, attention_dim_head=8, head="classes", out_channels=2)
+    model = AttentionUNet(cfg)
+    for pad in range(300):  # the header length moves by one byte per padding character
+        info = ModelInfo(cfg, default_classes(["background", "nucleus"]), provenance={"note": " " * pad})
+        path = save_model(tmp_path / "m.safetensors", model, info)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    assert read_model_info(path).class_names == ["background", "nucleus"]

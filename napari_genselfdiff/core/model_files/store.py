@@ -77,8 +77,21 @@ def save_model(path: str | Path, model: AttentionUNet, info: ModelInfo, *, half:
     return path
 
 
+def _pickle_error(path: Path) -> ModelFileError:
+    return ModelFileError(
+        f"{path}: this is a pickled (torch.save) file, not safetensors; it is refused because "
+        "unpickling can run arbitrary code. Use a .safetensors model written by napari-genselfdiff "
+        "(src_train/ writes them)."
+    )
+
+
 def _read_header(path: Path) -> dict:
-    """Parse the safetensors header by hand, so that a corrupt file gets a message, not a panic."""
+    """Parse the safetensors header by hand, so that a corrupt file gets a message, not a panic.
+
+    The file is first read as safetensors (8-byte little-endian header length, then a JSON object);
+    only if that fails is it checked for pickle signatures (protocol byte 0x80, or the zip archive of
+    torch.save). The order matters: a genuine header length can start with the byte 0x80.
+    """
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelFileError(
             f"{path}: '{path.suffix}' files are Python pickles, which can run arbitrary code when "
@@ -86,24 +99,25 @@ def _read_header(path: Path) -> dict:
             "written by napari-genselfdiff (src_train/ writes them)."
         )
     try:
+        file_size = path.stat().st_size
         with open(path, "rb") as handle:
             head = handle.read(8)
-            if head[:1] == b"\x80" or head[:2] == b"PK":
-                raise ModelFileError(
-                    f"{path}: this is a pickled (torch.save) file, not safetensors; it is refused "
-                    "because unpickling can run arbitrary code. Use a .safetensors model."
-                )
             if len(head) < 8:
                 raise ModelFileError(f"{path}: file too short to be a safetensors model (corrupt or empty).")
             (size,) = struct.unpack("<Q", head)
-            if size > _MAX_HEADER:
-                raise ModelFileError(f"{path}: not a safetensors file (header length {size}); corrupt?")
-            header = json.loads(handle.read(size))
+            raw = handle.read(min(size, _MAX_HEADER)) if 2 <= size <= min(_MAX_HEADER, file_size - 8) else b""
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the file ({exc}).") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: corrupt safetensors header ({exc}).") from exc
-    return header
+    if raw[:1] == b"{":
+        try:
+            header = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{path}: corrupt safetensors header ({exc}).") from exc
+        if isinstance(header, dict):
+            return header
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise _pickle_error(path)
+    raise ModelFileError(f"{path}: not a safetensors model file (corrupt, truncated or another format).")
 
 
 def read_model_info(path: str | Path) -> ModelInfo:

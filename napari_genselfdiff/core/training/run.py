@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..errors import ModelFileError, TrainingInputError
+from ..errors import TrainingInputError
 from ..inference.device import Precision, choose_device, choose_precision
 from ..model_files import ModelInfo, read_model_info, save_model
 from ..network.config import UNetConfig
@@ -172,20 +172,7 @@ def write_replica_check(ctx: RunContext, model: torch.nn.Module) -> list[str]:
 
 
 def save_trained_model(path: Path, model: torch.nn.Module, info: ModelInfo) -> Path:
-    """:func:`save_model`, then read the file's metadata back, so a run never ends on an unusable file.
-
-    The model-file reader (model_files/store.py, at the time of writing) takes a first header byte of
-    0x80 (or "PK") for a pickle, and a safetensors header whose length is 128 modulo 256 starts with
-    0x80. When the read-back fails that way, a provenance field of one to three spaces changes the
-    header length and the file is written again.
-    """
-    for attempt in range(4):
-        written = save_model(path, model, info)
-        try:
-            read_model_info(written)
-            return written
-        except ModelFileError:
-            if attempt == 3:
-                raise
-            info.provenance["header_padding"] = " " * (attempt + 1)
+    """:func:`save_model`, then read the file's metadata back, so a run never ends on an unusable file."""
+    written = save_model(path, model, info)
+    read_model_info(written)
     return written
