@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     pre.arch.setCurrentText("tiny")
     pre.patch.setValue(64)
     pre.batch.setValue(2)
-    pre.steps.setValue(100_000)
+    pre.steps.setValue(2000)
     pre.checkpoint_every.setValue(20)
     pre.start()
     _wait(lambda: _steps(pre.run) >= 40)

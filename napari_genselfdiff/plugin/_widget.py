@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QApplication, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ._state import PluginState
@@ -27,6 +27,7 @@ def _scrolling(*panels: QWidget) -> QScrollArea:
     layout.addStretch(1)
     area = QScrollArea()
     area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fit the dock's width
     area.setWidget(page)
     return area
 
@@ -76,6 +77,9 @@ class GenSelfDiffWidget(QWidget):
         self._close_filter = _CloseFilter(self)
         self._watched = None
         self.destroyed.connect(self._close_filter.deleteLater)
+        # If the dock is closed while jobs run, stop them (training saves a checkpoint); the closure
+        # holds only plain Python objects, which outlive the Qt widgets.
+        self.destroyed.connect(_abandon(self.state.jobs, self.pretrain_panel, self.finetune_panel))
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -115,6 +119,19 @@ class GenSelfDiffWidget(QWidget):
             QApplication.processEvents()
             time.sleep(0.01)
         return not self.state.running_jobs()
+
+
+def _abandon(jobs: dict, *panels):
+    def stop(*_) -> None:
+        for panel in panels:
+            control = getattr(panel, "control", None)
+            if control is not None:
+                control.cancel()
+        segment = jobs.get("segment")
+        if segment is not None:
+            segment.quit()
+
+    return stop
 
 
 def _warm_up() -> None:

@@ -85,6 +85,7 @@ class RunControls(QWidget):
     def __init__(self, start_text: str, curve_title: str, parent=None) -> None:
         super().__init__(parent)
         self.start = QPushButton(start_text)
+        self.start.setMinimumWidth(60)
         self.pause = QPushButton("Pause")
         self.cancel = QPushButton("Cancel")
         self.bar = QProgressBar()
@@ -113,31 +114,29 @@ class RunControls(QWidget):
 
 
 class TrainingRun:
-    """Bookkeeping of one training worker: the napari progress bar and the event -> UI mapping.
+    """Bookkeeping of one training worker: the event -> UI mapping.
 
     The panels own one each; ``events`` keeps every event received (tests read it).
+
+    Training progress is shown in the panel (bar, status line, loss curve), not with a napari
+    ``progress`` bar: while one exists, napari's animated activity indicator keeps repainting, which
+    costs about a third of a CPU core under software OpenGL (measured under Xvfb) -- too much to
+    take from a run of hours on a small CPU. Segmentation, which is short, uses napari's bar.
     """
 
     def __init__(self, controls: RunControls, description: str) -> None:
-        from napari.utils import progress
-
         self.controls = controls
+        self.description = description
         self.events: list = []
         self.last_checkpoint: Path | None = None
         self.started = time.perf_counter()
-        self._pbar = progress(total=1000, desc=description)
-        self._n = 0
 
     def on_event(self, event) -> None:
         self.events.append(event)
         c = self.controls
         if event.kind == "step":
             c.curve.add_point(event.step, event.loss)
-            value = int(1000 * min(event.fraction, 1.0))
-            c.bar.setValue(value)
-            if value > self._n:
-                self._pbar.update(value - self._n)
-                self._n = value
+            c.bar.setValue(int(1000 * min(event.fraction, 1.0)))
             eta = f", about {_seconds(event.eta_s)} left" if event.eta_s is not None else ""
             loss = f"loss {event.loss:.4f}" if event.loss is not None else "loss n/a"
             c.status.setText(f"step {event.step}/{event.total_steps}, {loss}{eta}")
@@ -154,9 +153,7 @@ class TrainingRun:
             c.status.setText(event.message or event.kind)
 
     def close(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        """Nothing to release (kept so the panels' clean-up reads the same for every job)."""
 
 
 def _seconds(seconds: float) -> str:

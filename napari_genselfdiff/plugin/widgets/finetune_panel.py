@@ -126,6 +126,9 @@ class FinetunePanel(QGroupBox):
         layout.addLayout(form)
         layout.addWidget(self.controls)
 
+        self.start_from.currentTextChanged.connect(
+            lambda text: self.arch.setEnabled(text == START_SCRATCH))  # a model file brings its own network
+        self.arch.setEnabled(False)
         self.controls.start.clicked.connect(lambda: self.start())
         self.controls.pause.clicked.connect(self._on_pause_clicked)
         self.controls.cancel.clicked.connect(self.stop)

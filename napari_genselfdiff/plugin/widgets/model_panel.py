@@ -150,10 +150,29 @@ class ModelPanel(QGroupBox):
                 "(.safetensors) trained with napari-genselfdiff (Browse...), or fine-tune one in the Train tab."
             )
             return
-        text = f"file: {self.state.model_path}\n{info.summary()}"
+        text = f"file: {self.state.model_path}\n{describe_model(info)}"
         if info.head != "classes":
             text = "This is a pretraining (noise) model: it cannot segment, but fine-tuning can start from it.\n" + text
         self._info.setPlainText(text)
+
+
+def describe_model(info) -> str:
+    """The model's summary, with the training data record shortened to one readable line."""
+    lines = info.summary().splitlines()
+    data = (info.provenance or {}).get("data")
+    if isinstance(data, dict):
+        parts = []
+        if data.get("images") is not None:
+            parts.append(f"{data['images']} image(s)")
+        folders = [str(f) for f in data.get("folders") or []]
+        if folders:
+            parts.append("from " + ", ".join(folders))
+        if data.get("in_memory_arrays"):
+            parts.append(f"{data['in_memory_arrays']} from napari layers")
+        if data.get("patches") is not None:
+            parts.append(f"{data['patches']} patches")
+        lines = [f"data: {', '.join(parts)}" if line.startswith("data: ") else line for line in lines]
+    return "\n".join(lines)
 
 
 def class_legend(classes) -> str:

@@ -82,7 +82,7 @@ class PretrainPanel(QGroupBox):
         self.checkpoint_every.setValue(200)
         self.checkpoint_every.setToolTip("Steps between checkpoints (Preview uses the latest one).")
         self.run_dir = QLineEdit(str(data_dir() / "runs" / "pretrain"))
-        self.resume_box = QCheckBox("continue from the folder's latest checkpoint")
+        self.resume_box = QCheckBox("resume its latest checkpoint")
         self.controls = RunControls("Start pretraining", "diffusion loss")
         self.preview_button = QPushButton("Preview samples")
         self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
@@ -163,7 +163,7 @@ class PretrainPanel(QGroupBox):
         self.controls.status.setText("Preparing patches...")
         self.worker = start_worker(
             train_in_subprocess, "pretrain", cfg, self.control,
-            on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
+            on_yielded=self._on_event, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished, start=False,
         )
         worker = self.worker
@@ -235,12 +235,17 @@ class PretrainPanel(QGroupBox):
 
     # -- worker callbacks --------------------------------------------------------------------------
 
+    def _on_event(self, event) -> None:
+        self.run.on_event(event)
+        if event.kind == "paused" and self.paused_by:
+            self.controls.status.setText(f"Paused at step {event.step}/{event.total_steps} while {self.paused_by} runs.")
+
     def _on_returned(self, path) -> None:
         cancelled = bool(self.run and self.run.events and self.run.events[-1].kind == "cancelled")
         self.outcome = "cancelled" if cancelled else "done"
         self.model_path = Path(path) if path else None
         if cancelled:
-            _notify.info(f"Pretraining stopped; checkpoint kept in {self.run_dir.text()} (tick 'continue' to resume)."
+            _notify.info(f"Pretraining stopped; checkpoint kept in {self.run_dir.text()} (tick 'resume its latest checkpoint' to go on)."
                          + (f" Weights so far: {path}" if path else ""))
         else:
             _notify.info(f"Pretraining done: {path}. Fine-tuning can start from it (Fine-tune: 'start from').")
