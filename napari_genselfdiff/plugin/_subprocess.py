@@ -17,7 +17,9 @@ its stdin close), the child is cancelled, which saves a checkpoint of the last c
 The child runs ``python -m napari_genselfdiff.plugin._train_child`` (no napari, no Qt), at a lower
 CPU priority (nice +10) so that the GUI stays responsive, with the same torch thread count rule as
 the thread workers. Messages are pickles over the child's stdin/stdout; the child's own prints go
-to stderr.
+to stderr. A child whose run ended normally is kept (at most :data:`MAX_IDLE`, for up to ten
+minutes) and takes the next run, so a preview or a fine-tuning after a pretraining does not pay the
+child's imports (torch and its compiler stack: several seconds on a small CPU) again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pickle
 import queue
 import subprocess
 import sys
+import atexit
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -36,6 +39,11 @@ from ._threading import torch_threads
 
 #: seconds the parent waits for a cancelled child to save its checkpoint and exit before killing it
 STOP_TIMEOUT_S = 120.0
+#: children kept for reuse after their run ended
+MAX_IDLE = 1
+
+_idle: list[subprocess.Popen] = []
+_idle_lock = threading.Lock()
 
 
 def send(stream: BinaryIO, message: Any) -> None:
@@ -59,6 +67,56 @@ def _pump(stream: BinaryIO, inbox: queue.Queue) -> None:
             return
 
 
+def _spawn() -> subprocess.Popen:
+    env = dict(os.environ)
+    env.setdefault("GENSELFDIFF_TORCH_THREADS", str(torch_threads()))
+    creationflags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows; nice on POSIX
+    return subprocess.Popen(
+        [sys.executable, "-m", "napari_genselfdiff.plugin._train_child"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, creationflags=creationflags,
+    )
+
+
+def _take() -> subprocess.Popen:
+    with _idle_lock:
+        while _idle:
+            proc = _idle.pop()
+            if proc.poll() is None:
+                return proc
+    return _spawn()
+
+
+def _close(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Close the child's pipes (an idle child then exits; a running one cancels first) and reap it."""
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _give_back(proc: subprocess.Popen) -> None:
+    with _idle_lock:
+        if proc.poll() is None and len(_idle) < MAX_IDLE:
+            _idle.append(proc)
+            return
+    _close(proc)
+
+
+@atexit.register
+def shutdown_idle() -> None:
+    """End the idle children (they would also end on their own when this process exits)."""
+    with _idle_lock:
+        procs, _idle[:] = list(_idle), []
+    for proc in procs:
+        _close(proc, timeout=10)
+
+
 def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path | None]:
     """Run ``pretrain(cfg)`` (stage "pretrain") or ``finetune(cfg)`` (stage "finetune") in a child process.
 
@@ -68,30 +126,22 @@ def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path |
         stage: "pretrain", "finetune" or "preview".
         cfg: the stage's configuration dataclass (in-memory arrays are sent to the child), or the
             keyword arguments of ``sample_preview``.
-        control: the :class:`TrainingControl` the panel uses; its state is forwarded to the child.
+        control: the :class:`TrainingControl` the panel uses (or None); its state is forwarded.
 
     Yields:
         The run's ProgressEvent objects.
 
     Returns:
-        The model file path the stage returns.
+        What the stage returns (the model file path; the preview image).
 
     Raises:
         The stage's own exceptions (TrainingInputError, MaskInputError, ...), or RuntimeError when the
         child process dies without saying why.
     """
-    env = dict(os.environ)
-    env.setdefault("GENSELFDIFF_TORCH_THREADS", str(torch_threads()))
-    creationflags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows; nice on POSIX
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "napari_genselfdiff.plugin._train_child"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, creationflags=creationflags,
-    )
+    proc = _take()
     inbox: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=_pump, args=(proc.stdout, inbox), name="genselfdiff-train-reader", daemon=True)
-    reader.start()
     forwarded = {"paused": False, "cancelled": False}
-    finished = False
+    ended = False  # the child reported the end of the run (it can then be reused)
 
     def forward(command: str) -> None:
         try:
@@ -101,6 +151,11 @@ def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path |
 
     try:
         send(proc.stdin, ("run", stage, cfg))
+    except (BrokenPipeError, OSError) as exc:
+        _close(proc, timeout=5)
+        raise RuntimeError(f"the training process could not be started ({exc}).") from exc
+    threading.Thread(target=_pump, args=(proc.stdout, inbox), name="genselfdiff-train-reader", daemon=True).start()
+    try:
         while True:
             if control is not None:
                 if control.is_cancelled and not forwarded["cancelled"]:
@@ -119,33 +174,21 @@ def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path |
             if kind == "event":
                 yield message[1]
             elif kind == "returned":
-                finished = True
+                ended = True
                 return message[1]
             elif kind == "error":
-                finished = True
+                ended = True
                 raise message[1]
             else:  # "eof": the child died without a last word
-                finished = True
                 code = proc.wait()
                 raise RuntimeError(
                     f"the training process ended unexpectedly (exit code {code}); see the terminal for its output. "
                     "If memory ran out, use a smaller network, batch or patch size."
                 )
     finally:
-        if not finished and proc.poll() is None:
-            # The worker was quit (napari closing, the generator closed): stop the run cleanly.
-            forward("cancel")
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if ended:
+            _give_back(proc)
+        else:
+            # The worker was quit (napari closing, the generator closed) or the child died: closing
+            # its stdin cancels the run, which saves a checkpoint, and ends the child.
+            _close(proc)

@@ -1,32 +1,56 @@
-"""The child side of :mod:`._subprocess`: run one training stage (or a preview) and stream its events.
+"""The child side of :mod:`._subprocess`: run training stages (or previews) and stream their events.
 
-No napari, no Qt. Started as ``python -m napari_genselfdiff.plugin._train_child``. Reads ``("run", stage, cfg)`` and
-then control messages (``("pause",)``, ``("resume",)``, ``("cancel",)``) from stdin; writes
-``("event", ProgressEvent)``, then ``("returned", path)`` or ``("error", exception)`` to stdout.
-A closed stdin (the parent is gone) cancels the run, which saves a checkpoint.
+No napari, no Qt. Started as ``python -m napari_genselfdiff.plugin._train_child``. Reads
+``("run", stage, cfg)`` and control messages (``("pause",)``, ``("resume",)``, ``("cancel",)``)
+from stdin; writes ``("event", ProgressEvent)``, then ``("returned", value)`` or
+``("error", exception)`` to stdout. After a run it waits for the next ``("run", ...)`` (so the
+parent can reuse it without paying for the imports again) and exits after
+:data:`IDLE_EXIT_S` seconds without work. A closed stdin (the parent is gone) cancels the current
+run, which saves a checkpoint, and ends the process.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import queue
 import sys
 import threading
 
+#: an idle child exits after this many seconds without a new run
+IDLE_EXIT_S = 600.0
 
-def _listen(stream, control) -> None:
-    from ._subprocess import receive
 
-    while True:
-        message = receive(stream)
-        command = message[0]
-        if command == "pause":
-            control.pause()
-        elif command == "resume":
-            control.resume()
-        elif command in ("cancel", "eof"):
-            control.cancel()
-            return
+class _Dispatcher:
+    """Reads stdin in a thread: control messages go to the current run, "run" messages to a queue."""
+
+    def __init__(self, stream, make_control) -> None:
+        self.stream = stream
+        self.make_control = make_control
+        self.runs: queue.Queue = queue.Queue()
+        self.control = None
+        self.closed = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        from ._subprocess import receive
+
+        while True:
+            message = receive(self.stream)
+            command = message[0]
+            control = self.control
+            if command == "run":
+                # The run's control exists before any of its pause/cancel messages can arrive.
+                self.control = self.make_control()
+                self.runs.put((message, self.control))
+            elif command == "eof":
+                self.closed = True
+                if control is not None:
+                    control.cancel()
+                self.runs.put((message, None))
+                return
+            elif control is not None:
+                {"pause": control.pause, "resume": control.resume, "cancel": control.cancel}.get(command, lambda: None)()
 
 
 def _preview(**kwargs):
@@ -35,6 +59,40 @@ def _preview(**kwargs):
 
     return make_grid(sample_preview(**kwargs))
     yield  # pragma: no cover - makes this a generator
+
+
+def _run_one(stage: str, cfg, control, channel) -> bool:
+    """Run one stage, streaming its events; False when the parent is gone."""
+    from ..core.training import finetune, pretrain
+    from ._subprocess import send
+
+    try:
+        if stage == "preview":
+            gen = _preview(**cfg)
+        else:
+            gen = (pretrain if stage == "pretrain" else finetune)(cfg, control)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                send(channel, ("returned", stop.value))
+                return True
+            send(channel, ("event", event))
+    except BrokenPipeError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an exception that cannot travel is described instead
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        import traceback
+
+        traceback.print_exc()
+        try:
+            send(channel, ("error", exc))
+        except BrokenPipeError:
+            return False
+        return True
 
 
 def main() -> int:
@@ -47,46 +105,23 @@ def main() -> int:
             os.nice(10)  # the GUI process keeps priority
         except OSError:
             pass
-    from ._subprocess import receive, send
     from ._threading import configure_torch_threads
 
-    inbox = sys.stdin.buffer
-    message = receive(inbox)
-    if message[0] != "run":
-        return 2
-    _, stage, cfg = message
     configure_torch_threads()
-    from ..core.training import TrainingControl, finetune, pretrain
+    from ..core.training import TrainingControl  # the imports a run needs, paid while the parent waits
 
-    control = TrainingControl()
-    threading.Thread(target=_listen, args=(inbox, control), daemon=True).start()
-    try:
-        if stage == "preview":
-            gen = _preview(**cfg)
-        else:
-            gen = (pretrain if stage == "pretrain" else finetune)(cfg, control)
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                send(channel, ("returned", stop.value))
-                break
-            send(channel, ("event", event))
-    except BrokenPipeError:
-        return 1
-    except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
+    dispatcher = _Dispatcher(sys.stdin.buffer, TrainingControl)
+    while True:
         try:
-            pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - an exception that cannot travel is described instead
-            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-        import traceback
-
-        traceback.print_exc()
-        try:
-            send(channel, ("error", exc))
-        except BrokenPipeError:
-            return 1
-    return 0
+            message, control = dispatcher.runs.get(timeout=IDLE_EXIT_S)
+        except queue.Empty:
+            return 0
+        if message[0] != "run":
+            return 0
+        _, stage, cfg = message
+        alive = _run_one(stage, cfg, control, channel)
+        if not alive or dispatcher.closed:
+            return 0
 
 
 if __name__ == "__main__":
