@@ -37,7 +37,8 @@ def test_bad_images_and_models(inline, make_model, tmp_path, capsys):
     panel = widget.segment_panel
     shown = {}
 
-    # no model chosen yet
+    # no model chosen (yet, or any more)
+    widget.state.clear_model()
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb")
     panel.run()
     shown["no model"] = log.find("Cannot segment: no model chosen", "error")

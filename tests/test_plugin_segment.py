@@ -45,8 +45,12 @@ def test_widget_opens_from_manifest(make_napari_viewer, tmp_path, monkeypatch):
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == ["Segment", "Correct", "Train"]
-    # No model is bundled yet: the panel says so instead of failing.
-    assert "No model chosen" in widget.model_panel._info.toPlainText()
+    from napari_genselfdiff.core.model_files import bundled_model_path
+
+    if bundled_model_path() is None:  # no model bundled: the panel says so instead of failing
+        assert "No model chosen" in widget.model_panel._info.toPlainText()
+    else:  # the bundled default model is chosen at once
+        assert widget.state.model_path == bundled_model_path() and widget.state.model_info.classes
     assert widget.state.annotations is not None  # the default annotation set folder is opened
 
 

@@ -145,9 +145,13 @@ class ModelPanel(QGroupBox):
         self._device_label.setText(f"uses {self.state.resolved_device()}")
         self._classes.setText(class_legend(info.classes) if info is not None and info.classes else "")
         if info is None:
+            from ...core.model_files import bundled_model_path
+
             self._info.setPlainText(
                 "No model chosen. No default model is bundled with this version: open a model file "
                 "(.safetensors) trained with napari-genselfdiff (Browse...), or fine-tune one in the Train tab."
+                if bundled_model_path() is None else
+                "No model chosen: pick the default model or a recent one above, or open a file (Browse...)."
             )
             return
         text = f"file: {self.state.model_path}\n{describe_model(info)}"
