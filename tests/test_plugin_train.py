@@ -2,8 +2,9 @@
 GUI stall while they run, fine-tuning pausing pretraining and switching the model, preview, and
 closing napari with a job running.
 
-Training runs in a child process (see napari_genselfdiff.plugin._subprocess); each start costs the
-child's imports (torch, ...), so the tests start as few runs as the behaviours allow."""
+Training runs in a child process (see napari_genselfdiff.plugin._subprocess). A new child costs its
+imports (torch, ...); a finished one is reused. The tests therefore start as few runs as the
+behaviours allow."""
 
 from __future__ import annotations
 
