@@ -37,7 +37,9 @@ class InferenceSettings:
         batch: tiles per forward pass. By default 1 on CPU (no gain from batching there), 8 on GPU.
         device: "auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 on GPUs and bf16-capable CPUs, else fp32), "fp32", "bf16", "fp16".
-        channels_last: use the channels-last memory format (faster convolutions on CPU and GPU).
+        channels_last: use the channels-last memory format. By default False: on CPU the contiguous
+            format measured 1.2-1.4x faster for networks with level attention (tiny/small/default) and
+            the same without it (docs/performance.md); on a GPU try True (not measured here).
         instances: also split the foreground into nucleus instances (distance-transform watershed).
         allow_gray: expand grayscale images to RGB instead of refusing them.
     """
@@ -47,7 +49,7 @@ class InferenceSettings:
     batch: int | None = None
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool = True
+    channels_last: bool = False
     instances: bool = False
     allow_gray: bool = True
 
