@@ -228,7 +228,7 @@ def test_segment_a_real_monuseg_image(capsys, tmp_path, requires_data, make_mode
     model = make_model(nano, name="nano")[2]
     code, stdout, _ = run_cli(capsys, "segment", image, "--model", model, "--out", tmp_path)
     assert code == 0, stdout
-    assert "1000x1000, 1 tile(s) of 1000x1000" in stdout
+    assert "1000x1000, 9 tile(s) of 376x376" in stdout  # default tile 512: 3 x 3 tiles spread evenly
     labels = tifffile.imread(tmp_path / f"{image.stem}_labels.tif")
     assert labels.shape == (1000, 1000) and labels.dtype == np.uint8
 

@@ -9,7 +9,7 @@ from pathlib import Path
 # that building the parser imports neither numpy nor torch.
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 # Kept in step with InferenceSettings (a test checks it), for the same reason.
-DEFAULT_TILE = 1024
+DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 
 
