@@ -414,10 +414,11 @@ def piece_compare(emit: Emitter, args, peaks: dict, baselines: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 def piece_train(emit: Emitter, args, peaks: dict) -> None:
     sys.path.insert(0, str(ROOT / "src_train"))
-    from bench_step import _time_steps  # the training step timing loop of src_train/bench_step.py
+    from bench_step import _time_steps, make_train_step  # src_train/bench_step.py's step and timing loop
     from torch.utils.flop_counter import FlopCounterMode
 
     from napari_genselfdiff.core.diffusion import GaussianDiffusion
+    from napari_genselfdiff.core.inference.device import Precision
     from napari_genselfdiff.core.losses import SSFocalLoss
 
     config_file = ROOT / "src_train" / "configs" / "cpu.json"
@@ -438,15 +439,8 @@ def piece_train(emit: Emitter, args, peaks: dict) -> None:
             x = torch.rand(batch, 3, size, size) * 2 - 1
             y = torch.randint(0, 2, (batch, size, size))
 
-            def step() -> None:
-                if stage == "pretrain":
-                    loss = diffusion.training_loss(model, x, generator=gen)["loss"]
-                else:
-                    loss = ss_focal(model(x).float(), y)[0]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
+            step = make_train_step(stage, model, opt, x, y, diffusion=diffusion, ss_focal=ss_focal,
+                                   generator=gen, device=torch.device("cpu"), precision=Precision.FP32)
             with FlopCounterMode(display=False) as counter:  # also the warm-up step
                 step()
             gflop = counter.get_total_flops() / 1e9

@@ -40,6 +40,28 @@ def _time_steps(step, warmup: int, steps: int) -> list[float]:
     return times
 
 
+def make_train_step(stage: str, model, opt, x, y, *, diffusion, ss_focal, generator, device, precision):
+    """One training step (forward, loss, backward, Adam) of the given stage, as a no-argument callable.
+
+    Pretraining: the P2-weighted diffusion loss on ``x``; fine-tuning: SS + focal loss of
+    ``model(x)`` against ``y``. Shared with benchmarks/run.py so both time the same step.
+    """
+
+    def step() -> None:
+        with autocast(device, precision):
+            if stage == "pretrain":
+                loss = diffusion.training_loss(model, x, generator=generator)["loss"]
+            else:
+                loss = ss_focal(model(x).float(), y)[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
@@ -75,18 +97,8 @@ def main() -> None:
                 x = torch.rand(args.batch, 3, size, size, device=device) * 2 - 1
                 y = torch.randint(0, 2, (args.batch, size, size), device=device)
 
-                def step() -> None:
-                    with autocast(device, precision):
-                        if stage == "pretrain":
-                            loss = diffusion.training_loss(model, x, generator=gen)["loss"]
-                        else:
-                            loss = ss_focal(model(x).float(), y)[0]
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-
+                step = make_train_step(stage, model, opt, x, y, diffusion=diffusion, ss_focal=ss_focal,
+                                       generator=gen, device=device, precision=precision)
                 times = _time_steps(step, args.warmup, args.steps)
                 med = statistics.median(times)
                 print(
