@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -61,6 +63,26 @@ class FolderList(QWidget):
     def _on_remove(self) -> None:
         for item in self._list.selectedItems():
             self._list.takeItem(self._list.row(item))
+
+
+def size_fields(*, steps: int, arch_tooltip: str) -> tuple[QComboBox, QSpinBox, QSpinBox, QSpinBox]:
+    """The network-size, patch, steps and batch inputs both training panels show (same ranges)."""
+    arch = QComboBox()
+    arch.addItems(["tiny", "small", "default"])
+    arch.setCurrentText("small")
+    arch.setToolTip(arch_tooltip)
+    patch = QSpinBox()
+    patch.setRange(32, 1024)
+    patch.setSingleStep(32)
+    patch.setValue(128)
+    patch.setSuffix(" px")
+    steps_box = QSpinBox()
+    steps_box.setRange(1, 10_000_000)
+    steps_box.setValue(steps)
+    batch = QSpinBox()
+    batch.setRange(1, 256)
+    batch.setValue(4)
+    return arch, patch, steps_box, batch
 
 
 def layer_snapshots(viewer) -> tuple[list[tuple[str, np.ndarray]], list[str]]:

@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
@@ -31,7 +30,7 @@ from .._layers import image_layers, layer_meta
 from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
-from ._training_common import RunControls, TrainingRun
+from ._training_common import RunControls, TrainingRun, size_fields
 
 START_CURRENT = "the current model"
 START_PRETRAINED = "the pretrained model (Pretrain above)"
@@ -94,21 +93,9 @@ class FinetunePanel(QGroupBox):
         self.start_from.setToolTip(
             "The current model continues training; a pretrained (diffusion) model gets a new class head."
         )
-        self.arch = QComboBox()
-        self.arch.addItems(["tiny", "small", "default"])
-        self.arch.setCurrentText("small")
-        self.arch.setToolTip("Network size when starting from scratch (a model file brings its own).")
-        self.patch = QSpinBox()
-        self.patch.setRange(32, 1024)
-        self.patch.setSingleStep(32)
-        self.patch.setValue(128)
-        self.patch.setSuffix(" px")
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 10_000_000)
-        self.steps.setValue(500)
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 256)
-        self.batch.setValue(4)
+        self.arch, self.patch, self.steps, self.batch = size_fields(
+            steps=500, arch_tooltip="Network size when starting from scratch (a model file brings its own)."
+        )
         self.run_dir = QLineEdit(str(data_dir() / "runs" / "finetune"))
         self.controls = RunControls("Start fine-tuning", "segmentation loss")
 

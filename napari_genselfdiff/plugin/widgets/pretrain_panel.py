@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -33,7 +32,7 @@ from .._layers import META_KEY
 from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
-from ._training_common import FolderList, RunControls, TrainingRun, layer_snapshots, report_skipped
+from ._training_common import FolderList, RunControls, TrainingRun, layer_snapshots, report_skipped, size_fields
 
 
 class PretrainPanel(QGroupBox):
@@ -62,21 +61,9 @@ class PretrainPanel(QGroupBox):
         self.folders = FolderList("Folder of unlabeled H&E images")
         self.use_layers = QCheckBox("open image layers")
         self.use_layers.setChecked(True)
-        self.arch = QComboBox()
-        self.arch.addItems(["tiny", "small", "default"])
-        self.arch.setCurrentText("small")
-        self.arch.setToolTip("Network size: 'default' is the paper's (needs a GPU); 'small' and 'tiny' suit CPUs.")
-        self.patch = QSpinBox()
-        self.patch.setRange(32, 1024)
-        self.patch.setSingleStep(32)
-        self.patch.setValue(128)
-        self.patch.setSuffix(" px")
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 10_000_000)
-        self.steps.setValue(2000)
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 256)
-        self.batch.setValue(4)
+        self.arch, self.patch, self.steps, self.batch = size_fields(
+            steps=2000, arch_tooltip="Network size: 'default' is the paper's (needs a GPU); 'small' and 'tiny' suit CPUs."
+        )
         self.checkpoint_every = QSpinBox()
         self.checkpoint_every.setRange(0, 1_000_000)
         self.checkpoint_every.setValue(200)
