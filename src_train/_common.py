@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.errors import GenSelfDiffError, TrainingInputError  # noqa: E402
 from napari_genselfdiff.core.training.control import TrainingControl  # noqa: E402
 from napari_genselfdiff.core.training.runlog import read_config  # noqa: E402
@@ -192,6 +193,7 @@ def run_main(cls: type, train: Callable, args: argparse.Namespace, section: str)
         import torch
 
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     rank, _ = setup_distributed()
     main = rank == 0
     control = TrainingControl()

@@ -105,8 +105,10 @@ def main() -> int:
             os.nice(10)  # the GUI process keeps priority
         except OSError:
             pass
+    from ..core.allocator import keep_freed_memory
     from ._threading import configure_torch_threads
 
+    keep_freed_memory()  # this process only trains: keep its buffers (see core/allocator.py)
     configure_torch_threads()
     from ..core.training import TrainingControl  # the imports a run needs, paid while the parent waits
 

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
@@ -120,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsets", type=int, nargs="+", default=[3, 10, 30])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--inits", nargs="+", default=["pretrained", "scratch"], choices=["pretrained", "scratch"])
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning peak learning rate (the paper: 1e-4)")
+    p.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999], help="fine-tuning Adam betas (the paper: 0.5 0.999)")
+    p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"], help="fine-tuning schedule (the paper: constant)")
+    p.add_argument("--warmup", type=int, default=20, help="fine-tuning warm-up steps")
+    p.add_argument("--pretrained", type=Path, default=None,
+                   help="use this pretrained (noise) model instead of running the pretrain phase")
     p.add_argument("--tile", type=int, default=512, help="inference tile for the test images")
     p.add_argument("--summary", action="store_true", help="only print the table from results.jsonl")
     args = p.parse_args(argv)
+    keep_freed_memory()
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
@@ -138,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     done = done_runs(results)
 
     pretrained = args.out / "pretrain" / "model.safetensors"
-    if "pretrain" not in done and "pretrained" in args.inits:
+    if args.pretrained is not None:
+        if not args.pretrained.is_file():
+            print(f"error: --pretrained {args.pretrained} not found.", file=sys.stderr)
+            return 2
+        pretrained = args.pretrained
+    elif "pretrain" not in done and "pretrained" in args.inits:
         unlabeled = [str(monuseg / "train" / "images"), str(args.data / "glas_unlabeled" / "images")]
         cfg = PretrainConfig(images=unlabeled, out_dir=str(args.out / "pretrain"), arch=arch,
                              patch_size=args.size, stride=args.size // 2, steps=args.pretrain_steps,
@@ -168,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = FinetuneConfig(pairs=pairs, out_dir=str(run_dir),
                                      init=str(pretrained) if init == "pretrained" else "scratch", arch=arch,
                                      val_fraction=0.0, steps=args.finetune_steps, batch=args.batch,
+                                     lr=args.lr, betas=list(args.betas), lr_schedule=args.lr_schedule,
+                                     warmup_steps=args.warmup,
                                      patch_size=args.size, stride=args.size // 2, seed=seed,
                                      checkpoint_every=100, resume=run_dir.exists())
                 start = time.perf_counter()
@@ -176,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                 summary = evaluate_model(model_path, args.data, split, args.tile)
                 record(results, {"run": name, "phase": "compare", "n_labelled": n, "init": init, "seed": seed,
                                  "images": subset, "model": str(model_path), "steps": args.finetune_steps,
+                                 "pretrained": str(pretrained) if init == "pretrained" else None,
+                                 "arch": arch.to_dict(), "patch_size": args.size, "batch": args.batch, "lr": args.lr,
+                                 "betas": list(args.betas), "lr_schedule": args.lr_schedule, "warmup": args.warmup,
                                  "train_seconds": train_seconds, "eval_seconds": summary["seconds"],
                                  "mean": summary["mean"], "per_image": summary["per_image"]})
                 print(f"[{name}] test: " + " ".join(f"{k} {v:.4f}" for k, v in summary["mean"].items()

@@ -45,6 +45,7 @@ from .distributed import barrier, unwrap
 from .events import ProgressEvent
 from .loop import CheckpointPolicy, logged, prepare_model, train_loop
 from .run import base_provenance, open_run, save_trained_model, write_replica_check
+from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule, learning_rate
 from .settings import check_positive, config_to_json, option, total_steps
 from .validation import SELECTION_METRIC, validate_images
 
@@ -71,6 +72,8 @@ class FinetuneConfig:
         val_fraction: share of images held out for validation. By default, 0.2.
         steps / epochs: run length; steps win. By default, 150 epochs (the paper).
         batch, lr, betas: Adam settings. By default, 8, 1e-4, (0.5, 0.999) (the reference code).
+        lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
+            (:mod:`.schedule`). By default, constant without warm-up.
         lam: weight of the focal term. By default, 1.0.
         flips / rot90 / color_jitter / blur: augmentation. By default, all on.
         patch_size / stride / skip_background: patching. By default, 256 / 64 / True.
@@ -98,6 +101,9 @@ class FinetuneConfig:
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
     batch: int = option(8, "patches per step (per process)")
     lr: float = option(1e-4, "Adam learning rate")
+    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
+                              choices=list(LR_SCHEDULES))
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
     betas: list[float] = option(factory=lambda: [0.5, 0.999], help="Adam betas", nargs=2, metavar="B")
     lam: float = option(1.0, "weight lambda of the focal loss (L = SS + lambda * focal)")
     flips: bool = option(True, "random flips")
@@ -128,6 +134,7 @@ class FinetuneConfig:
         check_positive("steps", self.steps, allow_none=True)
         check_positive("epochs", self.epochs, allow_none=True, integer=False)
         check_positive("lr", self.lr, integer=False)
+        check_schedule(self.lr_schedule, self.warmup_steps)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise TrainingInputError(f"betas must be two numbers in [0, 1), got {self.betas}.")
         if not 0 <= self.val_fraction < 1:
@@ -271,6 +278,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             parent_stage=(parent_info.provenance.get("stage") if parent_info else None),
             metrics=metrics or {}, selected_by=f"{SELECTION_METRIC} on whole held-out images" if val_images else "last step",
             batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride, lr=cfg.lr,
+            lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
             betas=list(cfg.betas), lam=cfg.lam, seed=cfg.seed,
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur},
         )
@@ -310,6 +318,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
             steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
             channels_last=ctx.channels_last, control=control,
+            lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
             checkpoint=CheckpointPolicy(
                 run_dir=ctx.run_dir, stage="finetune", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
                 config=config_to_json(cfg),

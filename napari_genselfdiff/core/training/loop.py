@@ -124,6 +124,7 @@ def train_loop(
     stage: str = "",
     describe: str = "",
     prefetch: bool | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> Generator[ProgressEvent, None, LoopResult]:
     """Train ``model`` from ``start_step`` to ``total_steps``, yielding progress events.
 
@@ -149,6 +150,8 @@ def train_loop(
         stage: "pretrain" or "finetune", copied into events.
         describe: appended to the "start" event's message (data, device...).
         prefetch: prepare the next batch in a thread. By default, only on CUDA.
+        lr_at: ``lr_at(step)`` -> the learning rate of that step (see :mod:`.schedule`), set on every
+            parameter group before the step. By default, the optimizer's rate throughout.
 
     Yields:
         :class:`ProgressEvent` of kinds start, step, epoch, validation, checkpoint, paused, resumed,
@@ -238,6 +241,9 @@ def train_loop(
 
             step += 1
             started = time.perf_counter()
+            if lr_at is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
             batch = _to_device(fetch(step), device, channels_last)
             with autocast(device, precision):
                 out = loss_fn(net, batch, step)

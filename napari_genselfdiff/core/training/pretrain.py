@@ -45,6 +45,7 @@ from .distributed import barrier, unwrap
 from .events import ProgressEvent
 from .loop import CheckpointPolicy, logged, prepare_model, train_loop
 from .run import RunContext, base_provenance, open_run, save_trained_model, step_seed, write_replica_check
+from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule, learning_rate
 from .settings import check_positive, config_to_json, option, total_steps
 
 MODEL_FILE = "pretrained.safetensors"
@@ -66,6 +67,8 @@ class PretrainConfig:
         epochs: passes over all patches. By default, 100 (the paper) when ``steps`` is not given.
         batch: patches per step per process. By default, 8 (the paper).
         lr: Adam learning rate. By default, 1e-4 (the paper).
+        lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
+            (:mod:`.schedule`). By default, constant without warm-up.
         seed: seeds weights, patch order, augmentation, timesteps and noise. By default, 0.
         checkpoint_every: steps between checkpoints (0: only at the end). By default, 1000.
         keep_checkpoints: checkpoints kept. By default, 2.
@@ -89,6 +92,9 @@ class PretrainConfig:
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
     batch: int = option(8, "patches per step (per process)")
     lr: float = option(1e-4, "Adam learning rate")
+    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
+                              choices=list(LR_SCHEDULES))
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
     seed: int = option(0, "random seed")
     checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = option(2, "checkpoints to keep")
@@ -115,6 +121,7 @@ class PretrainConfig:
         check_positive("steps", self.steps, allow_none=True)
         check_positive("epochs", self.epochs, allow_none=True, integer=False)
         check_positive("lr", self.lr, integer=False)
+        check_schedule(self.lr_schedule, self.warmup_steps)
         if self.checkpoint_every < 0:
             raise TrainingInputError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
         arch = resolve_architecture(self.arch, self.width).with_head("noise", 3)
@@ -223,6 +230,7 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
             device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
             steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
             channels_last=ctx.channels_last, control=control,
+            lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
             checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage="pretrain", every=cfg.checkpoint_every,
                                         keep=cfg.keep_checkpoints, config=config_to_json(cfg),
                                         extra=lambda: extra),
@@ -236,7 +244,8 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
     provenance = base_provenance(ctx, stage="pretrain", steps=result.step,
                                  epochs=sampler.epoch(result.step), cancelled=result.cancelled)
     provenance.update(data=data_summary, batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride,
-                      lr=cfg.lr, seed=cfg.seed, final_loss=result.last_loss)
+                      lr=cfg.lr, lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+                      seed=cfg.seed, final_loss=result.last_loss)
     if result.cancelled and result.step == 0:
         return None
     path = _save_result(ctx, net, cfg, diffusion, provenance)
