@@ -178,3 +178,44 @@ def test_plan_tiles_covers_the_image_with_enough_overlap_and_few_tiles(height, w
         fewest = 1 if padded <= max_tile else math.ceil((padded - overlap) / (max_tile - overlap))
         assert n == fewest
     assert plan.overhead < 2.0
+
+
+@pytest.mark.parametrize("width, max_band", [(700, 200), (700, 330), (901, 260)])
+def test_column_strips_bound_the_band_and_give_exactly_the_whole_width_result(micro, tmp_path, width, max_band):
+    from napari_genselfdiff.core.inference.tiling import column_strips
+
+    network, info = micro
+    image = synthetic_he(120, width, seed=8)
+    whole_settings = InferenceSettings(tile=96, overlap=16, device="cpu", max_band_width=None)
+    strip_settings = InferenceSettings(tile=96, overlap=16, device="cpu", max_band_width=max_band)
+    plan = plan_tiles(120, width, max_tile=96, overlap=16, multiple=network.config.downsample_factor)
+    strips = column_strips(plan, max_band)
+    assert len(strips) >= 2
+    assert all(s.x1 - s.x0 <= max(max_band, 3 * plan.tile_w) for s in strips)  # the band is bounded
+    assert strips[0].keep0 == 0 and strips[-1].keep1 == plan.padded_w
+    assert all(a.keep1 == b.keep0 and a.last == b.first for a, b in zip(strips, strips[1:]))  # no gap, no overlap
+    whole_logits = np.zeros((2, 120, width), np.float32)
+    strip_logits = np.full((2, 120, width), np.nan, np.float32)
+    whole = segment(network, info, image, whole_settings, logits_out=whole_logits)
+    labels = np.memmap(tmp_path / "labels.u8", dtype=np.uint8, mode="w+", shape=(120, width))
+    striped = segment(network, info, image, strip_settings, out=labels, logits_out=strip_logits)
+    assert not np.isnan(strip_logits).any()  # every pixel written once the strips are done
+    np.testing.assert_array_equal(strip_logits, whole_logits)  # bit for bit: the same tiles, the same sums
+    np.testing.assert_array_equal(np.asarray(labels), whole.labels)
+    assert whole.tiles == plan.count < striped.tiles == len(plan.ys) * sum(s.last - s.first + 1 for s in strips)
+
+
+def test_narrow_images_and_heavy_overlaps_keep_one_band(micro):
+    from napari_genselfdiff.core.inference.tiling import column_strips
+
+    assert len(column_strips(plan_tiles(100, 300, max_tile=96, overlap=16, multiple=8), None)) == 1
+    assert len(column_strips(plan_tiles(100, 300, max_tile=96, overlap=16, multiple=8), 10_000)) == 1
+    for overlap, multiple in ((47, 1), (40, 8), (16, 8), (0, 8)):
+        plan = plan_tiles(100, 1500, max_tile=96, overlap=overlap, multiple=multiple)
+        strips = column_strips(plan, 250)
+        # Each kept column is touched only by tiles of its own strip: the split is exact, or there is one band.
+        for st in strips:
+            outside = [x for i, x in enumerate(plan.xs) if not st.first <= i <= st.last]
+            touched = {c for x in outside for c in range(x, x + plan.tile_w)}
+            assert not touched & set(range(st.keep0, st.keep1)), (overlap, st)
+        assert sum(st.keep1 - st.keep0 for st in strips) == plan.padded_w

@@ -54,6 +54,7 @@ def test_wheel_ships_the_manifest_the_sample_and_the_cli(wheel):
         names = archive.namelist()
         manifest = archive.read("napari_genselfdiff/napari.yaml").decode()
         assert "napari_genselfdiff/samples/he_nuclei_512.png" in names
+        assert "napari_genselfdiff/samples/he_nuclei_512_instances.png" in names
         assert "napari_genselfdiff/cli/main.py" in names
         assert "napari_genselfdiff/core/io/write.py" in names
         assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]

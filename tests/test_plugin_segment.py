@@ -32,6 +32,16 @@ def _sample(viewer):
     return layers[0]
 
 
+def test_sample_with_expert_outlines_opens_as_image_and_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, truth = viewer.open_sample("napari-genselfdiff", "he_nuclei_truth")
+    assert image.rgb and image.data.shape == (512, 512, 3)
+    assert truth.__class__.__name__ == "Labels" and truth.data.shape == (512, 512)
+    assert len(np.unique(truth.data)) - 1 == truth.data.max() == 170  # 170 nuclei, labelled 1..170
+    dark = image.data.astype(float).mean(axis=-1)  # hematoxylin-stained nuclei are darker than the rest
+    assert dark[truth.data > 0].mean() < dark[truth.data == 0].mean() - 20
+
+
 def test_widget_opens_from_manifest(make_napari_viewer, tmp_path, monkeypatch):
     import importlib
 

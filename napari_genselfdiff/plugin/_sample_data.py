@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "he_nuclei_512.png"
+#: The crop's expert nucleus outlines (the MoNuSeg instance mask, same crop, relabelled 1..N).
+SAMPLE_INSTANCES = SAMPLE.with_name("he_nuclei_512_instances.png")
 ATTRIBUTION = (
     "MoNuSeg (Kumar et al. 2017/2020), image TCGA-2Z-A9J9-01A-01-TS1, 512x512 crop; CC BY-NC-SA 4.0"
 )
@@ -20,3 +22,14 @@ def he_nuclei_sample():
 
     data = read_array(SAMPLE)
     return [(data[..., :3], {"name": "H&E nuclei (MoNuSeg)", "rgb": True, "metadata": {"attribution": ATTRIBUTION}}, "image")]
+
+
+def he_nuclei_with_truth_sample():
+    """The bundled H&E crop and its expert nucleus instances (a Labels layer), to compare a result with."""
+    from ..core.io.read import read_array
+
+    truth = read_array(SAMPLE_INSTANCES).astype("int32")
+    return he_nuclei_sample() + [
+        (truth, {"name": "H&E nuclei: expert outlines", "opacity": 0.5, "metadata": {"attribution": ATTRIBUTION}},
+         "labels")
+    ]
