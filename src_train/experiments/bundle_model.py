@@ -20,6 +20,16 @@ from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: 
 from napari_genselfdiff.core.model_files.store import BUNDLED_DEFAULT, BUNDLED_DIR  # noqa: E402
 
 
+def pretraining_summary(path: Path) -> str:
+    """One line on the diffusion pretraining behind a fine-tuned model (from the pretrained file's provenance)."""
+    _, pre = load_model(path)
+    prov = pre.provenance
+    data = prov.get("data", {})
+    return (f"diffusion-pretrained (DDPM noise prediction, P2-weighted loss, T = 1000) for {prov.get('steps')} steps "
+            f"of batch {prov.get('batch')} on {data.get('patches', '?')} unlabeled patches of {prov.get('patch_size')} px "
+            f"from {', '.join(map(str, data.get('folders', []))) or 'unlabeled images'} (masks never read)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=Path("runs/monuseg/results.jsonl"))
@@ -45,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                         "histopathology fields, as a starting point that a pathologist corrects in napari.",
         "training_data": f"MoNuSeg 2018 training images ({run['n_labelled']} labelled images: {', '.join(run['images'])}), "
                          "binary nucleus masks; Kumar et al. IEEE TMI 2017 and 2020, CC BY-NC-SA 4.0.",
-        "initialisation": run["init"],
-        "protocol": f"{run['steps']} fine-tuning steps, batch 8, 128 px patches, Adam lr 1e-4 betas (0.5, 0.999), "
+        "initialisation": (pretraining_summary(Path(run["pretrained"])) if run["init"] == "pretrained" and run.get("pretrained")
+                           else run["init"]),
+        "protocol": f"{run['steps']} fine-tuning steps, batch {run.get('batch', 8)}, {run.get('patch_size', 128)} px "
+                    f"patches, Adam lr {run.get('lr', 1e-4):g} ({run.get('lr_schedule', 'constant')} schedule, "
+                    f"{run.get('warmup', 0)} warm-up steps) betas {tuple(run.get('betas', (0.5, 0.999)))}, "
                     "SS + 1.0 x focal loss, flips/rot90/colour jitter/blur; fp32 on a 2-core CPU "
                     f"(network widths {'-'.join(map(str, arch.widths))}, linear attention "
                     f"{'at every level' if arch.level_attention else 'off; full attention at the bottleneck only'}).",
