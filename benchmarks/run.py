@@ -63,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.model_files import ModelInfo, default_classes  # noqa: E402
 from napari_genselfdiff.core.network import PRESETS, AttentionUNet, UNetConfig  # noqa: E402
@@ -78,7 +79,8 @@ NANO = UNetConfig(widths=(4, 8, 8, 16, 16), blocks_per_level=1, groups=4, attent
                   attention_dim_head=4, level_attention=False)
 #: glibc settings that keep freed blocks in the heap instead of unmapping them: without them every
 #: large activation is a fresh mmap whose pages the kernel zero-fills on first touch.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+#: The child flag that calls core.allocator.keep_freed_memory() (what the CLI and training processes do).
+KEEP_FREED_FLAG = "--keep-freed-memory"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,12 +395,12 @@ def piece_compare(emit: Emitter, args, peaks: dict, baselines: dict) -> None:
         return
     size = min(size, 512)
     sides = {}
-    for label, extra in (("default", {}), ("keep_freed_memory", MALLOC_ENV)):
-        sides[label] = child(["--child", "forward", "--net", net, "--size", str(size)], extra, args)
+    for label, extra in (("default", []), ("keep_freed_memory", [KEEP_FREED_FLAG])):
+        sides[label] = child(["--child", "forward", "--net", net, "--size", str(size), *extra], {}, args)
     if all(sides.values()):
         d, k = sides["default"], sides["keep_freed_memory"]
         emit("compare", source="random input (forward passes only)", changed="malloc", value="keep_freed_memory",
-             network=net, image=f"{size}x{size}", env=MALLOC_ENV, threads=d["threads"],
+             network=net, image=f"{size}x{size}", how="core.allocator.keep_freed_memory()", threads=d["threads"],
              baseline_wall_s=d["wall_s"], baseline_cpu_s=d["cpu_s"], baseline_sys_s=d["sys_s"],
              baseline_minflt=d["minflt"], wall_s=k["wall_s"], cpu_s=k["cpu_s"], sys_s=k["sys_s"],
              minflt=k["minflt"], speedup_vs_default=d["wall_s"] / k["wall_s"],
@@ -778,6 +780,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source", choices=["memmap", "tiff"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--net", default="tiny", help=argparse.SUPPRESS)
+    parser.add_argument(KEEP_FREED_FLAG, dest="keep_freed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     q = args.quick
     args.size = args.size or (256 if q else 1000)
@@ -821,6 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.keep_freed:
+            keep_freed_memory()
         values = child_large(args) if args.child == "large" else child_forward(args)
         print(json.dumps(values), flush=True)
         return 0

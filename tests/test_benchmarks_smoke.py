@@ -126,9 +126,11 @@ def test_large_memmap_and_lazy_tiff(bench, tmp_path):
 def test_child_process_path(bench, tmp_path):
     """The fresh-process measurement used by 'large' and the malloc comparison."""
     args = bench.parse(["--quick", "--threads", "1"])
-    values = bench.child(["--child", "forward", "--net", "nano", "--size", "32"], bench.MALLOC_ENV, args)
+    values = bench.child(["--child", "forward", "--net", "nano", "--size", "32"], {}, args)
     assert values is not None and values["threads"] == 1
     _positive(values, "wall_s", "cpu_s", "first_wall_s")
+    kept = bench.child(["--child", "forward", "--net", "nano", "--size", "32", bench.KEEP_FREED_FLAG], {}, args)
+    assert kept is not None and kept["minflt"] >= 0
 
 
 def test_ui_stall_is_read_from_the_plugin_test(bench, monkeypatch):
