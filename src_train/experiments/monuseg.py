@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,27 @@ def done_runs(results: Path) -> dict[str, dict]:
         return {}
     entries = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     return {entry["run"]: entry for entry in entries}
+
+
+def claim(run_dir: Path) -> bool:
+    """Take a run for this process (several experiment processes can share one --out): False when a
+    live process holds it. A claim left by a dead process is taken over (the run resumes)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / ".claim"
+    try:
+        holder = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        holder = None
+    if holder is not None and holder != os.getpid():
+        try:
+            os.kill(holder, 0)
+            return False
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+    marker.write_text(str(os.getpid()))
+    return True
 
 
 def record(results: Path, entry: dict) -> None:
@@ -170,21 +192,21 @@ def main(argv: list[str] | None = None) -> int:
             subset = sorted(np.random.default_rng(1000 + seed).permutation(train_ids)[:n].tolist())
             for init in args.inits:
                 name = f"n{n}_{init}_s{seed}"
-                if name in done:
+                run_dir = args.out / "runs" / name
+                if name in done or name in done_runs(results) or not claim(run_dir):
                     continue
                 pairs = []
                 for stem in subset:
                     image = read_array(monuseg / "train" / "images" / f"{stem}.tif")
                     mask = (read_array(monuseg / "train" / "masks" / f"{stem}.png") > 0).astype(np.uint8)
                     pairs.append((stem, image, mask))
-                run_dir = args.out / "runs" / name
                 cfg = FinetuneConfig(pairs=pairs, out_dir=str(run_dir),
                                      init=str(pretrained) if init == "pretrained" else "scratch", arch=arch,
                                      val_fraction=0.0, steps=args.finetune_steps, batch=args.batch,
                                      lr=args.lr, betas=list(args.betas), lr_schedule=args.lr_schedule,
                                      warmup_steps=args.warmup,
                                      patch_size=args.size, stride=args.size // 2, seed=seed,
-                                     checkpoint_every=100, resume=run_dir.exists())
+                                     checkpoint_every=100, resume=(run_dir / "checkpoints").exists())
                 start = time.perf_counter()
                 model_path = Path(drive(finetune(cfg), name))
                 train_seconds = time.perf_counter() - start
