@@ -74,3 +74,22 @@ def test_keep_freed_memory_is_idempotent_and_reports_whether_it_applies():
     import sys
     if sys.platform.startswith("linux"):
         assert first  # glibc accepts the settings
+
+
+def test_grad_clip_bounds_each_update():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    gen = train_loop(model=model, batches=lambda step: torch.full((2, 4), 100.0),
+                     loss_fn=lambda net, batch, step: {"loss": net(batch).pow(2).mean()}, optimizer=opt,
+                     total_steps=1, device=torch.device("cpu"), grad_clip=0.5)
+    for _ in gen:
+        pass
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after - before).norm().item() == pytest.approx(0.5, rel=1e-4)  # the raw gradient norm is ~1e4
+
+
+def test_grad_clip_setting_is_checked():
+    with pytest.raises(TrainingInputError, match="grad_clip must be a positive number"):
+        FinetuneConfig(pairs=[], grad_clip=-1.0).check()

@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-steps", type=int, default=600)
     p.add_argument("--subsets", type=int, nargs="+", default=[3, 10, 30])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--inits", nargs="+", default=["pretrained", "scratch"], choices=["pretrained", "scratch"])
+    p.add_argument("--inits", nargs="+", default=["pretrained", "scratch"], choices=["pretrained", "scratch", "model"],
+                   help="'model': continue training the fine-tuned model given with --init-model")
+    p.add_argument("--init-model", type=Path, default=None, help="a fine-tuned model to continue (--inits model)")
+    p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: none, the paper)")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning peak learning rate (the paper: 1e-4)")
     p.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999], help="fine-tuning Adam betas (the paper: 0.5 0.999)")
     p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"], help="fine-tuning schedule (the paper: constant)")
@@ -165,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     split = json.loads((monuseg / "split.json").read_text())
     arch = architecture(args.arch, not args.no_level_attention)
+    if "model" in args.inits and (args.init_model is None or not args.init_model.is_file()):
+        print("error: --inits model needs --init-model pointing at a fine-tuned model file.", file=sys.stderr)
+        return 2
     done = done_runs(results)
 
     pretrained = args.out / "pretrain" / "model.safetensors"
@@ -201,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                     mask = (read_array(monuseg / "train" / "masks" / f"{stem}.png") > 0).astype(np.uint8)
                     pairs.append((stem, image, mask))
                 cfg = FinetuneConfig(pairs=pairs, out_dir=str(run_dir),
-                                     init=str(pretrained) if init == "pretrained" else "scratch", arch=arch,
+                                     init={"pretrained": str(pretrained), "scratch": "scratch",
+                                           "model": str(args.init_model)}[init], arch=arch,
                                      val_fraction=0.0, steps=args.finetune_steps, batch=args.batch,
                                      lr=args.lr, betas=list(args.betas), lr_schedule=args.lr_schedule,
-                                     warmup_steps=args.warmup,
+                                     warmup_steps=args.warmup, grad_clip=args.grad_clip,
                                      patch_size=args.size, stride=args.size // 2, seed=seed,
                                      checkpoint_every=100, resume=(run_dir / "checkpoints").exists())
                 start = time.perf_counter()
@@ -214,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 record(results, {"run": name, "phase": "compare", "n_labelled": n, "init": init, "seed": seed,
                                  "images": subset, "model": str(model_path), "steps": args.finetune_steps,
                                  "pretrained": str(pretrained) if init == "pretrained" else None,
+                                 "init_model": str(args.init_model) if init == "model" else None,
+                                 "grad_clip": args.grad_clip,
                                  "arch": arch.to_dict(), "patch_size": args.size, "batch": args.batch, "lr": args.lr,
                                  "betas": list(args.betas), "lr_schedule": args.lr_schedule, "warmup": args.warmup,
                                  "train_seconds": train_seconds, "eval_seconds": summary["seconds"],

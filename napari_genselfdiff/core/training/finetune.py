@@ -74,6 +74,8 @@ class FinetuneConfig:
         batch, lr, betas: Adam settings. By default, 8, 1e-4, (0.5, 0.999) (the reference code).
         lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
             (:mod:`.schedule`). By default, constant without warm-up.
+        grad_clip: clip the gradient norm (the SS loss spikes on patches with almost no foreground,
+            whose standardised maps blow up). By default, none.
         lam: weight of the focal term. By default, 1.0.
         flips / rot90 / color_jitter / blur: augmentation. By default, all on.
         patch_size / stride / skip_background: patching. By default, 256 / 64 / True.
@@ -104,6 +106,7 @@ class FinetuneConfig:
     lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
                               choices=list(LR_SCHEDULES))
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    grad_clip: float | None = option(None, "clip the gradient norm to this (default: no clipping, the paper)")
     betas: list[float] = option(factory=lambda: [0.5, 0.999], help="Adam betas", nargs=2, metavar="B")
     lam: float = option(1.0, "weight lambda of the focal loss (L = SS + lambda * focal)")
     flips: bool = option(True, "random flips")
@@ -135,6 +138,7 @@ class FinetuneConfig:
         check_positive("epochs", self.epochs, allow_none=True, integer=False)
         check_positive("lr", self.lr, integer=False)
         check_schedule(self.lr_schedule, self.warmup_steps)
+        check_positive("grad_clip", self.grad_clip, allow_none=True, integer=False)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise TrainingInputError(f"betas must be two numbers in [0, 1), got {self.betas}.")
         if not 0 <= self.val_fraction < 1:
@@ -278,7 +282,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             parent_stage=(parent_info.provenance.get("stage") if parent_info else None),
             metrics=metrics or {}, selected_by=f"{SELECTION_METRIC} on whole held-out images" if val_images else "last step",
             batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride, lr=cfg.lr,
-            lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+            lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
             betas=list(cfg.betas), lam=cfg.lam, seed=cfg.seed,
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur},
         )
@@ -319,6 +323,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
             channels_last=ctx.channels_last, control=control,
             lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
+            grad_clip=cfg.grad_clip,
             checkpoint=CheckpointPolicy(
                 run_dir=ctx.run_dir, stage="finetune", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
                 config=config_to_json(cfg),

@@ -125,6 +125,7 @@ def train_loop(
     describe: str = "",
     prefetch: bool | None = None,
     lr_at: Callable[[int], float] | None = None,
+    grad_clip: float | None = None,
 ) -> Generator[ProgressEvent, None, LoopResult]:
     """Train ``model`` from ``start_step`` to ``total_steps``, yielding progress events.
 
@@ -152,6 +153,8 @@ def train_loop(
         prefetch: prepare the next batch in a thread. By default, only on CUDA.
         lr_at: ``lr_at(step)`` -> the learning rate of that step (see :mod:`.schedule`), set on every
             parameter group before the step. By default, the optimizer's rate throughout.
+        grad_clip: clip the gradients' global norm to this before each update (fp16: after
+            unscaling). By default, no clipping.
 
     Yields:
         :class:`ProgressEvent` of kinds start, step, epoch, validation, checkpoint, paused, resumed,
@@ -256,6 +259,9 @@ def train_loop(
                 continue
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
             scale_before = scaler.get_scale() if scaler.is_enabled() else None
             scaler.step(optimizer)
             scaler.update()

@@ -69,6 +69,8 @@ class PretrainConfig:
         lr: Adam learning rate. By default, 1e-4 (the paper).
         lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
             (:mod:`.schedule`). By default, constant without warm-up.
+        grad_clip: clip the gradient norm (the SS loss spikes on patches with almost no foreground,
+            whose standardised maps blow up). By default, none.
         seed: seeds weights, patch order, augmentation, timesteps and noise. By default, 0.
         checkpoint_every: steps between checkpoints (0: only at the end). By default, 1000.
         keep_checkpoints: checkpoints kept. By default, 2.
@@ -95,6 +97,7 @@ class PretrainConfig:
     lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
                               choices=list(LR_SCHEDULES))
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    grad_clip: float | None = option(None, "clip the gradient norm to this (default: no clipping, the paper)")
     seed: int = option(0, "random seed")
     checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = option(2, "checkpoints to keep")
@@ -122,6 +125,7 @@ class PretrainConfig:
         check_positive("epochs", self.epochs, allow_none=True, integer=False)
         check_positive("lr", self.lr, integer=False)
         check_schedule(self.lr_schedule, self.warmup_steps)
+        check_positive("grad_clip", self.grad_clip, allow_none=True, integer=False)
         if self.checkpoint_every < 0:
             raise TrainingInputError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
         arch = resolve_architecture(self.arch, self.width).with_head("noise", 3)
@@ -231,6 +235,7 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
             steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
             channels_last=ctx.channels_last, control=control,
             lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
+            grad_clip=cfg.grad_clip,
             checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage="pretrain", every=cfg.checkpoint_every,
                                         keep=cfg.keep_checkpoints, config=config_to_json(cfg),
                                         extra=lambda: extra),
@@ -244,7 +249,7 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
     provenance = base_provenance(ctx, stage="pretrain", steps=result.step,
                                  epochs=sampler.epoch(result.step), cancelled=result.cancelled)
     provenance.update(data=data_summary, batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride,
-                      lr=cfg.lr, lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+                      lr=cfg.lr, lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
                       seed=cfg.seed, final_loss=result.last_loss)
     if result.cancelled and result.step == 0:
         return None
