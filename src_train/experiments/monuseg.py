@@ -116,18 +116,29 @@ def record(results: Path, entry: dict) -> None:
         handle.write(json.dumps(entry) + "\n")
 
 
-def print_summary(results: Path) -> None:
+def print_summary(results: Path, markdown: bool = False) -> None:
+    """The table: mean +- std over seeds per (labelled images, init, steps); --markdown for docs/results.md."""
     runs = [r for r in done_runs(results).values() if r.get("phase") == "compare"]
-    rows: dict[tuple[int, str], list[dict]] = {}
+    rows: dict[tuple[int, str, int], list[dict]] = {}
     for r in runs:
-        rows.setdefault((r["n_labelled"], r["init"]), []).append(r["mean"])
-    print(f"{'labelled':>8} {'init':>10} {'seeds':>5} " + " ".join(f"{k:>15}" for k in ("f1", "iou", "aji", "hd95")))
-    for (n, init), means in sorted(rows.items()):
+        rows.setdefault((r["n_labelled"], r["init"], r["steps"]), []).append(r)
+    keys = ("f1", "iou", "aji", "hd95")
+    if markdown:
+        print("| labelled images | init | steps | seeds | " + " | ".join(k.upper() for k in keys) + " | train s / run |")
+        print("| --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " | --- |")
+    else:
+        print(f"{'labelled':>8} {'init':>10} {'steps':>5} {'seeds':>5} " + " ".join(f"{k:>15}" for k in keys))
+    for (n, init, steps), entries in sorted(rows.items()):
         cells = []
-        for k in ("f1", "iou", "aji", "hd95"):
-            v = np.array([m[k] for m in means], float)
-            cells.append(f"{v.mean():7.4f}+-{v.std():.4f}")
-        print(f"{n:>8} {init:>10} {len(means):>5} " + " ".join(f"{c:>15}" for c in cells))
+        for k in keys:
+            v = np.array([e["mean"][k] for e in entries], float)
+            digits = 2 if k == "hd95" else 4
+            cells.append(f"{v.mean():.{digits}f} +- {v.std():.{digits}f}")
+        seconds = np.mean([e["train_seconds"] for e in entries])
+        if markdown:
+            print(f"| {n} | {init} | {steps} | {len(entries)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        else:
+            print(f"{n:>8} {init:>10} {steps:>5} {len(entries):>5} " + " ".join(f"{c:>15}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,13 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="use this pretrained (noise) model instead of running the pretrain phase")
     p.add_argument("--tile", type=int, default=512, help="inference tile for the test images")
     p.add_argument("--summary", action="store_true", help="only print the table from results.jsonl")
+    p.add_argument("--markdown", action="store_true", help="with --summary: a Markdown table")
     args = p.parse_args(argv)
     keep_freed_memory()
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     if args.summary:
-        print_summary(results)
+        print_summary(results, args.markdown)
         return 0
     monuseg = args.data / "monuseg"
     if not (monuseg / "split.json").is_file():
