@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.errors import GenSelfDiffError, TrainingInputError  # noqa: E402
 from napari_genselfdiff.core.training.control import TrainingControl  # noqa: E402
+from napari_genselfdiff.core.training.settings import RunOptions  # noqa: E402
 from napari_genselfdiff.core.training.runlog import read_config  # noqa: E402
 from napari_genselfdiff.core.training.settings import config_from_json  # noqa: E402
 
@@ -48,7 +49,10 @@ def _flag_type(hint: Any) -> tuple[Any, bool]:
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field of ``cls`` that has help text (see core.training.settings.option)."""
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    shared = {f.name for f in dataclasses.fields(RunOptions)}
+    fields = dataclasses.fields(cls)
+    # The run's own settings (data, network, loss) first, then the shared ones (optimiser, device).
+    for f in [f for f in fields if f.name not in shared] + [f for f in fields if f.name in shared]:
         meta = f.metadata
         if not meta.get("help"):
             continue

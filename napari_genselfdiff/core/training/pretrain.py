@@ -45,15 +45,15 @@ from .distributed import barrier, unwrap
 from .events import ProgressEvent
 from .loop import CheckpointPolicy, logged, prepare_model, train_loop
 from .run import RunContext, base_provenance, open_run, save_trained_model, step_seed, write_replica_check
-from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule, learning_rate
-from .settings import check_positive, config_to_json, option, total_steps
+from .schedule import learning_rate
+from .settings import RunOptions, check_positive, config_to_json, option, total_steps
 
 MODEL_FILE = "pretrained.safetensors"
 PAPER_EPOCHS = 100
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunOptions):
     """Settings of a pretraining run (defaults: the paper's protocol).
 
     Args:
@@ -65,21 +65,12 @@ class PretrainConfig:
         stride: patch grid step. By default, 64 (the paper).
         steps: training steps; wins over ``epochs``. By default, derived from ``epochs``.
         epochs: passes over all patches. By default, 100 (the paper) when ``steps`` is not given.
-        batch: patches per step per process. By default, 8 (the paper).
-        lr: Adam learning rate. By default, 1e-4 (the paper).
-        lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
-            (:mod:`.schedule`). By default, constant without warm-up.
-        grad_clip: clip the gradient norm (the SS loss spikes on patches with almost no foreground,
-            whose standardised maps blow up). By default, none.
-        seed: seeds weights, patch order, augmentation, timesteps and noise. By default, 0.
-        checkpoint_every: steps between checkpoints (0: only at the end). By default, 1000.
-        keep_checkpoints: checkpoints kept. By default, 2.
         schedule, timesteps, p2_k, p2_gamma: the diffusion process. By default, the paper's.
         flips / rot90: augmentation. By default, flips only (the paper).
         skip_background: leave out mostly-white patches. By default, True.
-        device: "auto", "cpu", "cuda", "mps". precision: "auto", "fp32", "bf16", "fp16".
-        channels_last: channels-last memory format. By default, on CUDA only.
-        resume: continue from the run folder's latest checkpoint. By default, False.
+        batch, lr, lr_schedule, warmup_steps, grad_clip, checkpoint_every, keep_checkpoints, seed,
+            device, precision, channels_last, resume: see :class:`.settings.RunOptions` (the seed also
+            draws the timesteps and the noise).
     """
 
     images: list[Any] = option(factory=list, help="image folders (or files) of unlabeled H&E images",
@@ -92,15 +83,6 @@ class PretrainConfig:
     stride: int = option(64, "patch grid step in pixels")
     steps: int | None = option(None, "training steps (wins over --epochs)")
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
-    batch: int = option(8, "patches per step (per process)")
-    lr: float = option(1e-4, "Adam learning rate")
-    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
-                              choices=list(LR_SCHEDULES))
-    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
-    grad_clip: float | None = option(None, "clip the gradient norm to this (default: no clipping, the paper)")
-    seed: int = option(0, "random seed")
-    checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = option(2, "checkpoints to keep")
     schedule: str = option("scaled_linear", "noise schedule", choices=list(SCHEDULES))
     timesteps: int = option(1000, "diffusion steps T")
     p2_k: float = option(1.0, "P2 weighting k")
@@ -108,10 +90,6 @@ class PretrainConfig:
     flips: bool = option(True, "random horizontal/vertical flips")
     rot90: bool = option(False, "random 90-degree rotations")
     skip_background: bool = option(True, "leave out patches that are over 90%% white")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    precision: str = option("auto", "auto, fp32, bf16 or fp16", choices=["auto", "fp32", "bf16", "fp16"])
-    channels_last: bool | None = option(None, "channels-last memory format (default: on CUDA only)")
-    resume: bool = option(False, "continue from the latest checkpoint in the run folder")
 
     def check(self) -> UNetConfig:
         """Validate the settings; returns the network configuration (noise head).
@@ -119,15 +97,11 @@ class PretrainConfig:
         Raises:
             TrainingInputError: a setting is out of range (the message names it).
         """
-        for name in ("patch_size", "stride", "batch", "timesteps", "keep_checkpoints"):
+        for name in ("patch_size", "stride", "timesteps"):
             check_positive(name, getattr(self, name))
+        self.check_run_options()
         check_positive("steps", self.steps, allow_none=True)
         check_positive("epochs", self.epochs, allow_none=True, integer=False)
-        check_positive("lr", self.lr, integer=False)
-        check_schedule(self.lr_schedule, self.warmup_steps)
-        check_positive("grad_clip", self.grad_clip, allow_none=True, integer=False)
-        if self.checkpoint_every < 0:
-            raise TrainingInputError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
         arch = resolve_architecture(self.arch, self.width).with_head("noise", 3)
         if self.patch_size % arch.downsample_factor:
             raise TrainingInputError(

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import TrainingInputError
 from ..network.config import UNetConfig
+from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
@@ -94,3 +95,54 @@ def total_steps(steps: int | None, epochs: float | None, steps_per_epoch: int, d
     if steps is not None:
         return int(steps)
     return max(1, int(round((epochs if epochs is not None else default_epochs) * steps_per_epoch)))
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Settings every training run shares: the optimiser's schedule, checkpoints, seed and device.
+
+    :class:`.pretrain.PretrainConfig` and :class:`.finetune.FinetuneConfig` extend it (their fields
+    follow these on the command line).
+
+    Args:
+        batch: patches per step per process. By default, 8 (the paper).
+        lr: Adam learning rate. By default, 1e-4 (the paper).
+        lr_schedule / warmup_steps: "constant" (the paper) or "cosine" decay, after a linear warm-up
+            (:mod:`.schedule`). By default, constant without warm-up.
+        grad_clip: clip the gradients' global norm to this. By default, none (the paper).
+        checkpoint_every: steps between checkpoints (0: only at the end). By default, 1000.
+        keep_checkpoints: checkpoints kept. By default, 2.
+        seed: seeds weights, patch order, augmentation (and diffusion noise). By default, 0.
+        device: "auto", "cpu", "cuda", "cuda:N", "mps". precision: "auto", "fp32", "bf16", "fp16".
+        channels_last: channels-last memory format. By default, on CUDA only.
+        resume: continue from the run folder's latest checkpoint. By default, False.
+    """
+
+    batch: int = option(8, "patches per step (per process)")
+    lr: float = option(1e-4, "Adam learning rate")
+    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper) or cosine decay to 0",
+                              choices=list(LR_SCHEDULES))
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    grad_clip: float | None = option(None, "clip the gradient norm to this (default: no clipping, the paper)")
+    checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(2, "checkpoints to keep")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    precision: str = option("auto", "auto, fp32, bf16 or fp16", choices=["auto", "fp32", "bf16", "fp16"])
+    channels_last: bool | None = option(None, "channels-last memory format (default: on CUDA only)")
+    resume: bool = option(False, "continue from the latest checkpoint in the run folder")
+
+    def check_run_options(self) -> None:
+        """Validate the shared settings.
+
+        Raises:
+            TrainingInputError: a setting is out of range (the message names it).
+        """
+        check_positive("batch", self.batch)
+        check_positive("keep_checkpoints", self.keep_checkpoints)
+        check_positive("lr", self.lr, integer=False)
+        check_schedule(self.lr_schedule, self.warmup_steps)
+        check_positive("grad_clip", self.grad_clip, allow_none=True, integer=False)
+        if self.checkpoint_every < 0:
+            raise TrainingInputError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
+
