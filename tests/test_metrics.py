@@ -360,6 +360,25 @@ def test_match_key_strips_one_suffix():
     assert match_key(Path("TCGA-XX_labels.tif")) == "TCGA-XX"
     assert match_key(Path("TCGA-XX_mask.png")) == "TCGA-XX"
     assert match_key(Path("TCGA-XX.png")) == "TCGA-XX"
+    assert match_key(Path("TCGA-XX_instances.tif")) == "TCGA-XX"
+
+
+def test_segment_output_folder_scores_labels_or_instances(tmp_path):
+    """`genselfdiff segment --instances` writes X_labels.tif and X_instances.tif side by side: without
+    --instances the labels are scored, with it the instance ids (two touching nuclei kept apart)."""
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    gt = np.zeros((16, 16), np.uint16)
+    gt[2:8, 2:5], gt[2:8, 5:8] = 1, 2  # two touching nuclei
+    iio.imwrite(gt_dir / "x.png", gt)
+    tifffile.imwrite(pred_dir / "x_labels.tif", (gt > 0).astype(np.uint8))  # one merged blob
+    tifffile.imwrite(pred_dir / "x_instances.tif", gt)  # split correctly
+    semantic = evaluate_dirs(pred_dir, gt_dir)
+    split = evaluate_dirs(pred_dir, gt_dir, instances=True)
+    assert set(semantic["per_image"]) == set(split["per_image"]) == {"x"} and not semantic["errors"]
+    assert split["per_image"]["x"]["aji"] == pytest.approx(1.0)
+    assert semantic["per_image"]["x"]["iou"] == pytest.approx(1.0)
 
 
 def test_evaluate_dirs_pairs_files_and_reports_problems(tmp_path):

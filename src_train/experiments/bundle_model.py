@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("runs/monuseg/results.jsonl"))
     p.add_argument("--run", required=True, help="run name in results.jsonl, e.g. n30_scratch_s0")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR / BUNDLED_DEFAULT)
+    p.add_argument("--instances-json", type=Path, default=None,
+                   help="nucleus-splitting settings chosen on training images (tune_instances.py)")
     args = p.parse_args(argv)
     runs = {r["run"]: r for r in map(json.loads, args.results.read_text().splitlines()) if r}
     run = runs[args.run]
@@ -47,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         "split by the distance-transform watershed of core.metrics.instances"
     )
     info.provenance["experiment_run"] = args.run
-    info.postprocess = {"instances": {"split_touching": True, "min_distance": 8.0, "min_size": 30, "h": 1.0}}
+    instances = {"split_touching": True, "min_distance": 8.0, "min_size": 30, "h": 1.0}
+    if args.instances_json is not None:
+        tuned = json.loads(args.instances_json.read_text())
+        instances = tuned["best"]
+        info.provenance["instances_tuning"] = (
+            f"h and min_distance chosen by mean AJI on the {len(tuned['images'])} MoNuSeg training images "
+            f"with instance masks ({tuned['best_mean_aji']:.4f}); src_train/experiments/tune_instances.py")
+    info.postprocess = {"instances": instances}
     arch = info.architecture
     info.card = {
         "name": "GenSelfDiff nuclei (MoNuSeg, CPU protocol)",

@@ -36,8 +36,9 @@ METRICS = ("iou", "f1", "aji", "hd", "hd95")
 CLASS_METRICS = ("iou", "f1", "hd", "hd95")
 """Keys of each per-class entry of `evaluate_pair` (AJI is defined for nucleus instances only)."""
 
-MATCH_SUFFIXES = ("_labels", "_mask")
+MATCH_SUFFIXES = ("_labels", "_mask", "_instances")
 """Trailing stem suffixes ignored when pairing files ("TCGA-XX_labels.tif" pairs with "TCGA-XX.png")."""
+INSTANCE_SUFFIX = "_instances"
 
 _TITLES = {"iou": "IoU", "f1": "F1", "aji": "AJI", "hd": "HD", "hd95": "HD95"}
 
@@ -158,13 +159,14 @@ def evaluate_pair(
 
 
 def match_key(path: Path) -> str:
-    """The name a file is paired by: its stem without one trailing "_labels" or "_mask".
+    """The name a file is paired by: its stem without one trailing "_labels", "_mask" or "_instances".
 
     Args:
         path: an image or mask file.
 
     Returns:
-        e.g. "TCGA-XX" for "TCGA-XX_labels.tif", "TCGA-XX_mask.png" and "TCGA-XX.png".
+        e.g. "TCGA-XX" for "TCGA-XX_labels.tif", "TCGA-XX_instances.tif", "TCGA-XX_mask.png" and
+        "TCGA-XX.png".
     """
     stem = path.stem
     for suffix in MATCH_SUFFIXES:
@@ -173,14 +175,24 @@ def match_key(path: Path) -> str:
     return stem
 
 
-def _files_by_key(folder: Path, errors: dict[str, str]) -> dict[str, Path]:
-    """Image files of a folder by match key; keys shared by several files go to `errors`."""
+def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False) -> dict[str, Path]:
+    """Image files of a folder by match key; keys shared by several files go to `errors`.
+
+    ``genselfdiff segment --instances`` writes "X_labels.tif" and "X_instances.tif" side by side:
+    both have the key "X", and the instance file is the one scored with ``instances``, the labels
+    file the one scored without.
+    """
     if not folder.is_dir():
         raise MaskInputError(f"{folder}: no such folder.")
     by_key: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             by_key.setdefault(match_key(path), []).append(path)
+    for key, paths in by_key.items():
+        if len(paths) > 1:
+            wanted = [p for p in paths if p.stem.lower().endswith(INSTANCE_SUFFIX) == instances]
+            if wanted:
+                by_key[key] = wanted
     for key, paths in by_key.items():
         if len(paths) > 1:
             errors[key] = (
@@ -244,8 +256,8 @@ def evaluate_dirs(
     if instances and num_classes is not None:
         raise MaskInputError("num_classes applies to class maps; instance labels have no classes.")
     errors: dict[str, str] = {}
-    preds = _files_by_key(Path(pred_dir), errors)
-    gts = _files_by_key(Path(gt_dir), errors)
+    preds = _files_by_key(Path(pred_dir), errors, instances)
+    gts = _files_by_key(Path(gt_dir), errors, instances)
     keys = sorted(preds.keys() & gts.keys())
     per_image: dict[str, dict[str, Any]] = {}
     for done, key in enumerate(keys, start=1):
