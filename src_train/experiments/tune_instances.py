@@ -31,8 +31,8 @@ from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E4
 from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
-H_VALUES = (0.5, 1.0, 2.0)
-MIN_DISTANCES = (4.0, 6.0, 8.0)
+H_VALUES = (0.5, 1.0, 1.5, 2.0)
+MIN_DISTANCES = (4.0, 6.0, 8.0, 10.0)
 
 
 def main(argv: list[str] | None = None) -> int:
