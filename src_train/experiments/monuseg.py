@@ -133,7 +133,9 @@ def print_summary(results: Path, markdown: bool = False) -> None:
         for k in keys:
             v = np.array([e["mean"][k] for e in entries], float)
             digits = 2 if k == "hd95" else 4
-            cells.append(f"{v.mean():.{digits}f} +- {v.std():.{digits}f}")
+            finite = v[np.isfinite(v)]  # HD95 is undefined for a model that predicts no foreground
+            cell = f"{finite.mean():.{digits}f} +- {finite.std():.{digits}f}" if finite.size else "-"
+            cells.append(cell + (f" ({finite.size} of {v.size})" if finite.size < v.size else ""))
         seconds = np.mean([e["train_seconds"] for e in entries])
         if markdown:
             print(f"| {n} | {init} | {steps} | {len(entries)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
