@@ -21,18 +21,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src_train"))
 
+from bench_step import _time_steps  # noqa: E402
 from napari_genselfdiff.core.network import PRESETS, AttentionUNet, UNetConfig  # noqa: E402
 
 
 def best_of(fn, n: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of ``n`` timed calls after one warm-up (src_train/bench_step.py's timing loop)."""
+    return min(_time_steps(fn, warmup=1, steps=n))
 
 
 def main(argv: list[str] | None = None) -> int:
