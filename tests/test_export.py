@@ -154,3 +154,72 @@ def test_export_annotation_set(tmp_path):
         "classes.json", "slide_1_0002_labels.tif", "slide_1_labels.tif", "slide_2_labels.tif"
     ]
     assert np.array_equal(read_array(tmp_path / "out" / "slide_2_labels.tif"), aset.load("0003")[1])
+
+
+def _pixel_squares(mask: np.ndarray):
+    """The union of a mask's pixel squares as a shapely geometry (the exact area a polygon must cover)."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    rows, cols = np.nonzero(mask)
+    return unary_union([box(c, r, c + 1, r + 1) for r, c in zip(rows.tolist(), cols.tolist())])
+
+
+def _check_valid_and_exact(features, objects: dict[int, np.ndarray]) -> None:
+    """Every feature's geometry is a valid simple (Multi)Polygon covering exactly its object's pixels."""
+    from shapely.geometry import shape
+    from shapely.validation import explain_validity
+
+    assert len(features) == len(objects)
+    for feature, (value, mask) in zip(features, objects.items()):
+        geometry = shape(feature["geometry"])
+        assert geometry.is_valid, (value, explain_validity(geometry))
+        for polygon in getattr(geometry, "geoms", [geometry]):
+            for ring in [polygon.exterior, *polygon.interiors]:
+                assert ring.is_simple, (value, list(ring.coords))  # no ring passes a point twice
+        assert geometry.area == mask.sum()
+        assert geometry.symmetric_difference(_pixel_squares(mask)).area == 0, value
+        assert np.array_equal(rasterize_geometry(feature["geometry"], mask.shape), mask), value
+
+
+def test_objects_touching_themselves_at_a_corner_are_valid_polygons():
+    """A C shape whose tips meet diagonally, a ring closed only at a corner, a hole touching the edge
+    at a corner, two holes meeting at a corner: each a valid simple polygon of exactly its pixels."""
+    pytest.importorskip("shapely")
+    cases = {
+        "C closed diagonally": ["#####.", "#...#.", "#....#", "#...#.", "#####."],
+        "ring closed at a corner": ["####.", "#..#.", "#...#", "####."],
+        "two holes meeting at a corner": ["######", "#.####", "##.###", "######"],
+        "staircase around a hole": [".###..", "##.##.", "#...##", "##.##.", ".###.."],
+        "diagonal chain in one part": ["##...", "#.#..", "##.#.", "...##"],
+    }
+    for name, rows in cases.items():
+        mask = np.array([[ch == "#" for ch in row] for row in rows])
+        labels = np.pad(mask, 1).astype(np.uint8)
+        features = labels_to_geojson(labels, CLASSES)["features"]
+        from scipy import ndimage
+
+        parts, n = ndimage.label(labels == 1)
+        _check_valid_and_exact(features, {k: parts == k for k in range(1, n + 1)})
+
+
+def test_every_exported_polygon_is_valid_on_random_and_real_objects():
+    """shapely's is_valid on every feature: random blobs (many diagonal contacts) and the real sample's
+    nuclei; each polygon still covers exactly its object's pixels (the round trip)."""
+    pytest.importorskip("shapely")
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        noise = ndimage.gaussian_filter(rng.normal(size=(48, 48)), 1.2)
+        labels = (noise > 0.05).astype(np.uint8) + (noise < -0.15).astype(np.uint8) * 2
+        features = labels_to_geojson(labels, CLASSES)["features"]
+        objects = {}
+        for cls in (1, 2):
+            regions, n = ndimage.label(labels == cls)
+            objects.update({(cls, k): regions == k for k in range(1, n + 1)})
+        _check_valid_and_exact(features, objects)
+    labels, instances = _sample_objects()
+    features = labels_to_geojson(labels, CLASSES, instances=instances)["features"]
+    _check_valid_and_exact(features, {v: instances == v for v in range(1, int(instances.max()) + 1)})

@@ -5,6 +5,12 @@ top-left pixel (QuPath's convention): pixel (row r, column c) is the square [c, 
 Outlines follow the pixel edges exactly (no smoothing), so rasterising a polygon at pixel centres
 gives back exactly the object's pixels; straight runs are merged into one segment.
 
+Every polygon is a valid simple polygon (OGC rules, as JTS in QuPath and GEOS in shapely check them):
+no ring passes through a point twice. Where an object touches itself only at a pixel corner (two
+diagonal pixels of the same 4-connected part, e.g. a C shape whose tips meet diagonally), the outline
+is traced as an outer ring plus a hole that touches it at that corner, which is valid, rather than
+as one ring that touches itself, which is not.
+
 Objects are each nucleus instance when an instance image is given (its class is the most frequent
 class under it), else each 4-connected region of one class. Objects made of several 4-connected parts
 become a MultiPolygon; holes become interior rings.
@@ -57,11 +63,17 @@ def _simplify(ring: list[tuple[int, int]]) -> np.ndarray:
     return pts[corner]
 
 
-def trace_rings(mask: np.ndarray) -> list[np.ndarray]:
+def trace_rings(mask: np.ndarray, *, join_diagonals: bool = False) -> list[np.ndarray]:
     """All boundary rings of a binary mask, along pixel edges.
 
     Args:
-        mask: (H, W) bool. Diagonal-only contacts separate parts (4-connectivity for the object).
+        mask: (H, W) bool.
+        join_diagonals: how a pixel corner shared only by two diagonal object pixels (a saddle) is
+            walked. False (by default): the diagonal pixels are kept apart (the object read
+            4-connected), so two parts touching at a corner get one ring each. True: the walk turns
+            across the corner, so each ring passes through it once; use this for ONE 4-connected
+            part (what :func:`mask_geometry` traces), where the diagonal pixels belong together and
+            keeping them apart would make a ring that touches itself (an invalid polygon).
 
     Returns:
         A list of (n, 2) int arrays of (x, y) corners, open (first point not repeated). Outer rings
@@ -77,29 +89,31 @@ def trace_rings(mask: np.ndarray) -> list[np.ndarray]:
             outgoing.setdefault((c + sx, r + sy), []).append((c + ex, r + ey))
     rings: list[np.ndarray] = []
     while outgoing:
-        # Start at a vertex with one way out: a saddle vertex can be passed twice by one ring.
+        # Start at a vertex with one way out: a saddle vertex is passed twice (by one ring or two).
         start = next((v for v, ends in outgoing.items() if len(ends) == 1), next(iter(outgoing)))
         ring = [start]
         prev = start
-        current = _pop_edge(outgoing, start, None)
+        current = _pop_edge(outgoing, start, None, join_diagonals)
         while current != start:
             ring.append(current)
-            nxt = _pop_edge(outgoing, current, (current[0] - prev[0], current[1] - prev[1]))
+            nxt = _pop_edge(outgoing, current, (current[0] - prev[0], current[1] - prev[1]), join_diagonals)
             prev, current = current, nxt
         rings.append(_simplify(ring))
     return rings
 
 
-def _pop_edge(outgoing, vertex, heading):
-    """Take the edge leaving ``vertex``; at a saddle (two choices) turn right, keeping parts 4-connected."""
+def _pop_edge(outgoing, vertex, heading, join_diagonals: bool = False):
+    """Take the edge leaving ``vertex``. At a saddle (two choices) turn right, which keeps the two
+    diagonal pixels apart, or with ``join_diagonals`` left, which walks across to the other pixel."""
     choices = outgoing[vertex]
     if len(choices) == 1 or heading is None:
         end = choices.pop(0)
     else:
         hx, hy = heading
-        # Right turn on screen (y down) of heading (hx, hy) is (-hy, hx).
-        right = (vertex[0] - hy, vertex[1] + hx)
-        end = right if right in choices else choices[0]
+        # On screen (y down), the right turn of heading (hx, hy) is (-hy, hx) and the left turn (hy, -hx).
+        turn = (hy, -hx) if join_diagonals else (-hy, hx)
+        wanted = (vertex[0] + turn[0], vertex[1] + turn[1])
+        end = wanted if wanted in choices else choices[0]
         choices.remove(end)
     if not choices:
         del outgoing[vertex]
@@ -122,7 +136,7 @@ def mask_geometry(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[st
         if sl is None:
             continue
         part = parts[sl] == k
-        rings = trace_rings(part)
+        rings = trace_rings(part, join_diagonals=True)  # simple rings (see the module docstring)
         oy, ox = offset[0] + sl[0].start, offset[1] + sl[1].start
         outer = [r for r in rings if _ring_area(r) > 0]
         holes = [r for r in rings if _ring_area(r) < 0]
