@@ -13,12 +13,18 @@ travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it:
       "diffusion": {...} | null,                    # schedule, T, p2 k and gamma (pretraining)
       "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
       "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
-      "card": {...} | null                          # model card: intended use, limits
+      "card": {...} | null                          # model card: name, intended use, limits
     }
+
+A model's **display name** (:attr:`ModelInfo.display_name`) is what lists show instead of the file
+name: ``card["name"]`` when the card has one (:func:`.store.save_model` writes one into every model
+file it saves), else one derived from the provenance: what the model segments, how and from which
+data it was trained, and when, e.g. "nucleus, fine-tuned on 3 corrected images, 30 Nov 11:52".
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,27 @@ class ModelInfo:
     @property
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
+
+    @property
+    def display_name(self) -> str:
+        """The name lists show (see the module docstring): the card's "name", else :meth:`derived_name`."""
+        name = (self.card or {}).get("name") if isinstance(self.card, dict) else None
+        return str(name) if name else self.derived_name()
+
+    def derived_name(self) -> str:
+        """What, from which data, when: "nucleus, fine-tuned on 3 corrected images, 30 Nov 11:52"."""
+        prov = self.provenance or {}
+        stage, data = prov.get("stage"), training_data(prov)
+        if self.head == "classes":
+            parts = [" + ".join(c.name for c in self.classes if c.id != 0) or "segmentation model"]
+            verb = "fine-tuned" if stage == "finetune" else "trained"
+            parts.append(f"{verb} on {data}" if data else (verb if stage else ""))
+        else:
+            parts = ["pretraining model", f"on {data}" if data else ""]
+        parts.append(_short_date(prov.get("date")))
+        if prov.get("cancelled"):
+            parts.append("stopped early")
+        return ", ".join(p for p in parts if p)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,3 +162,40 @@ class ModelInfo:
             )
             lines.append(f"metrics: {metrics}")
         return "\n".join(lines)
+
+
+def training_data(provenance: dict[str, Any]) -> str:
+    """The training images of a provenance record in a few words ("3 corrected images", "24 images
+    from monuseg/train"), or "" when it does not say."""
+    data = provenance.get("data")
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, dict):
+        return ""
+    train = data.get("train_images")
+    count = len(train) if isinstance(train, list) else data.get("images")
+    if not isinstance(count, int):
+        return ""
+    arrays = int(data.get("in_memory_arrays") or 0)
+    folders = ["/".join(Path(str(f)).parts[-2:]) or str(f) for f in data.get("folders") or []]
+    noun = "image" if count == 1 else "images"
+    if arrays and not folders:
+        kind = "corrected " if provenance.get("stage") == "finetune" else "open "
+        return f"{count} {kind}{noun}"
+    if folders:
+        return f"{count} {noun} from {', '.join(folders)}"
+    return f"{count} {noun}"
+
+
+def _short_date(value: Any) -> str:
+    """An ISO date as "30 Nov 11:52" in local time (with the year when it is not this year)."""
+    if not value:
+        return ""
+    try:
+        when = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    year = "" if when.year == datetime.datetime.now().year else f" {when.year}"
+    return f"{when.day} {when:%b}{year} {when:%H:%M}"

@@ -54,7 +54,9 @@ def save_model(path: str | Path, model: AttentionUNet, info: ModelInfo, *, half:
     Args:
         path: target file; the suffix is forced to .safetensors.
         model: the network (unwrapped: not DDP or compiled).
-        info: its metadata; ``info.architecture`` must equal ``model.config``.
+        info: its metadata; ``info.architecture`` must equal ``model.config``. A card without a
+            "name" gets the derived display name (:meth:`ModelInfo.derived_name`), in the file and
+            in ``info.card``, so that lists show what the model is rather than its file name.
         half: store weights as float16 (halves the file; inference casts back to float32).
         overwrite: replace an existing file (False raises FileExistsError).
     """
@@ -64,6 +66,8 @@ def save_model(path: str | Path, model: AttentionUNet, info: ModelInfo, *, half:
     if info.architecture != model.config:
         raise ValueError("info.architecture differs from the model's configuration.")
     info.validate()
+    if not (isinstance(info.card, dict) and info.card.get("name")):
+        info.card = {"name": info.derived_name(), **(info.card or {})}
     tensors = {}
     for key, value in model.state_dict().items():
         value = value.detach().to("cpu")
