@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from napari_genselfdiff.core.inference import choose_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +35,11 @@ def _positive(record: dict, *keys: str) -> None:
     for key in keys:
         value = record[key]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, record)
+
+
+def _ratio_fastest_peak(record: dict) -> float:
+    """The record's GFLOP/s over the faster of the run's fp32 and bf16 GEMM peaks."""
+    return min(record["ratio_fp32_peak"], record["ratio_bf16_peak"])
 
 
 def test_peaks_segment_compare_train(bench, tmp_path):
@@ -60,9 +68,17 @@ def test_peaks_segment_compare_train(bench, tmp_path):
         assert f["threads"] == 1
 
     (seg,) = by["segment"]
-    assert seg["network"] == "tiny" and seg["image"] == "64x64" and seg["precision"] == "fp32"
+    # The benchmark measures the default settings, so its precision is what "auto" resolves to on this
+    # CPU: bf16 where the CPU computes it natively (or GENSELFDIFF_FORCE_CPU_BF16=1), else fp32.
+    auto = choose_precision(torch.device("cpu"), "auto").value
+    assert seg["network"] == "tiny" and seg["image"] == "64x64" and seg["precision"] == auto
     _positive(seg, "wall_s", "cpu_s", "forward_s", "gflop", "gflops", "tiling_overhead", "single_forward_s")
-    assert 0 < seg["ratio_fp32_peak"] < 1.5 and 0 < seg["ratio_fp32_peak_cpu"] < 1.5
+    # Rates are sane against the fastest GEMM measured: fp32, or bf16 where the CPU computes it natively
+    # (~3x fp32 there, so a bf16 run is not bounded by the fp32 peak). Emulated bf16 GEMM is slow, and
+    # a forced bf16 segmentation measured 2.8x that peak here, so the bound is the faster of the two.
+    assert 0 < _ratio_fastest_peak(seg) < 1.5
+    if auto == "fp32":
+        assert 0 < seg["ratio_fp32_peak"] < 1.5 and 0 < seg["ratio_fp32_peak_cpu"] < 1.5
     assert seg["forward_s"] <= seg["wall_s"] and seg["tiles"] == 1
     assert math.isfinite(seg["peak_extra_anon_mb"])
 
@@ -73,7 +89,7 @@ def test_peaks_segment_compare_train(bench, tmp_path):
     assert changed["threads"]["threads"] == 2
     for f in changed.values():
         _positive(f, "wall_s", "speedup_vs_default", "gflop")
-        assert 0 < f["ratio_fp32_peak"] < 1.5
+        assert f["precision"] == auto and 0 < _ratio_fastest_peak(f) < 1.5
 
     stages = {f["stage"]: f for f in by["train"]}
     assert set(stages) == {"pretrain", "finetune"}
@@ -126,11 +142,19 @@ def test_large_memmap_and_lazy_tiff(bench, tmp_path):
 def test_child_process_path(bench, tmp_path):
     """The fresh-process measurement used by 'large' and the malloc comparison."""
     args = bench.parse(["--quick", "--threads", "1"])
-    values = bench.child(["--child", "forward", "--net", "nano", "--size", "32"], {}, args)
+    forward = ["--child", "forward", "--net", "nano", "--size", "256"]
+    values = bench.child(forward, {}, args)
     assert values is not None and values["threads"] == 1
     _positive(values, "wall_s", "cpu_s", "first_wall_s")
-    kept = bench.child(["--child", "forward", "--net", "nano", "--size", "32", bench.KEEP_FREED_FLAG], {}, args)
-    assert kept is not None and kept["minflt"] >= 0
+    kept = bench.child([*forward, bench.KEEP_FREED_FLAG], {}, args)
+    assert kept is not None and kept["threads"] == 1
+    # The flag must reach the child and take effect: with glibc's defaults the second pass's freed
+    # activation buffers come back as fresh pages; kept, they are reused. Measured here (nano, 256 px,
+    # 1 thread, second pass): 1,900-2,800 minor page faults by default, 130-260 kept. At 32 px the
+    # buffers are too small for the difference to show, hence 256. Required: at least 2x fewer.
+    assert isinstance(values["minflt"], int) and isinstance(kept["minflt"], int)
+    assert values["minflt"] > 0
+    assert 2 * kept["minflt"] < values["minflt"], (kept["minflt"], values["minflt"])
 
 
 def test_ui_stall_is_read_from_the_plugin_test(bench, monkeypatch):

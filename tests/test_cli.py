@@ -50,7 +50,7 @@ def test_segment_writes_good_images_and_reports_each_bad_one(capsys, tmp_path, i
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(
         capsys, "segment", inputs / "good.png", inputs / "broken.tif", inputs / "stack.tif", inputs / "gray.png",
-        "--model", model_path, "--out", out, "--device", "cpu",
+        "--model", model_path, "--out", out, "--device", "cpu", "--precision", "fp32",
     )
     assert code == 1
     labels = tifffile.imread(out / "good_labels.tif")
@@ -67,6 +67,25 @@ def test_segment_writes_good_images_and_reports_each_bad_one(capsys, tmp_path, i
     assert "device: cpu, precision: fp32" in stdout
     assert "good.png: 64x48, 1 tile(s) of 64x48, cpu fp32" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["good_labels.tif", "gray_labels.tif"]  # no temp files
+
+
+@pytest.mark.parametrize("native_bf16, expected", [("1", "bf16"), ("0", "fp32")])
+def test_segment_reports_what_auto_precision_resolved_to(capsys, tmp_path, inputs, model_path, monkeypatch,
+                                                          native_bf16, expected):
+    # The default --precision auto, on each kind of CPU (the detection forced through its environment
+    # variable, so this does not depend on the machine): bf16 where the CPU computes it natively,
+    # else fp32. The forced bf16 runs emulated on CPUs without it; one 48x64 image keeps that quick.
+    from napari_genselfdiff.core.inference.device import FORCE_CPU_BF16_ENV
+
+    monkeypatch.setenv(FORCE_CPU_BF16_ENV, native_bf16)
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "segment", inputs / "good.png", "--model", model_path, "--out", out,
+                              "--device", "cpu")
+    assert code == 0
+    assert f"device: cpu, precision: {expected}" in stdout
+    assert f"good.png: 64x48, 1 tile(s) of 64x48, cpu {expected}" in stdout
+    labels = tifffile.imread(out / "good_labels.tif")
+    assert labels.shape == (48, 64) and labels.max() <= 1
 
 
 def test_segment_refuses_to_overwrite_unless_asked(capsys, tmp_path, inputs, model_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from enum import Enum
 
 import torch
@@ -33,15 +34,43 @@ def choose_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+#: Environment variable that overrides the CPU bf16 detection (see :func:`cpu_has_native_bf16`).
+FORCE_CPU_BF16_ENV = "GENSELFDIFF_FORCE_CPU_BF16"
+_FORCE_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def cpu_flags_have_native_bf16(cpuinfo: str) -> bool:
+    """True when the flags in ``/proc/cpuinfo`` text include AVX512-BF16 or AMX-BF16."""
+    flags = set(cpuinfo.split())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX (bf16 is then ~3x faster than fp32 here; elsewhere slower)."""
+def _detected_native_bf16() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
-            flags = handle.read()
+            return cpu_flags_have_native_bf16(handle.read())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX (bf16 is then ~3x faster than fp32 here; elsewhere slower).
+
+    The environment variable ``GENSELFDIFF_FORCE_CPU_BF16`` overrides the detection, read at every
+    call: ``1`` (or true/yes/on) acts as if the CPU had native bf16, so ``"auto"`` picks bf16 (where
+    the CPU lacks it, PyTorch emulates bf16: slower, but the same code path); ``0`` (or
+    false/no/off) acts as if it had not, so ``"auto"`` picks fp32. Unset or empty: detected from
+    ``/proc/cpuinfo``. It lets one machine run the test suite as either kind of CPU would, e.g.
+    ``GENSELFDIFF_FORCE_CPU_BF16=1 bash scripts/test.sh``; child processes inherit it.
+    """
+    forced = os.environ.get(FORCE_CPU_BF16_ENV, "").strip().lower()
+    if forced:
+        if forced not in _FORCE_VALUES:
+            raise ValueError(f"{FORCE_CPU_BF16_ENV}={forced!r}: use 1 (as if the CPU had native bf16), "
+                             "0 (as if it had not), or leave it unset (detect)")
+        return _FORCE_VALUES[forced]
+    return _detected_native_bf16()
 
 
 def choose_precision(device: torch.device, precision: str | Precision = Precision.AUTO) -> Precision:
