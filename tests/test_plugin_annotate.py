@@ -47,7 +47,8 @@ def test_mark_corrected_remove_and_reopen_after_restart(make_napari_viewer, tmp_
     log = NotificationLog()
     first = panel.mark_corrected()
     assert first is not None and first.name == "slide" and first.classes == CLASSES
-    log.find("Saved 'slide' as corrected pair 0001")
+    assert panel.status_text().startswith("Saved 'slide' as corrected pair 0001")
+    log.find("Saved corrected pair 0001")
     before = labels.data.copy()
     labels.data[:] = 2  # the user keeps editing after marking: the stored snapshot must not change
     labels.refresh()

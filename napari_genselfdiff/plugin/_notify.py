@@ -1,4 +1,13 @@
-"""User messages through napari notifications: one place that turns exceptions into plain sentences."""
+"""User messages: the full sentence in the panel's status line, a short one in a napari notification.
+
+napari shows a notification as a toast of one elided line (about 45 characters at the default font),
+so a long message there is cut off mid-word. The rule of the widget: every job's last word (done,
+cancelled, failed, and why) and every refusal goes IN FULL into the status line of the panel that
+the user acted in, where it stays until that panel's next job; the toast carries a short sentence
+that fits (:func:`toast_text`). :func:`tell` does both. The full text also goes to the log.
+
+:func:`describe` turns exceptions into plain sentences.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +17,74 @@ from ..core.errors import GenSelfDiffError
 
 log = logging.getLogger("napari_genselfdiff")
 
+#: the longest toast text that shows whole in napari's collapsed notification (400 px wide, about
+#: 290 px for the text: 45-50 characters of the default UI font)
+TOAST_CHARS = 48
+
+
+# info / warning / error: the full message to the log, its short form (toast_text) as a toast.
+
 
 def info(message: str) -> None:
     from napari.utils.notifications import show_info
 
     log.info(message)
-    show_info(message)
+    show_info(toast_text(message))
 
 
 def warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     log.warning(message)
-    show_warning(message)
+    show_warning(toast_text(message))
 
 
 def error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     log.error(message)
-    show_error(message)
+    show_error(toast_text(message))
+
+
+def toast_text(message: str, limit: int = TOAST_CHARS) -> str:
+    """A short form of ``message`` that fits a collapsed toast: the message itself when it fits, else
+    its leading clauses ("Cannot segment: no model chosen: pick ..." -> "Cannot segment: no model
+    chosen."), else its first words. Paths and details stay in the panel's status line."""
+    message = " ".join(message.split())
+    if len(message) <= limit:
+        return message
+    for sep in (": ", "; ", ". ", " (", ", "):
+        parts = message.split(sep)
+        if len(parts) < 2:
+            continue
+        head = parts[0]
+        for part in parts[1:]:
+            if len(head) + len(sep) + len(part) + 1 > limit:
+                break
+            head = head + sep + part
+        head = head.rstrip(" .:;,")
+        if 12 <= len(head) <= limit - 1:
+            return head + "."
+    head = ""
+    for word in message.split(" "):
+        if len(head) + len(word) + 4 > limit:
+            break
+        head = f"{head} {word}" if head else word
+    return head.rstrip(" .:;,") + "..."
+
+
+def tell(status, message: str, level: str = "info", toast: str | None = None) -> str:
+    """Put ``message`` in full in the ``status`` line (a QLabel, or None) and show ``toast`` (by
+    default :func:`toast_text` of the message) as a notification of ``level`` ("info", "warning",
+    "error"); the full message goes to the log. Returns the message."""
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    if status is not None:
+        status.setText(message)
+    {"info": log.info, "warning": log.warning, "error": log.error}[level](message)
+    short = toast if toast is not None else toast_text(message)
+    {"info": show_info, "warning": show_warning, "error": show_error}[level](short)
+    return message
 
 
 def describe(exc: BaseException, action: str = "") -> str:

@@ -1,7 +1,8 @@
 """The dock widget "GenSelfDiff annotation assist": the panels of the correct-and-retrain loop in tabs.
 
 Tabs follow the loop: **Segment** (model, segment), **Correct** (mark corrected pairs, export),
-**Train** (diffusion pretraining on unlabeled images, fine-tuning on the corrected pairs). Each panel
+**Train** (fine-tuning on the corrected pairs first, as the common action; below it, diffusion
+pretraining on unlabeled images in a section the user opens). Each panel
 lives in its own module under :mod:`.widgets` and shares one :class:`._state.PluginState`.
 
 Closing napari while a job runs asks first (``close_policy`` answers without a dialog: "stop" or
@@ -32,12 +33,24 @@ def _scrolling(*panels: QWidget) -> QScrollArea:
     return area
 
 
+def _collapsible(title: str, panel: QWidget) -> QWidget:
+    """``panel`` in a section that starts folded; a click on its title opens it."""
+    from superqt import QCollapsible
+
+    section = QCollapsible(title)
+    section.setContentsMargins(0, 0, 0, 0)
+    section.addWidget(panel)
+    section.collapse(animate=False)
+    return section
+
+
 class GenSelfDiffWidget(QWidget):
     """The plugin's dock widget.
 
     Attributes:
         state: shared :class:`PluginState` (viewer, model, annotation set, jobs).
         model_panel, segment_panel, annotation_panel, export_panel, pretrain_panel, finetune_panel.
+        pretrain_section: the folded section (a superqt ``QCollapsible``) that holds the pretrain panel.
         close_policy: what to do with running jobs when napari closes: None asks (a dialog),
             "stop" stops them, "keep" refuses to close.
         stop_timeout_s: how long closing waits for stopped jobs to end. By default 120 s.
@@ -68,7 +81,16 @@ class GenSelfDiffWidget(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(_scrolling(self.model_panel, self.segment_panel), "Segment")
         self.tabs.addTab(_scrolling(self.annotation_panel, self.export_panel), "Correct")
-        self.tabs.addTab(_scrolling(self.pretrain_panel, self.finetune_panel), "Train")
+        self.pretrain_section = _collapsible("Pretrain on unlabeled images (optional, slow on a CPU)",
+                                             self.pretrain_panel)
+        self.tabs.addTab(_scrolling(self.finetune_panel, self.pretrain_section), "Train")
+        from .widgets.finetune_panel import START_PRETRAINED
+
+        def open_pretraining(choice: str) -> None:  # starting from a pretrained model that is not there yet
+            if choice == START_PRETRAINED and self.pretrain_panel.model_path is None:
+                self.pretrain_section.expand(animate=False)
+
+        self.finetune_panel.start_from.currentTextChanged.connect(open_pretraining)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.tabs)

@@ -66,6 +66,8 @@ class AnnotationPanel(QGroupBox):
         self._open.setToolTip("Add the pair's image and labels to the viewer.")
         self._remove = QPushButton("Remove")
         self._count = QLabel()
+        self._status = QLabel()
+        self._status.setWordWrap(True)
 
         folder_row = QHBoxLayout()
         folder_row.addWidget(self._folder, 1)
@@ -81,6 +83,7 @@ class AnnotationPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self._mark)
+        layout.addWidget(self._status)
         layout.addWidget(self._list)
         layout.addLayout(list_buttons)
 
@@ -112,7 +115,8 @@ class AnnotationPanel(QGroupBox):
             aset = self.state.open_annotations(folder)
         except (GenSelfDiffError, OSError) as exc:
             if not quiet:
-                _notify.error(f"Cannot open the annotation set: {_notify.describe(exc)}")
+                _notify.tell(self._status, f"Cannot open the annotation set: {_notify.describe(exc)}", "error",
+                             toast="Cannot open this annotation set folder.")
             self._folder.setText(str(self.state.annotations.folder) if self.state.annotations else str(folder))
             return False
         for repair in aset.repairs:
@@ -184,12 +188,13 @@ class AnnotationPanel(QGroupBox):
         labels_layer = self._layer(self._labels.currentText())
         image_layer = self._layer(self._image.currentText())
         if labels_layer is None:
-            _notify.error("Nothing to mark: there is no labels layer. Segment an image first, then correct its labels.")
+            _notify.tell(self._status, "Nothing to mark: there is no labels layer. Segment an image first, then "
+                         "correct its labels.", "error", toast="Nothing to mark: no labels layer.")
             return None
         if image_layer is None:
-            _notify.error(
-                f"Nothing to mark: no image layer for '{labels_layer.name}'. Open its image and choose it as Image."
-            )
+            _notify.tell(self._status,
+                         f"Nothing to mark: no image layer for '{labels_layer.name}'. Open its image and choose it "
+                         "as Image.", "error", toast="Nothing to mark: no image layer.")
             return None
         if self.state.annotations is None and not self.open_folder(self._folder.text() or self.state.default_annotation_folder()):
             return None
@@ -217,11 +222,17 @@ class AnnotationPanel(QGroupBox):
                 },
             )
         except (GenSelfDiffError, OSError) as exc:
-            _notify.error(f"Cannot mark as corrected: {_notify.describe(exc)}")
+            _notify.tell(self._status, f"Cannot mark as corrected: {_notify.describe(exc)}", "error",
+                         toast="Cannot mark as corrected.")
             return None
         self.refresh_list()
-        _notify.info(f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).")
+        _notify.tell(self._status,
+                     f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).",
+                     "info", toast=f"Saved corrected pair {pair.id}.")
         return pair
+
+    def status_text(self) -> str:
+        return self._status.text()
 
     def _selected_id(self) -> str | None:
         item = self._list.currentItem()
@@ -240,7 +251,8 @@ class AnnotationPanel(QGroupBox):
                 return False
             aset.remove(pair_id)
         except (GenSelfDiffError, OSError) as exc:
-            _notify.error(f"Cannot remove the pair: {_notify.describe(exc)}")
+            _notify.tell(self._status, f"Cannot remove the pair: {_notify.describe(exc)}", "error",
+                         toast="Cannot remove the pair.")
             return False
         self.refresh_list()
         return True
@@ -256,7 +268,8 @@ class AnnotationPanel(QGroupBox):
             pair = aset.get(pair_id)
             image, labels = aset.load(pair_id)
         except (GenSelfDiffError, OSError) as exc:
-            _notify.error(f"Cannot open the pair: {_notify.describe(exc)}")
+            _notify.tell(self._status, f"Cannot open the pair: {_notify.describe(exc)}", "error",
+                         toast="Cannot open the pair.")
             return
         viewer = self.state.viewer
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)

@@ -123,11 +123,15 @@ class ExportPanel(QGroupBox):
 
         folder = self._folder.text().strip()
         if not folder:
-            _notify.error("Choose an export folder first.")
+            _notify.tell(self._status, "Choose an export folder first.", "error")
+            return None
+        if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+            _notify.tell(self._status, f"Cannot export: {folder} is a file, not a folder (Not a directory). "
+                         "Choose another folder.", "error", toast="Cannot export: the folder is a file.")
             return None
         options = {"formats": self._formats(), "object_type": self._object_type.currentText()}
         if not options["formats"]:
-            _notify.error("Choose at least one format (TIFF, PNG or GeoJSON).")
+            _notify.tell(self._status, "Choose at least one format (TIFF, PNG or GeoJSON).", "error")
             return None
 
         def run(overwrite: bool):
@@ -149,27 +153,37 @@ class ExportPanel(QGroupBox):
                     f"{', '.join(p.name for p in exc.paths[:3])}. Replace them?"
                 )
                 if not self.state.ask("Replace existing files?", question):
-                    _notify.info("Export cancelled: no file was changed.")
-                    self._status.setText("Export cancelled; nothing written.")
+                    _notify.tell(self._status, "Export cancelled: no file was changed.", "info")
                     return None
                 report = run(True)
         except (GenSelfDiffError, _UserError, OSError) as exc:
             text = f"Cannot export: {_notify.describe(exc)}"
-            _notify.error(text)
-            self._status.setText(text)
+            _notify.tell(self._status, text, "error", toast=_export_toast(text))
             return None
         self.state.settings.set_folder("export", report.folder)
         self.last_report = report
         text = f"Exported {report.items} mask(s) to {report.folder} ({len(report.written)} files)."
         for note in report.notes:
             _notify.warning(note)
-        _notify.info(text)
-        self._status.setText(text)
+        _notify.tell(self._status, " ".join([text, *report.notes]), "info",
+                     toast=f"Exported {report.items} mask(s) ({len(report.written)} files).")
         return report
+
+    def status_text(self) -> str:
+        return self._status.text()
 
 
 class _UserError(Exception):
     """A message for the user about the panel's inputs."""
+
+
+def _export_toast(text: str) -> str:
+    lowered = text.lower()
+    if "annotation set is empty" in lowered:
+        return "Cannot export: the annotation set is empty."
+    if "cannot write" in lowered:
+        return "Cannot export: the folder is not writable."
+    return _notify.toast_text(text)
 
 
 def _default_export() -> Path:

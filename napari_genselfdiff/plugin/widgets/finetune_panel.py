@@ -5,6 +5,14 @@ while fine-tuning changes nothing in the run) plus, optionally, a folder of imag
 masks paired by name. While fine-tuning runs, a running pretraining is paused (and resumed after).
 On success the widget switches to the new model and offers to re-segment the open images that are
 not in the annotation set.
+
+With fewer than :data:`MIN_IMAGES_FOR_SCORE` training images nothing is held out (one held-out
+image gives a score that says little about accuracy): all of them train, the last model is kept,
+and the panel says that there is no held-out score. The greyed-out Network box shows the network of
+the model that fine-tuning starts from (a model file brings its own).
+
+Every run's last word (done, stopped, failed, and why) stays in the panel's status line until the
+next run; notifications carry a short sentence.
 """
 
 from __future__ import annotations
@@ -31,10 +39,23 @@ from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
 from ._training_common import RunControls, TrainingRun, size_fields
+from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
 
 START_CURRENT = "the current model"
-START_PRETRAINED = "the pretrained model (Pretrain above)"
+START_PRETRAINED = "the pretrained model (Pretrain section below)"
 START_SCRATCH = "scratch (no pretraining)"
+PRESET_NAMES = ("tiny", "small", "default")
+
+
+def architecture_text(arch) -> str:
+    """A network as the Network box shows it: "tiny (16-32-64-128)", or "custom (8-16-16-32)"."""
+    from ...core.network import PRESETS
+
+    widths = "-".join(str(w) for w in arch.widths)
+    for name in PRESET_NAMES:
+        if PRESETS[name].with_head(arch.head, arch.out_channels) == arch:
+            return f"{name} ({widths})"
+    return f"custom ({widths})"
 
 
 class _PathEdit(QHBoxLayout):
@@ -81,6 +102,8 @@ class FinetunePanel(QGroupBox):
         self.outcome: str | None = None
         self.paused_pretraining = False
         self.resegment_worker = None
+        #: (number of training images or None, whether too few to hold one out) of the last config()
+        self.planned: tuple[int | None, bool] = (None, False)
         #: a UNetConfig (or preset name) used instead of the Network choice (scripts and tests).
         self.architecture = None
 
@@ -96,6 +119,7 @@ class FinetunePanel(QGroupBox):
         self.arch, self.patch, self.steps, self.batch = size_fields(
             steps=500, arch_tooltip="Network size when starting from scratch (a model file brings its own)."
         )
+        self._scratch_arch = self.arch.currentText()
         self.run_dir = QLineEdit(str(data_dir() / "runs" / "finetune"))
         self.controls = RunControls("Start fine-tuning", "segmentation loss")
 
@@ -113,14 +137,76 @@ class FinetunePanel(QGroupBox):
         layout.addLayout(form)
         layout.addWidget(self.controls)
 
-        self.start_from.currentTextChanged.connect(
-            lambda text: self.arch.setEnabled(text == START_SCRATCH))  # a model file brings its own network
-        self.arch.setEnabled(False)
+        self.start_from.currentTextChanged.connect(lambda *_: self.sync_network())
+        self.arch.activated.connect(lambda *_: self._remember_arch())
+        state.model_changed.connect(lambda *_: self.sync_network())
+        if pretrain_panel is not None and hasattr(pretrain_panel, "model_ready"):
+            pretrain_panel.model_ready.connect(lambda *_: self.sync_network())
+        self.sync_network()
         self.controls.start.clicked.connect(lambda: self.start())
         self.controls.pause.clicked.connect(self._on_pause_clicked)
         self.controls.cancel.clicked.connect(self.stop)
 
     # -- configuration ------------------------------------------------------------------------------
+
+    def status_text(self) -> str:
+        return self.controls.status.text()
+
+    def _remember_arch(self) -> None:
+        if self.arch.isEnabled() and self.arch.currentText() in PRESET_NAMES:
+            self._scratch_arch = self.arch.currentText()
+
+    def _start_architecture(self):
+        """The network of the model fine-tuning would start from, or None (scratch, or no model yet)."""
+        choice = self.start_from.currentText()
+        if choice == START_CURRENT:
+            return self.state.model_info.architecture if self.state.model_info is not None else None
+        if choice == START_PRETRAINED:
+            path = self.pretrain_panel.model_path if self.pretrain_panel is not None else None
+            if path is None:
+                return None
+            from ...core.model_files import read_model_info
+
+            try:
+                return read_model_info(path).architecture
+            except (GenSelfDiffError, OSError):
+                return None
+        return None
+
+    def sync_network(self) -> None:
+        """The Network box: editable for scratch; otherwise greyed out, showing the start model's network."""
+        scratch = self.start_from.currentText() == START_SCRATCH
+        self.arch.blockSignals(True)
+        while self.arch.count() > len(PRESET_NAMES):
+            self.arch.removeItem(self.arch.count() - 1)
+        if scratch:
+            self.arch.setCurrentText(self._scratch_arch)
+            self.arch.setToolTip("Network size of a model trained from scratch: 'small' and 'tiny' suit CPUs.")
+        else:
+            arch = self._start_architecture()
+            if self.start_from.currentText() == START_CURRENT:
+                text = architecture_text(arch) if arch is not None else "(no model chosen)"
+                where = "the current model"
+            else:
+                text = architecture_text(arch) if arch is not None else "(no pretrained model yet)"
+                where = "the pretrained model"
+            self.arch.addItem(text)
+            self.arch.setCurrentIndex(self.arch.count() - 1)
+            self.arch.setToolTip(f"The network of {where}: fine-tuning keeps it (a model file brings its own).")
+        self.arch.setEnabled(scratch)
+        self.arch.blockSignals(False)
+
+    def _count_images(self, pairs: list, images: str | None) -> int | None:
+        """How many training images there will be (None when a folder cannot be listed)."""
+        from ...core.io.read import IMAGE_SUFFIXES
+
+        count = len(pairs)
+        if images:
+            try:
+                count += sum(1 for p in Path(images).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError:
+                return None
+        return count
 
     def _init_model(self) -> str:
         choice = self.start_from.currentText()
@@ -173,13 +259,19 @@ class FinetunePanel(QGroupBox):
         run_dir = self.run_dir.text().strip()
         if not run_dir:
             raise _UserError("Choose a run folder for the checkpoints and the model.")
-        return FinetuneConfig(
+        count = self._count_images(pairs, images)
+        few = count is not None and count < MIN_IMAGES_FOR_SCORE
+        cfg = FinetuneConfig(
             images=images, masks=masks, pairs=pairs or None, out_dir=run_dir,
-            init=self._init_model(), arch=self.architecture or self.arch.currentText(), classes=self._class_names(),
+            init=self._init_model(), arch=self.architecture or self._scratch_arch, classes=self._class_names(),
             steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
             stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
             val_tile=512, checkpoint_every=max(1, steps // 4), device=self.state.device,
         )
+        if few:
+            cfg.val_fraction = 0.0  # nothing held out: all images train, the last model is kept
+        self.planned = (count, few)
+        return cfg
 
     # -- actions -----------------------------------------------------------------------------------
 
@@ -193,7 +285,8 @@ class FinetunePanel(QGroupBox):
         try:
             cfg = self.config()
         except (_UserError, GenSelfDiffError, OSError) as exc:
-            _notify.error(f"Cannot fine-tune: {_notify.describe(exc) if not isinstance(exc, _UserError) else exc}")
+            text = f"Cannot fine-tune: {_notify.describe(exc) if not isinstance(exc, _UserError) else exc}"
+            _notify.tell(self.controls.status, text, "error")
             return None
         run_dir = Path(cfg.out_dir).expanduser()
         if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None:
@@ -203,12 +296,16 @@ class FinetunePanel(QGroupBox):
         if self.pretrain_panel is not None and self.state.running("pretrain") and not self.pretrain_panel.is_paused:
             self.pretrain_panel.pause(by="fine-tuning")
             self.paused_pretraining = True
-            _notify.info("Pretraining is paused while fine-tuning runs; it resumes afterwards.")
+            _notify.info("Pretraining paused while fine-tuning runs.")
         self.control = TrainingControl()
         self.model_path, self.outcome = None, None
         self.controls.curve.clear()
         self.run = TrainingRun(self.controls, "GenSelfDiff: fine-tuning")
-        self.controls.status.setText(f"Preparing {len(cfg.pairs or [])} corrected pair(s)...")
+        count, few = self.planned
+        what = f"{len(cfg.pairs or [])} corrected pair(s)" + (" and a folder of images" if cfg.images else "")
+        held = (f" Fewer than {MIN_IMAGES_FOR_SCORE} images: all of them train and nothing is held out, so there "
+                "will be no held-out score." if few else "")
+        self.controls.status.setText(f"Preparing {what}...{held}")
         self.worker = start_worker(
             train_in_subprocess, "finetune", cfg, self.control,
             on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
@@ -250,15 +347,33 @@ class FinetunePanel(QGroupBox):
         self.model_path = Path(path) if path else None
         if cancelled or path is None:
             self.outcome = "cancelled"
-            _notify.info(f"Fine-tuning stopped; the model is unchanged. Checkpoint in {self.run_dir.text()}.")
+            kept = f" Its weights so far: {path}." if path else ""
+            _notify.tell(self.controls.status,
+                         f"Fine-tuning stopped; the model in use is unchanged. Checkpoint in {self.run_dir.text()}.{kept}",
+                         "info", toast="Fine-tuning stopped; model unchanged.")
             return
         self.outcome = "done"
         try:
             self.state.set_model(path)
         except (GenSelfDiffError, OSError) as exc:
-            _notify.error(f"Fine-tuning finished but its model cannot be used: {_notify.describe(exc)}")
+            _notify.tell(self.controls.status,
+                         f"Fine-tuning finished but its model cannot be used: {_notify.describe(exc)}", "error",
+                         toast="Fine-tuned model cannot be used.")
             return
-        _notify.info(f"Fine-tuning done: now segmenting with {path}.")
+        done = next((e for e in reversed(self.run.events) if e.kind == "done"), None) if self.run else None
+        info = self.state.model_info
+        val = (info.provenance.get("data") or {}).get("val_images") if isinstance(info.provenance.get("data"), dict) else None
+        if val:
+            score = ", ".join(f"{k} {v:.3f}" for k, v in (done.metrics if done else {}).items()
+                              if k in ("mean_iou", "mean_f1") and isinstance(v, (int, float)))
+            held = f" Held-out score on {len(val)} image(s): {score}." if score else ""
+        else:
+            held = (f" No held-out score: fewer than {MIN_IMAGES_FOR_SCORE} images, all used for training."
+                    if self.planned[1] else " No held-out score: nothing was held out.")
+        steps = f" after {done.step} steps" if done is not None else ""
+        _notify.tell(self.controls.status,
+                     f"Fine-tuning done{steps}: now segmenting with '{model_name(path)}' ({path}).{held}",
+                     "info", toast="Fine-tuning done; the new model is in use.")
         self.offer_resegment()
 
     def other_images(self) -> list:
@@ -277,7 +392,7 @@ class FinetunePanel(QGroupBox):
         if not self.state.ask(
             "Re-segment with the new model?",
             f"Segment the {len(layers)} open image(s) not in the annotation set ({names}) with the fine-tuned "
-            "model? New labels layers are added; existing ones are kept.",
+            "model? Their unedited labels are replaced; for edited ones you are asked.",
         ):
             return None
         self.resegment_worker = self.segment_panel.run(layers)
@@ -286,8 +401,7 @@ class FinetunePanel(QGroupBox):
     def _on_errored(self, exc: Exception) -> None:
         self.outcome = "failed"
         text = f"Cannot fine-tune: {exc}" if isinstance(exc, GenSelfDiffError) else _notify.describe(exc, "Fine-tuning")
-        _notify.error(text)
-        self.controls.status.setText(text)
+        _notify.tell(self.controls.status, text, "error", toast="Fine-tuning failed; see the Train tab.")
 
     def _on_finished(self) -> None:
         if self.run is not None:
@@ -299,7 +413,7 @@ class FinetunePanel(QGroupBox):
             self.paused_pretraining = False
             if self.pretrain_panel.paused_by == "fine-tuning":
                 self.pretrain_panel.resume()
-                _notify.info("Pretraining resumed.")
+                _notify.info("Pretraining resumed.")  # the fine-tuning's last word stays in its status line
 
 
 class _UserError(Exception):

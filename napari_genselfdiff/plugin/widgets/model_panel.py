@@ -1,4 +1,8 @@
-"""Model panel: the bundled default model, a file picker, recent models, and what the model is."""
+"""Model panel: the bundled default model, a file picker, recent models, and what the model is.
+
+Models are listed by their display name (what, from which data, when; see
+:attr:`~napari_genselfdiff.core.model_files.ModelInfo.display_name`), with the file in the tooltip.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,27 @@ from .. import _notify
 
 _NONE = "(choose a model file...)"
 _DEFAULT = "Default model (bundled)"
+#: fewer training images than this: no held-out score (one held-out image says nothing general)
+MIN_IMAGES_FOR_SCORE = 3
+_names: dict[tuple[str, float], str] = {}
+
+
+def model_name(path: str | Path) -> str:
+    """The display name of a model file (cached by path and modification time); the file name when
+    the file cannot be read."""
+    path = Path(path)
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError:
+        return f"{path.name} (missing)"
+    if key not in _names:
+        from ...core.model_files import read_model_info
+
+        try:
+            _names[key] = read_model_info(path).display_name
+        except (GenSelfDiffError, OSError):
+            _names[key] = f"{path.name} (unreadable)"
+    return _names[key]
 
 
 class ModelPanel(QGroupBox):
@@ -42,6 +67,8 @@ class ModelPanel(QGroupBox):
         self._device_label = QLabel()
         self._classes = QLabel()
         self._classes.setWordWrap(True)
+        self._status = QLabel()
+        self._status.setWordWrap(True)
 
         row = QHBoxLayout()
         row.addWidget(self._choices, 1)
@@ -55,6 +82,7 @@ class ModelPanel(QGroupBox):
         layout.addLayout(device_row)
         layout.addWidget(self._classes)
         layout.addWidget(self._info)
+        layout.addWidget(self._status)
 
         self._choices.activated.connect(self._on_choice)
         self._browse.clicked.connect(self._on_browse)
@@ -72,13 +100,24 @@ class ModelPanel(QGroupBox):
         try:
             self.state.set_model(path)
         except GenSelfDiffError as exc:
-            _notify.error(f"Cannot use this model: {exc}")
+            _notify.tell(self._status, f"Cannot use this model: {exc} The previous model stays in use.", "error",
+                         toast="Cannot use this model file.")
             return False
         except OSError as exc:
-            _notify.report(exc, "Opening the model")
+            _notify.tell(self._status, _notify.describe(exc, "Opening the model"), "error",
+                         toast="Cannot open this model file.")
             return False
+        self._status.setText("")
         self.refresh_choices()
         return True
+
+    def status_text(self) -> str:
+        return self._status.text()
+
+    def choices(self) -> list[tuple[str, str | None, str]]:
+        """The list as shown: (text, model file, tooltip) of each entry."""
+        return [(self._choices.itemText(i), self._choices.itemData(i), self._choices.itemData(i, 3) or "")
+                for i in range(self._choices.count())]
 
     def refresh_choices(self) -> None:
         from ...core.model_files import bundled_model_path
@@ -91,16 +130,18 @@ class ModelPanel(QGroupBox):
             self._choices.addItem(_NONE, None)
         if bundled is not None:
             self._choices.addItem(_DEFAULT, str(bundled))
-        for path in self.state.settings.recent_models:
-            if bundled is None or Path(path) != bundled:
-                self._choices.addItem(Path(path).name, path)
-                self._choices.setItemData(self._choices.count() - 1, path, 3)  # tooltip role
+            self._choices.setItemData(self._choices.count() - 1, f"{model_name(bundled)}\n{bundled}", 3)
+        paths = [str(p) for p in self.state.settings.recent_models if bundled is None or Path(p) != bundled]
+        if current is not None and current not in paths and (bundled is None or Path(current) != bundled):
+            paths.append(current)
+        names = [model_name(p) for p in paths]
+        for path, name in zip(paths, names):
+            if names.count(name) > 1:  # e.g. best and last of one run: the file tells them apart
+                name = f"{name} [{Path(path).name}]"
+            self._choices.addItem(name, path)
+            self._choices.setItemData(self._choices.count() - 1, path, 3)  # tooltip role: the file
         if current is not None:
-            index = self._choices.findData(current)
-            if index < 0:
-                self._choices.addItem(Path(current).name, current)
-                index = self._choices.count() - 1
-            self._choices.setCurrentIndex(index)
+            self._choices.setCurrentIndex(max(self._choices.findData(current), 0))
         self._choices.blockSignals(False)
 
     # -- slots -------------------------------------------------------------------------------------
@@ -125,7 +166,8 @@ class ModelPanel(QGroupBox):
         path = self._choices.itemData(index)
         if path and (self.state.model_path is None or str(self.state.model_path) != path):
             if not Path(path).is_file():
-                _notify.error(f"Cannot use this model: {path} no longer exists; it was removed from the recent list.")
+                _notify.tell(self._status, f"Cannot use this model: {path} no longer exists; it was removed from the "
+                             "recent list.", "error", toast="This model file no longer exists.")
                 self.state.settings.forget_model(path)
                 self.refresh_choices()
                 return
@@ -154,29 +196,63 @@ class ModelPanel(QGroupBox):
                 "No model chosen: pick the default model or a recent one above, or open a file (Browse...)."
             )
             return
-        text = f"file: {self.state.model_path}\n{describe_model(info)}"
+        text = f"{info.display_name}\nfile: {self.state.model_path}\n{describe_model(info)}"
         if info.head != "classes":
             text = "This is a pretraining (noise) model: it cannot segment, but fine-tuning can start from it.\n" + text
         self._info.setPlainText(text)
 
 
 def describe_model(info) -> str:
-    """The model's summary, with the training data record shortened to one readable line."""
+    """The model's summary, with the training data record in words: which images trained it, which
+    validated it, and the held-out score only when there was enough data for one to mean something."""
     lines = info.summary().splitlines()
-    data = (info.provenance or {}).get("data")
-    if isinstance(data, dict):
-        parts = []
-        if data.get("images") is not None:
-            parts.append(f"{data['images']} image(s)")
-        folders = [str(f) for f in data.get("folders") or []]
-        if folders:
-            parts.append("from " + ", ".join(folders))
-        if data.get("in_memory_arrays"):
-            parts.append(f"{data['in_memory_arrays']} from napari layers")
-        if data.get("patches") is not None:
-            parts.append(f"{data['patches']} patches")
-        lines = [f"data: {', '.join(parts)}" if line.startswith("data: ") else line for line in lines]
-    return "\n".join(lines)
+    prov = info.provenance or {}
+    data = prov.get("data")
+    if not isinstance(data, dict):
+        return "\n".join(lines)
+    where = []
+    folders = [str(f) for f in data.get("folders") or []]
+    if data.get("in_memory_arrays"):
+        where.append("corrected pairs of the annotation set" if prov.get("stage") == "finetune" else "open image layers")
+    if folders:
+        where.append(", ".join(folders))
+    source = f" from {' and '.join(where)}" if where else ""
+    patches = f", {data['patches']} patches" if data.get("patches") is not None else ""
+    train, val = data.get("train_images"), data.get("val_images")
+    replaced: list[str] = []
+    if isinstance(train, list) and isinstance(val, list):
+        total = len(train) + len(val)
+        replaced.append(f"trained on: {_images(train)}{source}{patches}")
+        if val and total >= MIN_IMAGES_FOR_SCORE:
+            replaced.append(f"validated on: {_images(val)} (held out; the model with the best score on them was kept)")
+        elif val:
+            replaced.append(f"validated on: {_images(val)}; no held-out score shown: with fewer than "
+                            f"{MIN_IMAGES_FOR_SCORE} images one held-out image says little about accuracy")
+        else:
+            replaced.append("validated on: nothing held out" + (
+                f" (fewer than {MIN_IMAGES_FOR_SCORE} images: all trained); no held-out score"
+                if total < MIN_IMAGES_FOR_SCORE else "; no held-out score"))
+        show_score = bool(val) and total >= MIN_IMAGES_FOR_SCORE
+    else:
+        count = data.get("images")
+        replaced.append(f"data: {count} image(s){source}{patches}" if count is not None else f"data:{source}{patches}")
+        show_score = True
+    out = []
+    for line in lines:
+        if line.startswith("data: "):
+            out.extend(replaced)
+        elif line.startswith("metrics: ") and not show_score:
+            continue
+        elif line.startswith("metrics: "):
+            out.append("held-out " + line)
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _images(names: list) -> str:
+    shown = ", ".join(str(n) for n in names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"{len(names)} image{'s' if len(names) != 1 else ''} ({shown})" if names else "0 images"
 
 
 def class_legend(classes) -> str:

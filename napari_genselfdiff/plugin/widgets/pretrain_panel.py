@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -42,7 +43,11 @@ class PretrainPanel(QGroupBox):
     ``events``), ``model_path`` (the pretrained model once done), ``outcome`` ("done", "cancelled",
     "failed"), :meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`, :meth:`preview`, and the
     settings widgets ``arch``, ``steps``, ``batch``, ``patch``, ``run_dir``, ``use_layers``.
+
+    ``model_ready`` is emitted with the path of the pretrained model when a run returns one.
     """
+
+    model_ready = Signal(object)
 
     def __init__(self, state, parent=None) -> None:
         super().__init__("Pretrain on unlabeled images (diffusion)", parent)
@@ -129,20 +134,23 @@ class PretrainPanel(QGroupBox):
             report_skipped(skipped)
             images += snapshots
         if not images:
-            _notify.error(
-                "No unlabeled images to pretrain on: tick 'open image layers' with images open, or add a folder of images."
+            _notify.tell(
+                self.controls.status,
+                "No unlabeled images to pretrain on: tick 'open image layers' with images open, or add a folder of "
+                "images.", "error", toast="No unlabeled images to pretrain on.",
             )
             return None
         cfg.images = images
         if not cfg.out_dir:
-            _notify.error("Choose a run folder for the checkpoints and the model.")
+            _notify.tell(self.controls.status, "Choose a run folder for the checkpoints and the model.", "error")
             return None
         run_dir = Path(cfg.out_dir).expanduser()
         if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None and not cfg.resume:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{stamp}"))
             self.run_dir.setText(cfg.out_dir)
-            _notify.info(f"{run_dir} holds an earlier run; this run goes to {cfg.out_dir}.")
+            _notify.tell(self.controls.status, f"{run_dir} holds an earlier run; this run goes to {cfg.out_dir}.",
+                         "info", toast="This run goes to a new run folder.")
         self.control = TrainingControl()
         self.model_path, self.outcome = None, None
         self.controls.curve.clear()
@@ -196,7 +204,8 @@ class PretrainPanel(QGroupBox):
             return None
         source = self.model_path or (Path(self.run_dir.text()).expanduser() if self.run_dir.text().strip() else None)
         if source is None or not Path(source).exists():
-            _notify.error("Nothing to preview yet: start pretraining and wait for its first checkpoint.")
+            _notify.tell(self.controls.status, "Nothing to preview yet: start pretraining and wait for its first "
+                         "checkpoint.", "error", toast="Nothing to preview yet.")
             return None
         self.preview_button.setEnabled(False)
 
@@ -213,7 +222,8 @@ class PretrainPanel(QGroupBox):
             train_in_subprocess, "preview", {"source": Path(source), "n": n, "steps": steps, "device": self.state.device},
             None,
             on_returned=shown,
-            on_errored=lambda exc: _notify.error(f"Cannot preview: {_notify.describe(exc)}"),
+            on_errored=lambda exc: _notify.tell(self.controls.status, f"Cannot preview: {_notify.describe(exc)}",
+                                                "error", toast="Cannot preview samples."),
             on_finished=done, start=False,
         )
         worker = self.preview_worker
@@ -232,16 +242,21 @@ class PretrainPanel(QGroupBox):
         self.outcome = "cancelled" if cancelled else "done"
         self.model_path = Path(path) if path else None
         if cancelled:
-            _notify.info(f"Pretraining stopped; checkpoint kept in {self.run_dir.text()} (tick 'resume its latest checkpoint' to go on)."
-                         + (f" Weights so far: {path}" if path else ""))
+            _notify.tell(self.controls.status,
+                         f"Pretraining stopped; checkpoint kept in {self.run_dir.text()} (tick 'resume its latest "
+                         "checkpoint' to go on)." + (f" Weights so far: {path}" if path else ""),
+                         "info", toast="Pretraining stopped; checkpoint kept.")
         else:
-            _notify.info(f"Pretraining done: {path}. Fine-tuning can start from it (Fine-tune: 'start from').")
+            _notify.tell(self.controls.status,
+                         f"Pretraining done: {path}. Fine-tuning can start from it (Fine-tune: 'Start from').",
+                         "info", toast="Pretraining done.")
+        if path:
+            self.model_ready.emit(Path(path))
 
     def _on_errored(self, exc: Exception) -> None:
         self.outcome = "failed"
         text = f"Pretraining failed: {_notify.describe(exc)}" if not isinstance(exc, GenSelfDiffError) else f"Cannot pretrain: {exc}"
-        _notify.error(text)
-        self.controls.status.setText(text)
+        _notify.tell(self.controls.status, text, "error", toast="Pretraining failed; see the Train tab.")
 
     def _on_finished(self) -> None:
         if self.run is not None:

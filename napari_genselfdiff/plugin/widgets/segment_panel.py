@@ -4,12 +4,24 @@ The work runs in a thread worker over :func:`segment_images`, a generator around
 ``segment_progressive``: "yielded" drives the progress bars, result events add the layers (on the
 main thread), "errored" becomes a notification, "finished" re-enables the panel. Cancel quits the
 worker between two tiles; images finished before that keep their layers.
+
+The status line ends every job with its last word (done, cancelled or failed, with the reason and
+any notes), which stays until the next job; progress that arrives after that word is ignored.
+
+Where the result goes: ``<image> labels`` takes its image's placement (the scale and translate of
+its Y and X axes) and sits in the layer list directly above its image, so it never covers another
+image. Segmenting an image again replaces the labels it got last time when they are unedited; when
+they were edited, the user is asked, and "No" adds the new result as a separate layer (above the
+old one) instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Generator
+
+import numpy as np
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -26,8 +38,25 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import GenSelfDiffError, ImageInputError
 from .. import _notify
-from .._layers import META_KEY, class_colormap, class_features, classes_to_meta, image_layers, image_plane
+from .._layers import (
+    META_KEY,
+    class_colormap,
+    class_features,
+    classes_to_meta,
+    image_layers,
+    image_plane,
+    layer_meta,
+)
 from .._threading import start_worker
+
+
+def _digest(data) -> str:
+    """A fingerprint of a label image: tells whether the user has edited a result since it was added."""
+    array = np.ascontiguousarray(np.asarray(data))
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def segment_images(network, info, planes: list[tuple[str, object]], settings) -> Generator[dict, None, int]:
@@ -67,7 +96,8 @@ class SegmentPanel(QGroupBox):
     """Segment the chosen image layer, or all image layers, with the chosen model.
 
     Attributes tests read: ``worker`` (the running worker or None), ``outcome`` ("done",
-    "cancelled", "failed" or None), ``added`` (layers added by the last run), ``last_seconds``.
+    "cancelled", "failed" or None), ``added`` (layers added or replaced by the last run),
+    ``last_seconds``, :meth:`status_text` (the status line).
     """
 
     def __init__(self, state, parent=None) -> None:
@@ -81,6 +111,7 @@ class SegmentPanel(QGroupBox):
         self._pbar = None
         self._last_n = 0
         self._started = 0.0
+        self._notes: list[str] = []
 
         self._layer = QComboBox()
         self._layer.setToolTip("The image layer to segment (the selected layer by default).")
@@ -146,6 +177,9 @@ class SegmentPanel(QGroupBox):
         if active is not None and self._layer.findText(active.name) >= 0:
             self._layer.setCurrentText(active.name)
 
+    def status_text(self) -> str:
+        return self._status.text()
+
     def _update_enabled(self) -> None:
         running = self.state.running("segment")
         self._run.setEnabled(not running)
@@ -166,27 +200,31 @@ class SegmentPanel(QGroupBox):
         A second call while a segmentation runs starts nothing (and says so).
         """
         if self.state.running("segment"):
-            _notify.info("A segmentation is already running; wait for it or press Cancel.")
+            _notify.info("A segmentation is already running.")
             return None
         layers = self.chosen_layers() if layers is None else layers
         if not layers:
-            _notify.error(
+            _notify.tell(
+                self._status,
                 "No image layer to segment: open an H&E image first (File > Open, or File > Open Sample > "
-                "napari-genselfdiff)."
+                "napari-genselfdiff).", "error", toast="No image layer to segment.",
             )
             return None
         try:
             network, info = self.state.network()
         except GenSelfDiffError as exc:
-            _notify.error(f"Cannot segment: {exc}")
+            _notify.tell(self._status, f"Cannot segment: {exc}", "error")
             return None
         except OSError as exc:
-            _notify.report(exc, "Loading the model")
+            _notify.tell(self._status, _notify.describe(exc, "Loading the model"), "error",
+                         toast="Cannot load the model.")
             return None
         if info.head != "classes":
-            _notify.error(
+            _notify.tell(
+                self._status,
                 "Cannot segment: the chosen model is a pretraining (noise) model. Fine-tune it on corrected "
-                "images first (Train tab), or choose a segmentation model."
+                "images first (Train tab), or choose a segmentation model.", "error",
+                toast="Cannot segment with a pretraining model.",
             )
             return None
 
@@ -199,16 +237,20 @@ class SegmentPanel(QGroupBox):
                 plane = image_plane(layer, self.state.viewer)
                 inspect_image(plane.data, name=f"'{layer.name}'")
             except GenSelfDiffError as exc:
-                refused.append(str(exc))
+                refused.append((layer.name, f"Cannot segment: {exc}"))
                 continue
             planes.append(plane)
-        for message in refused:
-            _notify.error(f"Cannot segment: {message}")
+        for name, _ in refused:  # the reasons go to the status line
+            _notify.error(f"Cannot segment '{name}'; see the Segment panel." if len(name) < 16
+                          else "Cannot segment an image; see the Segment panel.")
+        refused = [message for _, message in refused]
         if not planes:
+            self._status.setText(" ".join(refused))
             return None
 
         self._planes = dict(enumerate(planes))
         self.added, self.outcome = [], None
+        self._notes = list(refused)
         settings = InferenceSettings(
             tile=int(self._tile.value()),
             overlap=min(64, int(self._tile.value()) // 8),
@@ -251,78 +293,130 @@ class SegmentPanel(QGroupBox):
     # -- worker callbacks (main thread) ------------------------------------------------------------
 
     def _on_event(self, event: dict) -> None:
+        if self.outcome is not None:
+            return  # the job has had its last word (a late progress event must not replace it)
         kind = event["kind"]
         if kind == "progress":
             total = max(int(event["total"]), 1)
             share = (event["index"] + (event["done"] / total if event["stage"] == "tiles" else 1.0)) / event["count"]
             value = int(1000 * min(share, 1.0))
+            stage = "splitting nuclei" if event["stage"] == "instances" else f"tile {event['done']}/{event['total']}"
+            # The text first: updating napari's progress bar may process pending events, among them
+            # the job's end, whose message must come last.
+            self._status.setText(f"{event['name']}: {stage} ({event['index'] + 1}/{event['count']})")
             self._bar.setValue(value)
             if self._pbar is not None and value > self._last_n:
-                self._pbar.update(value - self._last_n)
-                self._last_n = value
-            stage = "splitting nuclei" if event["stage"] == "instances" else f"tile {event['done']}/{event['total']}"
-            self._status.setText(f"{event['name']}: {stage} ({event['index'] + 1}/{event['count']})")
+                step, self._last_n = value - self._last_n, value
+                self._pbar.update(step)
         elif kind == "result":
             self._add_layers(self._planes[event["index"]], event["result"])
         elif kind == "error":
-            _notify.error(f"Cannot segment: {event['message']}")
+            message = f"Cannot segment: {event['message']}"
+            self._notes.append(message)
+            _notify.error(message)
 
     def _add_layers(self, plane, result) -> None:
         info = self.state.model_info
         classes = list(info.classes)
         image = plane.layer
-        yx_scale = tuple(image.scale[-2:])
-        yx_translate = tuple(image.translate[-2:])
         meta = {
-            META_KEY: {
-                "kind": "classes",
-                "image_layer": image.name,
-                "slice": list(plane.slice_index),
-                "classes": classes_to_meta(classes),
-                "model": str(self.state.model_path),
-            }
+            "kind": "classes",
+            "image_layer": image.name,
+            "slice": list(plane.slice_index),
+            "classes": classes_to_meta(classes),
+            "model": str(self.state.model_path),
+            "model_name": info.display_name,
         }
-        labels = self.state.viewer.add_labels(
-            result.labels,
-            name=f"{image.name} labels{plane.suffix}",
-            colormap=class_colormap(classes),
-            features=class_features(classes),
-            scale=yx_scale,
-            translate=yx_translate,
-            opacity=0.6,
-            metadata=meta,
+        labels, kept_old = self._place(
+            plane, f"{image.name} labels{plane.suffix}", result.labels, meta, above=image, mode="ask",
+            colormap=class_colormap(classes), features=class_features(classes), opacity=0.6,
         )
         self.added.append(labels)
         if result.instances is not None:
-            inst_meta = {META_KEY: {**meta[META_KEY], "kind": "instances"}}
-            self.added.append(
-                self.state.viewer.add_labels(
-                    result.instances, name=f"{image.name} nuclei{plane.suffix}", scale=yx_scale,
-                    translate=yx_translate, opacity=0.5, metadata=inst_meta, visible=False,
-                )
+            # the nuclei follow the labels: a new layer when the edited labels were kept, else replaced
+            nuclei, _ = self._place(
+                plane, f"{image.name} nuclei{plane.suffix}", result.instances, {**meta, "kind": "instances"},
+                above=labels, mode="new" if kept_old else "replace", opacity=0.5, visible=False,
             )
+            self.added.append(nuclei)
         for note in [*plane.notes, *result.notes]:
+            self._notes.append(f"'{image.name}': {note}")
             _notify.warning(f"'{image.name}': {note}")
         self.state.viewer.layers.selection.active = labels
+
+    def _place(self, plane, name: str, data, meta: dict, *, above, mode: str, **kwargs):
+        """Put ``data`` where the user expects it; returns ``(layer, kept_old)``.
+
+        The layer this panel made last time for the same image, slice and kind gets the new data when
+        it is unedited; when it was edited, ``mode`` decides: "ask" the user, "replace", or "new".
+        Otherwise (or when the user keeps the edit: ``kept_old``) a new Labels layer ``name`` is
+        added with its image's placement, directly above ``above`` (or above the kept layer).
+        """
+        viewer = self.state.viewer
+        image = plane.layer
+        placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
+        meta = {**meta, "digest": _digest(data)}
+        previous = self._previous(meta)
+        if previous is not None:
+            edited = layer_meta(previous).get("digest") != _digest(previous.data)
+            replace = not edited or mode == "replace" or (mode == "ask" and self.state.ask(
+                "Replace the edited labels?",
+                f"'{previous.name}' has been edited since it was segmented. Replace it with the new result? "
+                "(No keeps it and adds the new result as a separate layer.)",
+            ))
+            if replace:
+                previous.data = data
+                previous.metadata = {**previous.metadata, META_KEY: meta}
+                previous.scale, previous.translate = placement["scale"], placement["translate"]
+                for key in ("colormap", "features"):
+                    if key in kwargs:
+                        setattr(previous, key, kwargs[key])
+                previous.refresh()
+                return previous, False
+            above = previous
+        layer = viewer.add_labels(data, name=name, metadata={META_KEY: meta}, **placement, **kwargs)
+        layers = viewer.layers
+        if above in layers:
+            target = layers.index(above) + 1
+            if layers.index(layer) != target:
+                layers.move(layers.index(layer), target)
+        return layer, previous is not None
+
+    def _previous(self, meta: dict):
+        """The newest Labels layer this panel made for the same image, slice and kind, or None."""
+        from napari.layers import Labels
+
+        found = None
+        for layer in self.state.viewer.layers:  # bottom to top: the last match is the newest
+            old = layer_meta(layer)
+            if isinstance(layer, Labels) and all(old.get(key) == meta[key] for key in ("kind", "image_layer", "slice")):
+                found = layer
+        return found
+
+    def _with_notes(self, text: str) -> str:
+        return " ".join([text, *(n if n.rstrip().endswith((".", ")")) else n + "." for n in self._notes)])
 
     def _on_returned(self, count: int) -> None:
         self.outcome = "done"
         self.last_seconds = time.perf_counter() - self._started
         device = self.state.resolved_device()
-        self._status.setText(f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}.")
         self._bar.setValue(1000)
+        text = f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}."
+        if count == 0:
+            text = "No image was segmented."
+        _notify.tell(self._status, self._with_notes(text), "info" if count else "error",
+                     toast=f"Segmented {count} image(s) in {self.last_seconds:.1f} s." if count else None)
 
     def _on_errored(self, exc: Exception) -> None:
         self.outcome = "failed"
         text = f"Cannot segment: {exc}" if isinstance(exc, GenSelfDiffError) else _notify.describe(exc, "Segmentation")
-        _notify.error(text)
-        self._status.setText(text)
+        _notify.tell(self._status, self._with_notes(text), "error", toast=_notify.toast_text(text))
 
     def _on_aborted(self) -> None:
         self.outcome = "cancelled"
         kept = f" ({len(self.added)} layer(s) from finished images kept)" if self.added else ""
-        self._status.setText(f"Segmentation cancelled{kept}.")
-        _notify.info(f"Segmentation cancelled{kept}.")
+        _notify.tell(self._status, self._with_notes(f"Segmentation cancelled{kept}."), "info",
+                     toast="Segmentation cancelled.")
 
     def _on_finished(self) -> None:
         if self._pbar is not None:
