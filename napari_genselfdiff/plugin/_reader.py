@@ -38,6 +38,10 @@ def get_image_reader(path):
     paths = _paths(path)
     if paths is None or any(is_mask_name(p) for p in paths):
         return None
+    from ..core.io.slide import is_slide
+
+    if any(is_slide(p) for p in paths):  # pyramidal or huge TIFFs: the lazy slide reader (_slide_reader.py)
+        return None
     return read_files
 
 

@@ -114,6 +114,7 @@ def segment_progressive(
     out=None,
     logits_out=None,
     name: str = "image",
+    tile_filter=None,
 ) -> Generator[dict, None, SegmentationResult]:
     """Segment ``image``, yielding ``{"stage", "done", "total"}`` after every tile batch.
 
@@ -126,6 +127,11 @@ def segment_progressive(
         logits_out: optional (classes, H, W) float array that receives the blended logits band by band
             (e.g. for probability maps, or to compare tiled and whole-image outputs); None skips them.
         name: how to call the image in messages.
+        tile_filter: optional ``f(y0, y1, x0, x1) -> bool`` over tile windows (image pixels); tiles for
+            which it is False are neither read nor computed (e.g. glass on a slide: see
+            ``inference/slide.py``). Pixels that no computed tile covers are background, and rows of a
+            band that no computed tile covers are not written to ``out`` at all (a new zarr store
+            then keeps no chunk for them); None computes every tile.
 
     Returns (as the generator's return value): a :class:`SegmentationResult`.
 
@@ -161,10 +167,16 @@ def segment_progressive(
     strips = column_strips(plan, settings.max_band_width)
     band_h = 2 * plan.tile_h
 
+    def wanted(y: int, x: int) -> bool:
+        return tile_filter is None or bool(tile_filter(y, min(y + plan.tile_h, spec.height),
+                                                       x, min(x + plan.tile_w, spec.width)))
+
+    # The tiles to compute, per strip and tile row (all of them without a filter).
+    todo = [[[(y, x) for x in plan.xs[st.first : st.last + 1] if wanted(y, x)] for y in plan.ys] for st in strips]
     start = time.perf_counter()
-    done, total = 0, len(plan.ys) * sum(st.last - st.first + 1 for st in strips)
+    done, total = 0, sum(len(row) for rows in todo for row in rows)
     yield {"stage": "tiles", "done": 0, "total": total}
-    for strip in strips:
+    for strip, strip_rows in zip(strips, todo):
         # The blending band: two tile rows high, the strip's tiles wide; memory is bounded by the
         # tile size and max_band_width, whatever the image's size.
         acc = torch.zeros((n_classes, band_h, strip.x1 - strip.x0), dtype=torch.float32)
@@ -180,11 +192,19 @@ def segment_progressive(
             if rows <= 0:
                 return
             y1 = min(until, spec.height)
-            if y1 > band_top and k1 > k0:
-                logits = acc[:, : y1 - band_top, k0:k1] / weight[: y1 - band_top, k0:k1]
-                labels[band_top:y1, keep0:keep1] = _argmax_classes(logits).numpy().astype(label_dtype, copy=False)
+            c0, c1 = k0, k1
+            if tile_filter is not None and y1 > band_top and k1 > k0:
+                # Only the columns some computed tile covers are written (the rest stays as in `out`).
+                cols = torch.nonzero(weight[: y1 - band_top, k0:k1].amax(0) > 0).flatten()
+                c0, c1 = (k0 + int(cols[0]), k0 + int(cols[-1]) + 1) if len(cols) else (k0, k0)
+            if y1 > band_top and c1 > c0:
+                w = weight[: y1 - band_top, c0:c1]
+                # Pixels no computed tile covers (tile_filter) have weight 0 and logits 0: background.
+                logits = acc[:, : y1 - band_top, c0:c1] / (w if tile_filter is None else w.clamp_min(1e-12))
+                x0, x1 = strip.x0 + c0, strip.x0 + c1
+                labels[band_top:y1, x0:x1] = _argmax_classes(logits).numpy().astype(label_dtype, copy=False)
                 if logits_out is not None:
-                    logits_out[:, band_top:y1, keep0:keep1] = logits.numpy()
+                    logits_out[:, band_top:y1, x0:x1] = logits.numpy()
             acc[:, : band_h - rows] = acc[:, rows:].clone()
             acc[:, band_h - rows :] = 0
             weight[: band_h - rows] = weight[rows:].clone()
@@ -193,7 +213,7 @@ def segment_progressive(
 
         with torch.inference_mode():
             for r, y in enumerate(plan.ys):
-                row = [(y, x) for x in plan.xs[strip.first : strip.last + 1]]
+                row = strip_rows[r]
                 for b in range(0, len(row), batch):
                     origins = row[b : b + batch]
                     tiles = torch.from_numpy(_tile_batch(image, spec, plan, origins)).permute(0, 3, 1, 2)

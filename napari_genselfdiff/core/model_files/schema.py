@@ -13,8 +13,13 @@ travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it:
       "diffusion": {...} | null,                    # schedule, T, p2 k and gamma (pretraining)
       "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
       "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
-      "card": {...} | null                          # model card: name, intended use, limits
+      "card": {...} | null,                         # model card: name, intended use, limits
+      "mpp": 0.25                                   # optional: microns per pixel of the training images
     }
+
+``mpp`` is optional and may be absent (files written before it existed, or models whose training
+resolution is unknown); slide segmentation then assumes 0.25 um/px, MoNuSeg's 40x
+(``core/inference/slide.py``). It needs no new schema version: readers ignore keys they do not know.
 
 A model's **display name** (:attr:`ModelInfo.display_name`) is what lists show instead of the file
 name: ``card["name"]`` when the card has one (:func:`.store.save_model` writes one into every model
@@ -51,6 +56,7 @@ class ModelInfo:
     postprocess: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] | None = None
+    mpp: float | None = None
     path: Path | None = None
 
     @property
@@ -95,6 +101,7 @@ class ModelInfo:
             "postprocess": self.postprocess,
             "provenance": self.provenance,
             "card": self.card,
+            **({"mpp": float(self.mpp)} if self.mpp is not None else {}),
         }
 
     @classmethod
@@ -122,6 +129,7 @@ class ModelInfo:
                 postprocess=values.get("postprocess"),
                 provenance=dict(values.get("provenance") or {}),
                 card=values.get("card"),
+                mpp=float(values["mpp"]) if values.get("mpp") is not None else None,
                 path=path,
             )
         except ModelFileError as exc:
@@ -136,6 +144,8 @@ class ModelInfo:
             validate_classes(self.classes, self.architecture.out_channels)
         elif self.classes:
             raise ModelFileError("a noise (pretraining) model must not list segmentation classes.")
+        if self.mpp is not None and not 0.01 <= self.mpp <= 100:
+            raise ModelFileError(f"mpp {self.mpp} (microns per pixel) is outside 0.01-100.")
         if self.patch_size % self.architecture.downsample_factor:
             raise ModelFileError(
                 f"patch_size {self.patch_size} is not a multiple of {self.architecture.downsample_factor}."
@@ -150,6 +160,8 @@ class ModelInfo:
             f"attention {'every level + bottleneck' if arch.level_attention else 'bottleneck only'}",
             f"classes: {', '.join(self.class_names) if self.classes else '(none: pretraining model)'}",
             f"patch size: {self.patch_size}",
+            f"resolution: {self.mpp:g} um/px" if self.mpp is not None
+            else "resolution: not recorded (slides: 0.25 um/px, 40x, assumed)",
             f"normalisation: {self.normalization.scheme}",
         ]
         prov = self.provenance

@@ -1,0 +1,577 @@
+"""Segment a whole slide: tissue tiles only, at the model's resolution, labels streamed to a zarr store.
+
+What :func:`segment_slide_progressive` does, and what it holds in memory:
+
+1. **Tissue.** A low-resolution tissue mask (``core/tissue.py``, Otsu on saturation) decides which
+   tiles are computed; glass tiles are neither read nor segmented, so time grows with the tissue
+   area, not the slide's.
+2. **Resolution.** The model's microns per pixel (:func:`model_mpp`: its file's ``mpp``, else 0.25,
+   MoNuSeg's 40x) and the slide's (from the file, or given) set a scale. Within 5 % no resampling is
+   done. Otherwise the tiles are read from the pyramid level nearest above the model's resolution
+   and resampled on the fly (bilinear; Gaussian pre-filter when shrinking) — a 20x slide (0.5 um/px)
+   is segmented at 2x its pixels for a 40x model — and the labels are mapped back to the slide's
+   level-0 pixels (nearest neighbour) block by block.
+3. **Tiles -> store.** :func:`.predict.segment_progressive` blends tiles in a band of two tile rows
+   (at most 8192 pixels wide) and writes labels band by band into the level-0 array of the store
+   (``core/io/labels_store.py``: OME-Zarr, 1024-pixel chunks, background chunks never written).
+   Then the coarser levels of the store are filled. Peak memory: the model, one band, and one
+   4096^2 block; never the slide.
+4. **Instances** (optional). The existing watershed (``metrics/instances.py``) runs on blocks of the
+   model-resolution labels with a margin wider than a nucleus; a nucleus belongs to the block that
+   holds its centroid, so every nucleus is exported once and whole. Its outline (pixel edges, as in
+   ``export/geojson.py``) is scaled to level-0 slide pixels and streamed to
+   ``<stem>_nuclei.geojson`` (QuPath detections; the collection's ``properties`` carry the
+   resolution, each feature its area in um^2).
+
+Bad input is reported as a :class:`~..io.slide.SlideError` (unreadable slide, no resolution, a
+region outside the slide) or, for a full disk while writing, as a :class:`SlideWriteError` that
+names the ``.partial`` store holding every chunk written so far.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import shutil
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GenSelfDiffError
+from ..io.slide import Slide, SlideError
+from .predict import InferenceSettings
+
+#: Resolution assumed for models whose file records none: MoNuSeg's 40x scans (about 0.25 um/px).
+DEFAULT_MODEL_MPP = 0.25
+#: Relative difference of slide and model resolutions below which no resampling is done.
+RESAMPLE_TOLERANCE = 0.05
+
+
+class SlideWriteError(GenSelfDiffError, OSError):
+    """Writing the outputs failed (e.g. the disk is full); the message says what was kept where."""
+
+
+def model_mpp(info) -> tuple[float, str]:
+    """The microns per pixel a model was trained at, and where that came from.
+
+    Looks at ``info.mpp`` (model files that record it), then ``provenance["mpp"]`` and
+    ``card["mpp"]``; models that record none were trained on MoNuSeg (40x) and get
+    :data:`DEFAULT_MODEL_MPP`.
+    """
+    for where, value in (
+        ("model file", getattr(info, "mpp", None)),
+        ("model provenance", (getattr(info, "provenance", None) or {}).get("mpp")),
+        ("model card", (getattr(info, "card", None) or {}).get("mpp")),
+    ):
+        try:
+            v = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            v = None
+        if v and v > 0 and math.isfinite(v):
+            return v, where
+    return DEFAULT_MODEL_MPP, "default (MoNuSeg, 40x)"
+
+
+@dataclass
+class SlideSettings:
+    """How to segment a slide.
+
+    Args:
+        inference: tile size, overlap, device, precision, batch (see :class:`InferenceSettings`).
+        instances: also split nuclei and write ``<stem>_nuclei.geojson``.
+        tissue: skip glass (tissue mask); False segments every tile.
+        mpp: the slide's level-0 microns per pixel, overriding the file's (None: from the file).
+        model_mpp: the model's microns per pixel, overriding :func:`model_mpp`.
+        region: (x, y, width, height) in level-0 pixels to segment; None: the whole slide.
+        object_type: "detection" (light, QuPath's default for many cells) or "annotation".
+        instance_block: side of the blocks (model pixels) that nuclei are split in.
+        instance_margin: context around each block (model pixels); wider than the largest nucleus.
+    """
+
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    instances: bool = False
+    tissue: bool = True
+    mpp: float | None = None
+    model_mpp: float | None = None
+    region: tuple[int, int, int, int] | None = None
+    object_type: str = "detection"
+    instance_block: int = 2048
+    instance_margin: int = 96
+
+
+@dataclass
+class SlideResult:
+    """What a slide run wrote and how long each part took."""
+
+    slide: Path
+    labels_store: Path
+    geojson: Path | None
+    width: int
+    height: int
+    mpp: float
+    model_mpp: float
+    scale: float
+    tiles: int
+    tiles_all: int
+    tissue_fraction: float
+    nuclei: int = 0
+    seconds: float = 0.0
+    seconds_network: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("slide", "labels_store", "geojson"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        return out
+
+
+# -- lazy views ----------------------------------------------------------------------------------
+
+
+def _span(key, length: int) -> tuple[int, int]:
+    start, stop, step = key.indices(length)
+    if step != 1:
+        raise ValueError("views support contiguous slices only")
+    return start, max(start, stop)
+
+
+class ResampledView:
+    """A lazy (H * f, W * f, 3) uint8 view of an (H, W, 3|4) array, resampled on read (bilinear).
+
+    Output pixel centres map to source coordinates ``(i + 0.5) / f - 0.5``; when shrinking (f < 1) the
+    window is first smoothed with a Gaussian of sigma ``(1 / f - 1) / 2`` (as scikit-image's resize).
+    Only the source window under the requested slice is read.
+    """
+
+    def __init__(self, source, factor: float):
+        self.source = source
+        self.factor = float(factor)
+        h, w = int(source.shape[0]), int(source.shape[1])
+        self.src_shape = (h, w)
+        self.shape = (max(1, int(round(h * self.factor))), max(1, int(round(w * self.factor))), 3)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+        self.sigma = max(0.0, (1.0 / self.factor - 1.0) / 2.0)
+
+    def _coords(self, start: int, stop: int, n_src: int) -> np.ndarray:
+        return np.clip((np.arange(start, stop) + 0.5) / self.factor - 0.5, 0, n_src - 1)
+
+    def __getitem__(self, key):
+        ky, kx = key[0], key[1]
+        y0, y1 = _span(ky, self.shape[0])
+        x0, x1 = _span(kx, self.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        h, w = self.src_shape
+        cy, cx = self._coords(y0, y1, h), self._coords(x0, x1, w)
+        pad = int(math.ceil(3 * self.sigma)) + 1
+        sy0, sy1 = max(int(np.floor(cy[0])) - pad, 0), min(int(np.floor(cy[-1])) + 2 + pad, h)
+        sx0, sx1 = max(int(np.floor(cx[0])) - pad, 0), min(int(np.floor(cx[-1])) + 2 + pad, w)
+        window = np.asarray(self.source[sy0:sy1, sx0:sx1, :3]).astype(np.float32)
+        if self.sigma > 0.3:
+            from scipy import ndimage
+
+            window = ndimage.gaussian_filter(window, sigma=(self.sigma, self.sigma, 0), mode="nearest")
+        cy, cx = cy - sy0, cx - sx0
+        r0 = np.floor(cy).astype(np.intp)
+        c0 = np.floor(cx).astype(np.intp)
+        r1 = np.minimum(r0 + 1, window.shape[0] - 1)
+        c1 = np.minimum(c0 + 1, window.shape[1] - 1)
+        wy = (cy - r0).astype(np.float32)[:, None, None]
+        wx = (cx - c0).astype(np.float32)[None, :, None]
+        rows = window[r0] * (1 - wy) + window[r1] * wy
+        out = rows[:, c0] * (1 - wx) + rows[:, c1] * wx
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return out if len(key) < 3 else out[..., key[2]]
+
+
+class WindowView:
+    """A rectangular window [y0, y0 + h) x [x0, x0 + w) of a 2-D or 3-D array, read and written lazily."""
+
+    def __init__(self, base, y0: int, x0: int, height: int, width: int):
+        self.base, self.y0, self.x0 = base, int(y0), int(x0)
+        self.shape = (int(height), int(width)) + tuple(base.shape[2:])
+        self.dtype = np.dtype(base.dtype)
+        self.ndim = len(self.shape)
+
+    def _key(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        y0, y1 = _span(key[0], self.shape[0])
+        x0, x1 = _span(key[1] if len(key) > 1 else slice(None), self.shape[1])
+        return (slice(self.y0 + y0, self.y0 + y1), slice(self.x0 + x0, self.x0 + x1)) + tuple(key[2:])
+
+    def __getitem__(self, key):
+        return self.base[self._key(key)]
+
+    def __setitem__(self, key, value):
+        self.base[self._key(key)] = value
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Geometry:
+    """Where model pixels lie on the slide: model pixel (ym, xm) of the window is level-0
+    ((ym + oy) / f, (xm + ox) / f); ``source`` is the lazy image at model resolution."""
+
+    level: int
+    f: float
+    source: Any
+    oy: int
+    ox: int
+    height: int
+    width: int
+
+
+def _geometry(slide: Slide, slide_mpp: float, net_mpp: float, region) -> _Geometry:
+    f = slide_mpp / net_mpp  # model pixels per level-0 pixel
+    if abs(f - 1) <= RESAMPLE_TOLERANCE:
+        level, f_eff, source = 0, 1.0, slide.level_array(0)
+    else:
+        level = slide.best_level(1.0 / f) if f < 1 else 0
+        ds = slide.levels[level].downsample
+        g = f * ds  # model pixels per level pixel
+        if abs(g - 1) <= RESAMPLE_TOLERANCE:
+            source, f_eff = slide.level_array(level), 1.0 / ds
+        else:
+            source = ResampledView(slide.level_array(level), g)
+            f_eff = g / ds
+    x, y, w, h = region
+    oy, ox = int(math.floor(y * f_eff)), int(math.floor(x * f_eff))
+    y1 = min(int(math.ceil((y + h) * f_eff)), int(source.shape[0]))
+    x1 = min(int(math.ceil((x + w) * f_eff)), int(source.shape[1]))
+    return _Geometry(level, f_eff, source, oy, ox, max(1, y1 - oy), max(1, x1 - ox))
+
+
+def _check_region(slide: Slide, region) -> tuple[int, int, int, int]:
+    if region is None:
+        return (0, 0, slide.width, slide.height)
+    try:
+        x, y, w, h = (int(v) for v in region)
+    except (TypeError, ValueError) as exc:
+        raise SlideError(f"{slide.path}: a region is x, y, width, height in level-0 pixels, not {region!r}.") from exc
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > slide.width or y + h > slide.height:
+        raise SlideError(
+            f"{slide.path}: region x {x}..{x + w}, y {y}..{y + h} is empty or lies outside the slide "
+            f"(width {slide.width}, height {slide.height} pixels at level 0)."
+        )
+    return x, y, w, h
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """(labels store, nuclei GeoJSON) of a slide's stem in ``out_dir``."""
+    return out_dir / f"{stem}_labels.zarr", out_dir / f"{stem}_nuclei.geojson"
+
+
+def slide_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def segment_slide_progressive(
+    model,
+    info,
+    slide: Slide | str | Path,
+    out_dir: str | Path,
+    settings: SlideSettings | None = None,
+    *,
+    overwrite: bool = False,
+    stem: str | None = None,
+) -> Generator[dict, None, SlideResult]:
+    """Segment a slide into ``out_dir`` (see the module docstring), yielding progress dicts
+    ``{"stage", "done", "total"}``; the generator's return value is a :class:`SlideResult`.
+
+    Outputs: ``<stem>_labels.zarr`` (always) and ``<stem>_nuclei.geojson`` (with instances).
+
+    Raises:
+        SlideError: unreadable slide, no resolution, region outside the slide.
+        FileExistsError: an output exists and ``overwrite`` is False (checked before any work).
+        SlideWriteError: writing failed (disk full, ...); what was written is kept and named.
+    """
+    from ..io.labels_store import PARTIAL, build_pyramid, create_labels_store, finish_store, set_info
+    from ..tissue import TissueMask, tissue_mask
+    from .predict import segment_progressive
+
+    settings = settings or SlideSettings()
+    own = not isinstance(slide, Slide)
+    slide = Slide(slide, mpp=settings.mpp) if own else slide
+    try:
+        out_dir = Path(out_dir)
+        stem = stem or slide_stem(slide.path)
+        store_path, geojson_path = output_paths(out_dir, stem)
+        wanted = [store_path] + ([geojson_path] if settings.instances else [])
+        existing = [p for p in wanted if p.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{slide.path}: output {existing[0]} exists; pass --overwrite to replace it.")
+        slide_mpp = slide.require_mpp()
+        net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
+        region = _check_region(slide, settings.region)
+        geo = _geometry(slide, slide_mpp, net_mpp, region)
+        notes = list(slide.notes)
+        if abs(geo.f - 1) > 1e-9:
+            notes.append(
+                f"slide {slide_mpp:.4g} um/px, model {net_mpp:.4g} um/px ({net_source}): segmented at "
+                f"{geo.f:.3g}x the slide's pixels (level {geo.level}), labels mapped back to level 0"
+            )
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        # 1. tissue
+        yield {"stage": "tissue", "done": 0, "total": 1}
+        t = time.perf_counter()
+        mask = tissue_mask(slide, mpp=slide_mpp) if settings.tissue else TissueMask.everywhere(slide.height, slide.width)
+        timings["tissue_mask"] = time.perf_counter() - t
+        yield {"stage": "tissue", "done": 1, "total": 1}
+
+        def tile_filter(y0: int, y1: int, x0: int, x1: int) -> bool:
+            f = geo.f
+            return mask.any_in((y0 + geo.oy) / f, (y1 + geo.oy) / f, (x0 + geo.ox) / f, (x1 + geo.ox) / f)
+
+        # 2. the store (written as .partial, renamed at the end)
+        partial = store_path.with_name(store_path.name + PARTIAL)
+        if partial.exists():
+            notes.append(f"replaced the unfinished {partial.name} of an earlier run")
+        n_classes = model.config.out_channels
+        record = {
+            "slide": str(slide.path), "slide_mpp": slide_mpp, "slide_mpp_source": slide.mpp_source,
+            "model": str(getattr(info, "path", "") or ""), "model_mpp": net_mpp, "model_mpp_source": net_source,
+            "classes": [{"id": c.id, "name": c.name} for c in info.classes],
+            "region_xywh": list(region), "tissue_threshold": mask.threshold,
+        }
+        try:
+            store = create_labels_store(partial, slide.height, slide.width, mpp=slide_mpp, info=record,
+                                        classes=info.classes, dtype=np.uint8 if n_classes <= 255 else np.uint16)
+        except OSError as exc:
+            raise SlideWriteError(f"{slide.path}: cannot create {partial}: {exc}") from exc
+
+        resampled = abs(geo.f - 1) > 1e-9
+        scratch = None
+        network_seconds = [0.0]
+        t_forward = [0.0]
+
+        def pre(_m, _a):
+            t_forward[0] = time.perf_counter()
+
+        def post(_m, _a, _o):
+            network_seconds[0] += time.perf_counter() - t_forward[0]
+
+        hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
+        stage = "tiles"
+        try:
+            if resampled:
+                import zarr
+
+                scratch_path = partial / "model_resolution"
+                scratch = zarr.open_array(str(scratch_path), mode="w", shape=(geo.height, geo.width),
+                                          chunks=(1024, 1024), dtype=store.level0.dtype, fill_value=0, zarr_format=2)
+                target = scratch
+            else:
+                target = WindowView(store.level0, geo.oy, geo.ox, geo.height, geo.width)
+            image = WindowView(geo.source, geo.oy, geo.ox, geo.height, geo.width)
+            t = time.perf_counter()
+            gen = segment_progressive(model, info, image, settings.inference, out=target, name=str(slide.path),
+                                      tile_filter=tile_filter)
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    seg = stop.value
+                    break
+                yield event
+            timings["tiles"] = time.perf_counter() - t
+            tiles_all = _count_all_tiles(geo, model, settings.inference)
+
+            # 3. map back to level 0 (only when resampled)
+            x, y, w, h = region
+            if resampled:
+                stage = "mapping labels to the slide's pixels"
+                t = time.perf_counter()
+                yield from _map_back(scratch, store.level0, geo, region)
+                timings["map_back"] = time.perf_counter() - t
+
+            # 4. instances -> GeoJSON
+            nuclei = 0
+            if settings.instances:
+                stage = "nuclei"
+                t = time.perf_counter()
+                labels_model = scratch if resampled else target
+                nuclei = yield from _write_instances(
+                    labels_model, geo, info, settings, geojson_path, overwrite=overwrite,
+                    properties={"slide": str(slide.path), "mpp": slide_mpp, "model_mpp": net_mpp,
+                                "coordinates": "level-0 slide pixels, origin top-left corner",
+                                "labels_store": store_path.name, "software": "napari-genselfdiff"},
+                    seed=stem,
+                )
+                timings["instances"] = time.perf_counter() - t
+
+            # 5. pyramid, metadata, rename
+            stage = "pyramid"
+            yield {"stage": "pyramid", "done": 0, "total": 1}
+            t = time.perf_counter()
+            build_pyramid(store, (y, y + h, x, x + w))
+            timings["pyramid"] = time.perf_counter() - t
+            yield {"stage": "pyramid", "done": 1, "total": 1}
+            if scratch is not None:
+                shutil.rmtree(partial / "model_resolution", ignore_errors=True)
+            total_seconds = time.perf_counter() - start
+            result = SlideResult(
+                slide=slide.path, labels_store=store_path, geojson=geojson_path if settings.instances else None,
+                width=slide.width, height=slide.height, mpp=slide_mpp, model_mpp=net_mpp, scale=geo.f,
+                tiles=seg.tiles, tiles_all=tiles_all, tissue_fraction=mask.fraction, nuclei=nuclei,
+                seconds=total_seconds, seconds_network=network_seconds[0], timings=timings,
+                notes=notes + list(seg.notes) + list(mask.notes),
+            )
+            set_info(store, complete=True, tiles=seg.tiles, tiles_all=tiles_all, seconds=round(total_seconds, 2),
+                     tissue_fraction=round(mask.fraction, 4), nuclei=nuclei, device=seg.device,
+                     precision=seg.precision)
+            finish_store(partial, store_path, overwrite=overwrite)
+            return result
+        except OSError as exc:
+            try:
+                set_info(store, complete=False, failed=f"{stage}: {exc}")
+            except Exception:  # noqa: BLE001 - the disk may be full: the message below still tells
+                pass
+            what = "the disk is full" if _is_disk_full(exc) else f"writing failed ({exc})"
+            raise SlideWriteError(
+                f"{slide.path}: {what} while {stage}. Every chunk written so far is kept in {partial} "
+                f"(marked incomplete){'; existing outputs were not touched' if existing else ''}. "
+                "Free some space and run again."
+            ) from exc
+        finally:
+            for hook in hooks:
+                hook.remove()
+    finally:
+        if own:
+            slide.close()
+
+
+def _count_all_tiles(geo: _Geometry, model, inference: InferenceSettings) -> int:
+    """How many tiles the region would take without the tissue mask (for the report)."""
+    from .tiling import plan_tiles
+
+    factor = model.config.downsample_factor
+    max_tile = max(factor, inference.tile // factor * factor)
+    overlap = max(min(inference.overlap, max_tile // 2 - 1), 0)
+    return plan_tiles(geo.height, geo.width, max_tile=max_tile, overlap=overlap, multiple=factor).count
+
+
+def _map_back(scratch, level0, geo: _Geometry, region, block: int = 2048):
+    """Nearest-neighbour: level-0 pixel (y, x) takes model pixel floor((y + 0.5) * f) - offset."""
+    x, y, w, h = region
+    f = geo.f
+    blocks = [(by, bx) for by in range(y, y + h, block) for bx in range(x, x + w, block)]
+    for i, (by, bx) in enumerate(blocks):
+        ey, ex = min(by + block, y + h), min(bx + block, x + w)
+        rows = np.clip(np.floor((np.arange(by, ey) + 0.5) * f).astype(np.intp) - geo.oy, 0, geo.height - 1)
+        cols = np.clip(np.floor((np.arange(bx, ex) + 0.5) * f).astype(np.intp) - geo.ox, 0, geo.width - 1)
+        src = np.asarray(scratch[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        if src.any():
+            level0[by:ey, bx:ex] = src[np.ix_(rows - rows[0], cols - cols[0])]
+        yield {"stage": "mapping labels", "done": i + 1, "total": len(blocks)}
+
+
+def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, target: Path, *, overwrite: bool,
+                     properties: dict, seed: str):
+    """Split nuclei block by block and stream them to a GeoJSON file (written atomically).
+
+    Returns the number of nuclei (as the generator's return value).
+    """
+    import uuid
+
+    from scipy import ndimage
+
+    from ..export.geojson import mask_geometry
+    from ..io.atomic import atomic_path
+    from ..metrics.instances import label_instances
+
+    params = dict((info.postprocess or {}).get("instances") or {})
+    classes = {c.id: c for c in info.classes}
+    B, M = settings.instance_block, settings.instance_margin
+    H, W = geo.height, geo.width
+    blocks = [(by, bx) for by in range(0, H, B) for bx in range(0, W, B)]
+    scale = 1.0 / geo.f
+    n = 0
+    px_area_um2 = (properties["mpp"] * scale) ** 2  # one model pixel is 1/f level-0 pixels a side
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write('{"type": "FeatureCollection", "properties": ')
+            out.write(json.dumps(properties))
+            out.write(', "features": [\n')
+            for i, (by, bx) in enumerate(blocks):
+                wy0, wx0 = max(by - M, 0), max(bx - M, 0)
+                wy1, wx1 = min(by + B + M, H), min(bx + B + M, W)
+                window = np.asarray(labels[wy0:wy1, wx0:wx1])
+                if window.any():
+                    inst = label_instances(window > 0, **params)
+                    for value, sl in enumerate(ndimage.find_objects(inst), start=1):
+                        if sl is None:
+                            continue
+                        crop = inst[sl] == value
+                        rr, cc = np.nonzero(crop)
+                        cy = wy0 + sl[0].start + rr.mean()
+                        cx = wx0 + sl[1].start + cc.mean()
+                        if not (by <= cy < by + B and bx <= cx < bx + B):
+                            continue  # another block owns it
+                        under = window[sl][crop]
+                        under = under[under > 0]
+                        cls = int(np.bincount(under).argmax()) if under.size else 1
+                        geometry = mask_geometry(crop, (wy0 + sl[0].start, wx0 + sl[1].start))
+                        if geometry is None:
+                            continue
+                        geometry = _scale_geometry(geometry, scale, geo.oy, geo.ox)
+                        c = classes.get(cls)
+                        n += 1
+                        feature = {
+                            "type": "Feature",
+                            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{seed}/{n}")),
+                            "geometry": geometry,
+                            "properties": {
+                                "objectType": settings.object_type,
+                                "classification": {
+                                    "name": c.name if c else f"class {cls}",
+                                    "color": [int(v) for v in (c.color[:3] if c else (255, 0, 0))],
+                                },
+                                "measurements": {"Area um^2": round(float(crop.sum()) * px_area_um2, 2)},
+                            },
+                        }
+                        out.write(("," if n > 1 else "") + json.dumps(feature, separators=(",", ":")) + "\n")
+                yield {"stage": "nuclei", "done": i + 1, "total": len(blocks)}
+            out.write("]}\n")
+    return n
+
+
+def _scale_geometry(geometry: dict, scale: float, oy: int, ox: int) -> dict:
+    """Model-pixel coordinates (window origin at (oy, ox) model pixels) -> level-0 slide pixels."""
+
+    def ring(points):
+        return [[round((px + ox) * scale, 3), round((py + oy) * scale, 3)] for px, py in points]
+
+    if geometry["type"] == "Polygon":
+        return {"type": "Polygon", "coordinates": [ring(r) for r in geometry["coordinates"]]}
+    return {"type": "MultiPolygon", "coordinates": [[ring(r) for r in poly] for poly in geometry["coordinates"]]}
+
+
+def segment_slide(model, info, slide, out_dir, settings: SlideSettings | None = None, **kw) -> SlideResult:
+    """Headless :func:`segment_slide_progressive`: run it to the end and return the result."""
+    from .predict import run_generator
+
+    return run_generator(segment_slide_progressive(model, info, slide, out_dir, settings, **kw))
