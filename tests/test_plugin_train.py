@@ -131,9 +131,9 @@ def test_finetune_pauses_pretraining_switches_model_and_closing_stops_jobs(train
     assert widget.model_panel.load(path)
     ft = widget.finetune_panel
     assert ft.start() is None  # nothing to train on yet
-    log.find("Nothing to fine-tune on: the annotation set is empty")
+    assert "Nothing to fine-tune on: the annotation set is empty" in ft.status_text()
     widget.state.ask = lambda title, text: True  # "yes" to "re-segment the other images?"
-    for seed in (0, 1):
+    for seed in (0, 1, 2):  # 3 pairs: one is held out for validation (fewer hold out nothing)
         image = _he(seed, 64)
         widget.state.annotations.add(image, (image.mean(-1) < 130).astype(np.uint8), name=f"corrected {seed}")
     viewer.add_image(_he(5, 64), name="not yet corrected", rgb=True)
@@ -168,7 +168,12 @@ def test_finetune_pauses_pretraining_switches_model_and_closing_stops_jobs(train
     # the widget switched to the new model (same classes) ...
     assert widget.state.model_path == ft.model_path and ft.model_path.name == "best.safetensors"
     assert widget.state.model_info.class_names == ["background", "nucleus"]
-    assert ft.model_path.name in widget.model_panel._info.toPlainText()
+    assert str(ft.model_path) in widget.model_panel._info.toPlainText()
+    name = widget.state.model_info.display_name
+    assert name.startswith("nucleus, fine-tuned on 2 corrected images")  # 3 pairs, one held out
+    assert widget.model_panel.choices()[widget.model_panel._choices.currentIndex()][0] == name
+    assert ft.status_text().startswith(f"Fine-tuning done after 12 steps: now segmenting with '{name}'")
+    assert "Held-out score on 1 image(s): mean_iou" in ft.status_text()
     # ... and re-segmented the image that is not in the annotation set
     wait_for(lambda: not widget.state.running("segment"), 120, "re-segmentation")
     assert viewer.layers["not yet corrected labels"].data.shape == (64, 64)
