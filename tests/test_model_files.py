@@ -202,7 +202,7 @@ def test_display_name_says_what_from_which_data_and_when(make_model):
 
     when = datetime.datetime(2026, 11, 30, 11, 52, tzinfo=datetime.timezone.utc)
     local = when.astimezone()
-    provenance = {"stage": "finetune", "date": when.isoformat(), "steps": 30,
+    provenance = {"stage": "finetune", "date": when.isoformat(), "steps": 30, "parent": "/models/nuclei.safetensors",
                   "data": {"folders": [], "train_images": ["a", "b", "c"], "val_images": [], "in_memory_arrays": 3}}
     _, info, path = make_model("micro", provenance=provenance, name="best")
     expected = f"nucleus, fine-tuned on 3 corrected images, {local.day} {local:%b}"
@@ -212,10 +212,10 @@ def test_display_name_says_what_from_which_data_and_when(make_model):
     # a card's own name wins; a file from a folder of images says which folder
     _, named, _ = make_model("micro", card={"name": "MoNuSeg nuclei v2"}, name="named")
     assert read_model_info(named.path).display_name == "MoNuSeg nuclei v2"
-    folder = {"stage": "finetune", "data": {"folders": ["/data/monuseg/train"], "train_images": ["x"] * 24,
-                                            "val_images": ["y"] * 6, "in_memory_arrays": 0}}
+    folder = {"stage": "finetune", "parent": "scratch", "data": {
+        "folders": ["/data/monuseg/train"], "train_images": ["x"] * 24, "val_images": ["y"] * 6, "in_memory_arrays": 0}}
     _, from_folder, _ = make_model("micro", classes=("background", "nucleus", "gland"), provenance=folder, name="f")
-    assert from_folder.display_name == "nucleus + gland, fine-tuned on 24 images from monuseg/train"
+    assert from_folder.display_name == "nucleus + gland, trained on 24 images from monuseg/train"  # from scratch
     _, noise, _ = make_model(head="noise", provenance={"stage": "pretrain", "data": {"images": 40, "in_memory_arrays": 40}},
                              name="pre")
     assert noise.display_name == "pretraining model, on 40 open images"

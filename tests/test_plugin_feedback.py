@@ -187,7 +187,7 @@ def test_network_box_shows_the_start_models_network(setup, make_model):
 
 def test_models_are_listed_by_display_name_with_the_file_as_tooltip(setup, make_model, tmp_path):
     _, widget, log = setup
-    provenance = {"stage": "finetune", "date": "2026-11-30T11:52:00+00:00",
+    provenance = {"stage": "finetune", "date": "2026-11-30T11:52:00+00:00", "parent": "/models/nuclei.safetensors",
                   "data": {"folders": [], "train_images": ["a", "b"], "val_images": ["c"], "in_memory_arrays": 3}}
     _, _, best = make_model(classes=CLASSES, provenance=provenance, name="best")
     run2 = tmp_path / "run2"

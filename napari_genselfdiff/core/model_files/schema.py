@@ -79,7 +79,8 @@ class ModelInfo:
         stage, data = prov.get("stage"), training_data(prov)
         if self.head == "classes":
             parts = [" + ".join(c.name for c in self.classes if c.id != 0) or "segmentation model"]
-            verb = "fine-tuned" if stage == "finetune" else "trained"
+            # fine-tuned: from a parent model; a "finetune" run from scratch is plain training
+            verb = "fine-tuned" if stage == "finetune" and prov.get("parent") not in (None, "", "scratch") else "trained"
             parts.append(f"{verb} on {data}" if data else (verb if stage else ""))
         else:
             parts = ["pretraining model", f"on {data}" if data else ""]
