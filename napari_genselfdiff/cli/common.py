@@ -8,6 +8,9 @@ from pathlib import Path
 # Kept in step with napari_genselfdiff.core.io.read.IMAGE_SUFFIXES (a test checks it); repeated here so
 # that building the parser imports neither numpy nor torch.
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# Whole-slide formats taken from folders too (napari_genselfdiff.core.io.slide: VENDOR_SUFFIXES, and .mrxs
+# so that it is refused with a message).
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif", ".mrxs")
 # Kept in step with InferenceSettings (a test checks it), for the same reason.
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
@@ -63,9 +66,10 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            suffixes = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
             if not found:
-                errors.append(f"{path}: folder without image files ({', '.join(IMAGE_SUFFIXES)}).")
+                errors.append(f"{path}: folder without image files ({', '.join(suffixes)}).")
             paths.extend(found)
         else:
             paths.append(path)

@@ -7,6 +7,10 @@ For every image ``<stem>.<ext>`` it writes, into ``--out``:
 - ``<stem>_instances.tif`` with ``--instances``: nucleus instance ids, uint16 (uint32 above 65535);
 - ``<stem>_overlay.png`` with ``--overlay``: the outlines of the segmented objects on the image.
 
+Whole slides (.svs, .ndpi, .scn, .bif, pyramidal or very large TIFF) take another path
+(``segment_slides.py``): ``<stem>_labels.zarr`` and, with ``--instances``, ``<stem>_nuclei.geojson``;
+``--workers N`` / ``--scheduler ADDRESS`` run them on a Dask cluster.
+
 Each file is written atomically. A bad input (unreadable, corrupt, a 3-D stack, ...) is reported in
 one line and the other images are still segmented; the exit code is then 1.
 """
@@ -28,7 +32,9 @@ def add_parser(subparsers) -> None:
         help="segment image files and write label TIFFs",
         description=(
             "Segment H&E images (.tif .tiff .png .jpg .jpeg .bmp, or folders of them) with a model file "
-            "and write <stem>_labels.tif (class ids) per image into --out."
+            "and write <stem>_labels.tif (class ids) per image into --out. Whole slides (.svs .ndpi .scn "
+            ".bif, pyramidal or very large TIFF) are segmented on tissue only, at the model's resolution, "
+            "into <stem>_labels.zarr (OME-Zarr) and, with --instances, <stem>_nuclei.geojson (QuPath)."
         ),
         epilog="Example: genselfdiff segment slide1.tif slide2.png --model nuclei.safetensors --out results/",
     )
@@ -47,6 +53,9 @@ def add_parser(subparsers) -> None:
         "--overlay", action="store_true", help="also write <stem>_overlay.png: object outlines on the image"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    from .segment_slides import add_slide_arguments
+
+    add_slide_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -135,14 +144,31 @@ def segment_files(
     paths, failures = expand_inputs(items)
     for message in failures:
         _report(message)
+    from ..core.io.slide import is_slide
+
+    slides = [p for p in paths if is_slide(p)]  # whole slides: lazily, tissue only (segment_slides.py)
+    paths = [p for p in paths if p not in slides]
+    cluster = getattr(args, "workers", None) or getattr(args, "scheduler", None)
+    if slides and cluster and not paths:  # the workers load the model themselves
+        from .segment_slides import segment_slides
+
+        n_failed = len(failures) + segment_slides(slides, model=model, out_dir=out_dir, args=args,
+                                                  instances=instances, overwrite=overwrite)
+        return _finish(n_failed, len(slides) + len(failures), out_dir)
     network, info, device = load_for_segmentation(model, args.device)
     settings = inference_settings(args, instances=instances)
     precision = choose_precision(device, settings.precision).value
     classes = ", ".join(info.class_names)
     print(f"model: {info.path} (classes: {classes})")
-    print(f"device: {device}, precision: {precision}; {len(paths)} image(s) -> {out_dir}")
+    count = f"{len(paths)} image(s)" + (f" and {len(slides)} slide(s)" if slides else "")
+    print(f"device: {device}, precision: {precision}; {count} -> {out_dir}")
 
     n_failed = len(failures)
+    if slides:
+        from .segment_slides import segment_slides
+
+        n_failed += segment_slides(slides, model=model, out_dir=out_dir, args=args, instances=instances,
+                                   overwrite=overwrite, loaded=(network, info))
     seen: dict[str, Path] = {}
     for path in paths:
         stem = path.stem
@@ -176,7 +202,10 @@ def segment_files(
             n_failed += 1
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _report(f"{path}: {first}. If memory ran out, try a smaller --tile.")
-    total = len(paths) + len(failures)
+    return _finish(n_failed, len(paths) + len(slides) + len(failures), out_dir)
+
+
+def _finish(n_failed: int, total: int, out_dir: Path) -> int:
     if n_failed:
         done = f"; the other {total - n_failed} were written to {out_dir}" if n_failed < total else ""
         print(f"{n_failed} of {total} input(s) failed{done}.", file=sys.stderr)

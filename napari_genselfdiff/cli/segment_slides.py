@@ -1,0 +1,151 @@
+"""``genselfdiff segment`` for whole slides: .svs, .ndpi, .scn, .bif and pyramidal/large (OME-)TIFF.
+
+Slides are segmented on tissue only, at the model's resolution, into ``<stem>_labels.zarr`` (an
+OME-Zarr labels pyramid at the slide's pixels) and, with ``--instances``, ``<stem>_nuclei.geojson``
+(one QuPath detection per nucleus in level-0 slide coordinates). With ``--workers N`` or
+``--scheduler ADDRESS`` the slides run on a Dask cluster, one slide per task
+(``core/inference/slide_cluster.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import CommandError
+
+
+def add_slide_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("whole slides (.svs .ndpi .scn .bif, pyramidal or very large TIFF)")
+    group.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+                       help="the slides' microns per pixel, when the file records none or records it wrongly "
+                            "(40x: about 0.25, 20x: about 0.5)")
+    group.add_argument("--model-mpp", type=_positive_float, default=None, metavar="UM",
+                       help="the model's microns per pixel (default: from the model file, else 0.25)")
+    group.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
+                       help="segment only this rectangle, in level-0 slide pixels")
+    group.add_argument("--no-tissue-mask", dest="tissue", action="store_false",
+                       help="segment glass too (by default tiles without tissue are skipped)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="segment the slides on a local Dask cluster of N worker processes, one slide per task")
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="segment the slides on a running Dask scheduler (e.g. tcp://10.0.0.5:8786); the model, "
+                            "slides and --out must be at the same paths on its workers")
+
+
+def slide_settings(args: argparse.Namespace, *, instances: bool):
+    from ..core.inference.slide import SlideSettings
+    from .common import inference_settings
+
+    return SlideSettings(
+        inference=inference_settings(args, instances=False),
+        instances=instances,
+        tissue=getattr(args, "tissue", True),
+        mpp=getattr(args, "mpp", None),
+        model_mpp=getattr(args, "model_mpp", None),
+        region=getattr(args, "region", None),
+    )
+
+
+def _report(message: str) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _summary(result: dict) -> str:
+    share = 1 - result["seconds_network"] / result["seconds"] if result["seconds"] else 0.0
+    line = (
+        f"{Path(result['slide']).name}: {result['width']}x{result['height']} px at {result['mpp']:.4g} um/px, "
+        f"tissue {100 * result['tissue_fraction']:.0f} %, {result['tiles']} of {result['tiles_all']} tiles, "
+        f"{result['seconds']:.1f} s ({100 * share:.0f} % outside the network) -> {Path(result['labels_store']).name}"
+    )
+    if result.get("geojson"):
+        line += f", {Path(result['geojson']).name} ({result['nuclei']} nuclei)"
+    return line
+
+
+def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argparse.Namespace, instances: bool,
+                   overwrite: bool, loaded=None) -> int:
+    """Segment each slide, reporting failures one line each. Returns the number that failed."""
+    from ..core.errors import GenSelfDiffError
+
+    settings = slide_settings(args, instances=instances)
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if workers is not None and workers < 1:
+        raise CommandError(f"--workers must be at least 1, not {workers}.")
+    if workers or scheduler:
+        from ..core.inference.slide_cluster import segment_slides_on_cluster
+        from ..core.model_files import resolve_model_path
+
+        model_path = resolve_model_path(model)
+        where = f"scheduler {scheduler}" if scheduler else f"a local cluster of {workers} worker(s)"
+        print(f"{len(paths)} slide(s) on {where} -> {out_dir}")
+        failed = [0]
+
+        def show(report: dict) -> None:
+            if report["ok"]:
+                print(_summary(report["result"]))
+                for note in report["result"].get("notes", []):
+                    print(f"note: {Path(report['slide']).name}: {note}")
+            else:
+                failed[0] += 1
+                _report(report["error"])
+
+        try:
+            segment_slides_on_cluster([str(p.resolve()) for p in paths], str(Path(model_path).resolve()),
+                                      str(out_dir.resolve()), settings, workers=workers, scheduler=scheduler,
+                                      overwrite=overwrite, on_result=show)
+        except (OSError, TimeoutError) as exc:
+            raise CommandError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from exc
+        return failed[0]
+
+    from tqdm import tqdm
+
+    from ..core.inference.slide import segment_slide_progressive
+
+    network, info = loaded
+    n_failed = 0
+    for path in paths:
+        try:
+            gen = segment_slide_progressive(network, info, path, out_dir, settings, overwrite=overwrite)
+            with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    bar.set_postfix_str(event["stage"])
+                    bar.total, bar.n = event["total"], event["done"]
+                    bar.refresh()
+            print(_summary(result.to_dict()))
+            for note in result.notes:
+                print(f"note: {path.name}: {note}")
+        except (GenSelfDiffError, FileExistsError) as exc:
+            n_failed += 1
+            _report(str(exc))
+        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+            n_failed += 1
+            _report(f"{path}: {exc}")
+    return n_failed
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text}") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y, w, h = (int(p) for p in parts)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"a region is X,Y,W,H in level-0 pixels, not {text}") from exc
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise argparse.ArgumentTypeError(f"a region needs X, Y >= 0 and W, H > 0, not {text}")
+    return x, y, w, h
