@@ -62,6 +62,20 @@ def make_train_step(stage: str, model, opt, x, y, *, diffusion, ss_focal, genera
     return step
 
 
+def _override(cfg, args):
+    """The preset with the command line's architecture overrides."""
+    values = cfg.to_dict()
+    if args.widths:
+        values["widths"] = args.widths
+    if args.blocks:
+        values["blocks_per_level"] = args.blocks
+    if args.norm:
+        values["norm"] = args.norm
+    if args.level_attention:
+        values["level_attention"] = args.level_attention == "on"
+    return type(cfg)(**values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
@@ -73,6 +87,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None, help="override the preset's widths")
+    parser.add_argument("--blocks", type=int, default=None, help="override blocks_per_level")
+    parser.add_argument("--norm", choices=["group", "batch"], default=None, help="override the normalisation")
+    parser.add_argument("--level-attention", choices=["on", "off"], default=None, help="override level attention")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print torch.profiler's top N operators (self CPU time) of one timed step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,11 +111,14 @@ def main() -> None:
     gen = torch.Generator(device=device).manual_seed(0)
     for stage in args.stage:
         for arch in args.arch:
-            cfg = PRESETS[arch] if stage == "pretrain" else PRESETS[arch].with_head("classes", 2)
+            cfg = _override(PRESETS[arch], args)
+            cfg = cfg if stage == "pretrain" else cfg.with_head("classes", 2)
             model = AttentionUNet(cfg).to(device).train()
+            fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+            model = model.to(memory_format=fmt)
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
             for size in args.size:
-                x = torch.rand(args.batch, 3, size, size, device=device) * 2 - 1
+                x = (torch.rand(args.batch, 3, size, size, device=device) * 2 - 1).to(memory_format=fmt)
                 y = torch.randint(0, 2, (args.batch, size, size), device=device)
 
                 step = make_train_step(stage, model, opt, x, y, diffusion=diffusion, ss_focal=ss_focal,
@@ -107,6 +131,10 @@ def main() -> None:
                     + " ".join(f"{t:.2f}" for t in times),
                     flush=True,
                 )
+                if args.profile:
+                    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                        step()
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
 
 if __name__ == "__main__":

@@ -264,3 +264,29 @@ def test_config_round_trip():
     config = json.loads(json.dumps(loss_fn.to_config()))
     assert config["name"] == "ss_focal" and config["beta"] == 0.1 and config["c1"] == 0.01
     assert SSFocalLoss.from_config(config).to_config() == config
+
+
+def test_dice_ce_is_small_for_a_confident_right_answer_and_large_for_a_wrong_one():
+    from napari_genselfdiff.core.losses import DiceCELoss
+
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[:, 4:10, 4:10] = 1
+    right = F.one_hot(target, 2).permute(0, 3, 1, 2).float() * 20 - 10
+    loss_fn = DiceCELoss()
+    good, parts = loss_fn(right, target)
+    bad, _ = loss_fn(-right, target)
+    assert good.item() < 0.01 and bad.item() > 10
+    assert set(parts) == {"ce", "dice"}
+    # CE part equals PyTorch's cross-entropy; ignored pixels count for nothing.
+    logits = torch.randn(2, 2, 16, 16, requires_grad=True)
+    total, parts = loss_fn(logits, target)
+    assert torch.allclose(parts["ce"], F.cross_entropy(logits, target), atol=1e-6)
+    total.backward()
+    assert torch.isfinite(logits.grad).all()
+    ignore = torch.zeros(2, 16, 16, dtype=torch.bool)
+    ignore[:, :, 8:] = True
+    changed = logits.detach().clone()
+    changed[:, :, :, 8:] = 100.0
+    a, _ = loss_fn(logits.detach(), target, ignore)
+    b, _ = loss_fn(changed, target, ignore)
+    assert torch.allclose(a, b)

@@ -144,3 +144,34 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="at least 2 classes"):
         UNetConfig(head="classes", out_channels=1)
     assert UNetConfig.from_dict(PRESETS["small"].to_dict()) == PRESETS["small"]
+
+
+def test_stem_stride_2_with_batchnorm_gives_one_output_per_input_pixel_and_trains():
+    cfg = UNetConfig(widths=(8, 16, 16, 32), blocks_per_level=1, groups=4, attention_heads=2, attention_dim_head=8,
+                     head="classes", out_channels=2, norm="batch", stem_stride=2)
+    assert cfg.downsample_factor == 16
+    torch.manual_seed(0)
+    model = AttentionUNet(cfg)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.GroupNorm) and m.num_groups == 4 for m in model.modules())
+    x = torch.randn(2, 3, 32, 48)
+    out = model(x)
+    assert out.shape == (2, 2, 32, 48)
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # The full-resolution path sees the input image itself: a one-pixel change changes that pixel's output.
+    model.eval()
+    with torch.inference_mode():
+        x2 = x.clone()
+        x2[0, :, 5, 7] += 1.0
+        diff = (model(x2) - model(x)).abs().sum(dim=1)[0]
+    assert diff[5, 7] > 0
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model(torch.randn(1, 3, 24, 24))
+
+
+def test_unknown_norm_and_stem_stride_are_refused():
+    with pytest.raises(ValueError, match="norm"):
+        UNetConfig(norm="layer")
+    with pytest.raises(ValueError, match="stem_stride"):
+        UNetConfig(stem_stride=4)

@@ -495,3 +495,20 @@ def test_evaluate_script_prints_a_table(tmp_path, capsys):
                           "--json", str(tmp_path / "r.json")]) == 0
     assert "IoU" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["mean"]["iou"] == 1.0
+
+
+def test_stain_jitter_changes_colour_within_range_and_is_identity_at_zero_strength():
+    from napari_genselfdiff.core.data.augment import Augmentation, stain_jitter
+
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(0.6, 0.15, (32, 32, 3)), 0.05, 0.95).astype(np.float32)
+    same = stain_jitter(image, np.random.default_rng(1), scale=0.0, shift=0.0)
+    assert np.abs(same - image).max() < 1e-3
+    jittered = stain_jitter(image, np.random.default_rng(1))
+    assert jittered.dtype == np.float32 and jittered.min() >= 0 and jittered.max() <= 1
+    assert np.abs(jittered - image).mean() > 1e-3
+    # Stain jitter is drawn last: turning it on leaves the geometric draws (and the mask) unchanged.
+    mask = (rng.random((32, 32)) > 0.5).astype(np.uint8)
+    _, m1 = Augmentation(stain=False)(image, mask, np.random.default_rng(5))
+    _, m2 = Augmentation(stain=True)(image, mask, np.random.default_rng(5))
+    assert np.array_equal(m1, m2)

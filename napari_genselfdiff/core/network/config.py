@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import ModelFileError
 
 
+#: Normalisation layers a network can use (see :func:`.layers.make_norm`).
+NORMS = ("group", "batch")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Everything needed to rebuild :class:`AttentionUNet` (a model file stores it as JSON).
@@ -18,10 +22,17 @@ class UNetConfig:
         out_channels: channels of the head: 3 for the noise head, N for N classes.
         head: "noise" (diffusion pretraining, epsilon prediction) or "classes" (segmentation logits).
         groups: GroupNorm groups. By default 8 (the paper's code).
+        norm: "group" (GroupNorm, the paper) or "batch" (BatchNorm: cheaper on a CPU, and folded into
+            the convolutions at inference). By default "group".
         attention_heads / attention_dim_head: linear attention at every level, full softmax attention
             at the bottleneck.
         level_attention: use linear attention at every level (the paper). False drops it everywhere
             except the bottleneck (a faster variant; benchmarks say what it costs).
+        stem_stride: 1 (the paper: the first level works at full resolution) or 2: the 7x7 stem
+            convolution halves the image, every level works at half resolution, and a transposed
+            convolution brings the features back to full resolution, where one 3x3 convolution sees
+            them together with the input image before the head. About 4 times fewer operations per
+            pixel; the output is still one value per input pixel.
     """
 
     widths: tuple[int, ...] = (64, 128, 256, 512)
@@ -30,9 +41,11 @@ class UNetConfig:
     out_channels: int = 3
     head: str = "noise"
     groups: int = 8
+    norm: str = "group"
     attention_heads: int = 4
     attention_dim_head: int = 32
     level_attention: bool = True
+    stem_stride: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -41,6 +54,10 @@ class UNetConfig:
         for w in self.widths:
             if w % self.groups:
                 raise ValueError(f"every width must be divisible by groups={self.groups}; got {w}.")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, not {self.stem_stride!r}.")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {self.norm!r}.")
         if self.head not in ("noise", "classes"):
             raise ValueError(f"head must be 'noise' or 'classes', not {self.head!r}.")
         if self.head == "classes" and self.out_channels < 2:
@@ -49,7 +66,7 @@ class UNetConfig:
     @property
     def downsample_factor(self) -> int:
         """Input sides must be multiples of this (2 ** (levels - 1))."""
-        return 2 ** (len(self.widths) - 1)
+        return 2 ** (len(self.widths) - 1) * self.stem_stride
 
     def with_head(self, head: str, out_channels: int) -> "UNetConfig":
         """The same backbone with another head."""

@@ -39,16 +39,25 @@ class TimeEmbedding(nn.Module):
         return self.mlp(self.sinusoidal(t))
 
 
-class ResBlock(nn.Module):
-    """Two 3x3 conv + GroupNorm + SiLU; the projected timestep embedding is added after the first."""
+def make_norm(kind: str, channels: int, groups: int) -> nn.Module:
+    """The normalisation layer of a residual block: GroupNorm(groups) or BatchNorm."""
+    if kind == "group":
+        return nn.GroupNorm(groups, channels)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown normalisation {kind!r}; use 'group' or 'batch'.")
 
-    def __init__(self, cin: int, cout: int, temb: int, groups: int) -> None:
+
+class ResBlock(nn.Module):
+    """Two 3x3 conv + norm + SiLU; the projected timestep embedding is added after the first."""
+
+    def __init__(self, cin: int, cout: int, temb: int, groups: int, norm: str = "group") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm1 = nn.GroupNorm(groups, cout)
+        self.norm1 = make_norm(norm, cout, groups)
         self.time = nn.Sequential(nn.SiLU(), nn.Linear(temb, cout))
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.norm2 = nn.GroupNorm(groups, cout)
+        self.norm2 = make_norm(norm, cout, groups)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:

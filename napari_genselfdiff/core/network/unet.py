@@ -9,6 +9,8 @@ Layout (L levels of widths w_0..w_{L-1}):
     decoder level i (deepest first): concat skip i, ResBlocks (+ linear attention);
                      a 4x4 transposed conv up between levels
     final: concat the stem output, a ResBlock, then the 1x1 head
+           (stem_stride 2: the stem halves the image; before the head, a transposed conv back to full
+           resolution, concat the input image, a 3x3 conv + norm + SiLU)
 
 Every encoder level's output feeds the decoder (the paper's code dropped the first-level skip).
 """
@@ -16,11 +18,12 @@ Every encoder level's output feeds the decoder (the paper's code dropped the fir
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelFileError
 from .config import UNetConfig
-from .layers import Downsample, FullAttention, LinearAttention, ResBlock, TimeEmbedding, Upsample
+from .layers import Downsample, FullAttention, LinearAttention, ResBlock, TimeEmbedding, Upsample, make_norm
 
 HEAD_PREFIX = "head."
 
@@ -29,7 +32,7 @@ class _Level(nn.Module):
     def __init__(self, cin: int, cout: int, cfg: UNetConfig, temb: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResBlock(cin if i == 0 else cout, cout, temb, cfg.groups) for i in range(cfg.blocks_per_level)
+            ResBlock(cin if i == 0 else cout, cout, temb, cfg.groups, cfg.norm) for i in range(cfg.blocks_per_level)
         )
         self.attention = (
             LinearAttention(cout, cfg.attention_heads, cfg.attention_dim_head)
@@ -61,7 +64,7 @@ class AttentionUNet(nn.Module):
         w = config.widths
         temb = 4 * w[0]
         self.time_embedding = TimeEmbedding(w[0])
-        self.stem = nn.Conv2d(config.in_channels, w[0], 7, padding=3)
+        self.stem = nn.Conv2d(config.in_channels, w[0], 7, padding=3, stride=config.stem_stride)
 
         self.encoder = nn.ModuleList()
         self.down = nn.ModuleList()
@@ -70,9 +73,9 @@ class AttentionUNet(nn.Module):
             if i < len(w) - 1:
                 self.down.append(Downsample(width, width))
 
-        self.mid1 = ResBlock(w[-1], w[-1], temb, config.groups)
+        self.mid1 = ResBlock(w[-1], w[-1], temb, config.groups, config.norm)
         self.mid_attention = FullAttention(w[-1], config.attention_heads, config.attention_dim_head)
-        self.mid2 = ResBlock(w[-1], w[-1], temb, config.groups)
+        self.mid2 = ResBlock(w[-1], w[-1], temb, config.groups, config.norm)
 
         self.decoder = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -81,7 +84,12 @@ class AttentionUNet(nn.Module):
             if i > 0:
                 self.up.append(Upsample(w[i], w[i - 1]))
 
-        self.final = ResBlock(2 * w[0], w[0], temb, config.groups)
+        self.final = ResBlock(2 * w[0], w[0], temb, config.groups, config.norm)
+        if config.stem_stride > 1:
+            # Back to full resolution: the features, upsampled, seen together with the input image.
+            self.full_up = Upsample(w[0], w[0])
+            self.full_conv = nn.Conv2d(w[0] + config.in_channels, w[0], 3, padding=1)
+            self.full_norm = make_norm(config.norm, w[0], config.groups)
         self.head = nn.Conv2d(w[0], config.out_channels, 1)
 
     def features(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,7 +115,11 @@ class AttentionUNet(nn.Module):
             h = level(torch.cat([h, skips.pop()], dim=1), temb)
             if j < len(self.up):
                 h = self.up[j](h)
-        return self.final(torch.cat([h, stem], dim=1), temb)
+        h = self.final(torch.cat([h, stem], dim=1), temb)
+        if self.config.stem_stride > 1:
+            h = torch.cat([self.full_up(h), x], dim=1)
+            h = F.silu(self.full_norm(self.full_conv(h)))
+        return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, t))

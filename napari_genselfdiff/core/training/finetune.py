@@ -33,7 +33,7 @@ from ..data.datasets import PairedPatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import LoadedPairs, load_pairs
 from ..errors import TrainingInputError
-from ..losses import SSFocalLoss
+from ..losses import LOSSES, SSFocalLoss
 from ..model_files import ModelInfo, default_classes, load_model
 from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
@@ -101,6 +101,9 @@ class FinetuneConfig(RunOptions):
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
     betas: list[float] = option(factory=lambda: [0.5, 0.999], help="Adam betas", nargs=2, metavar="B")
     lam: float = option(1.0, "weight lambda of the focal loss (L = SS + lambda * focal)")
+    loss: str = option("ss_focal", "objective: ss_focal (the paper: SS + lambda * focal) or dice_ce "
+                       "(cross-entropy + soft Dice)", choices=sorted(LOSSES))
+    stain_jitter: bool = option(False, "HED stain jitter on every patch (not in the paper)")
     flips: bool = option(True, "random flips")
     rot90: bool = option(True, "random 90-degree rotations")
     color_jitter: bool = option(True, "colour jitter (brightness 0.5, contrast 0.4, p 0.3)")
@@ -126,6 +129,8 @@ class FinetuneConfig(RunOptions):
             raise TrainingInputError(f"betas must be two numbers in [0, 1), got {self.betas}.")
         if not 0 <= self.val_fraction < 1:
             raise TrainingInputError(f"val_fraction must lie in [0, 1), got {self.val_fraction}.")
+        if self.loss not in LOSSES:
+            raise TrainingInputError(f"loss must be one of {', '.join(sorted(LOSSES))}, got {self.loss!r}.")
         if self.lam < 0:
             raise TrainingInputError(f"lam must be >= 0, got {self.lam}.")
         if self.validate_every is not None and self.validate_every < 0:
@@ -205,7 +210,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     dataset = PairedPatchDataset(
         [data.images[i] for i in train_idx], [data.masks[i] for i in train_idx], cfg.patch_size, cfg.stride,
         skip_background=cfg.skip_background,
-        augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur),
+        augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur,
+                                  stain=cfg.stain_jitter),
         normalization=normalization, names=[data.names[i] for i in train_idx],
     )
     sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
@@ -236,7 +242,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             optimizer.load_state_dict(ctx.state.optimizer)
         restore_rng(ctx.state.rng)
 
-    criterion = SSFocalLoss(lam=cfg.lam)
+    criterion = SSFocalLoss(lam=cfg.lam) if cfg.loss == "ss_focal" else LOSSES[cfg.loss]()
 
     def batches(step: int):
         return batch_for_step(dataset, sampler, step)
@@ -267,7 +273,9 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride, lr=cfg.lr,
             lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
             betas=list(cfg.betas), lam=cfg.lam, seed=cfg.seed,
-            augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur},
+            loss=criterion.to_config(),
+            augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
+                          "stain_jitter": cfg.stain_jitter},
         )
         return values
 
