@@ -1,7 +1,7 @@
 """User messages: the full sentence in the panel's status line, a short one in a napari notification.
 
 napari shows a notification as a toast of one elided line (about 45 characters at the default font),
-so a long message there is cut off mid-word. The rule of the widget: every job's last word (done,
+so a long message there is cut off after its first 40-odd characters. The rule of the widget: every job's last word (done,
 cancelled, failed, and why) and every refusal goes IN FULL into the status line of the panel that
 the user acted in, where it stays until that panel's next job; the toast carries a short sentence
 that fits (:func:`toast_text`). :func:`tell` does both. The full text also goes to the log.
@@ -17,9 +17,10 @@ from ..core.errors import GenSelfDiffError
 
 log = logging.getLogger("napari_genselfdiff")
 
-#: the longest toast text that shows whole in napari's collapsed notification (400 px wide, about
-#: 290 px for the text: 45-50 characters of the default UI font)
-TOAST_CHARS = 48
+#: the longest toast text that shows whole in napari's collapsed notification: its text is 300 px
+#: wide and wraps at words, the first line showing (measured under Xvfb: 42 characters of ordinary
+#: text take about 270 px of the default UI font)
+TOAST_CHARS = 42
 
 
 # info / warning / error: the full message to the log, its short form (toast_text) as a toast.

@@ -180,7 +180,7 @@ class _UserError(Exception):
 def _export_toast(text: str) -> str:
     lowered = text.lower()
     if "annotation set is empty" in lowered:
-        return "Cannot export: the annotation set is empty."
+        return "Nothing to export: no corrected pairs."
     if "cannot write" in lowered:
         return "Cannot export: the folder is not writable."
     return _notify.toast_text(text)

@@ -241,8 +241,7 @@ class SegmentPanel(QGroupBox):
                 continue
             planes.append(plane)
         for name, _ in refused:  # the reasons go to the status line
-            _notify.error(f"Cannot segment '{name}'; see the Segment panel." if len(name) < 16
-                          else "Cannot segment an image; see the Segment panel.")
+            _notify.error(f"Cannot segment '{name}'." if len(name) <= 24 else "Cannot segment an image.")
         refused = [message for _, message in refused]
         if not planes:
             self._status.setText(" ".join(refused))
