@@ -175,3 +175,22 @@ def test_unknown_norm_and_stem_stride_are_refused():
         UNetConfig(norm="layer")
     with pytest.raises(ValueError, match="stem_stride"):
         UNetConfig(stem_stride=4)
+
+
+def test_batchnorm_folded_for_inference_gives_the_same_logits_in_fp32():
+    from napari_genselfdiff.core.network.unet import fused_for_inference
+
+    cfg = UNetConfig(widths=(8, 16, 16, 32), blocks_per_level=1, groups=4, attention_heads=2, attention_dim_head=8,
+                     head="classes", out_channels=2, norm="batch", stem_stride=2)
+    torch.manual_seed(0)
+    model = AttentionUNet(cfg).train()
+    with torch.no_grad():  # a few batches give the running statistics non-trivial values
+        for _ in range(3):
+            model(torch.randn(2, 3, 32, 32) * 2 + 0.5)
+    model.eval()
+    fused = fused_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 3, 48, 32)
+    with torch.inference_mode():  # fp32 on every CPU: folding changes only float rounding
+        assert torch.allclose(fused(x), model(x), atol=1e-4, rtol=1e-4)

@@ -1,10 +1,11 @@
-"""Copy a fine-tuned nuclei model into the package as the bundled default, with its model card.
+"""Copy a trained nuclei model into the package as the bundled default, with its model card.
 
-    python src_train/experiments/bundle_model.py --results runs/monuseg/results.jsonl --run n30_scratch_s0
+    python src_train/experiments/bundle_model.py --record docs/results/recipe/<run>.json
 
-Takes the run's model file, adds the MoNuSeg test scores (whole-image, from results.jsonl), the
-instance post-processing defaults and a model card (data, protocol, metrics, known limits), and writes
-it as float16 safetensors (+ the JSON mirror) to napari_genselfdiff/models/default_nuclei.safetensors.
+Reads the run's record (written by recipe.py: the command, settings, validation and test scores) and
+the model file's own provenance (written by the trainer), so the card states what was actually run,
+adds the instance post-processing defaults, and writes float16 safetensors (+ the JSON mirror) to
+napari_genselfdiff/models/default_nuclei.safetensors.
 """
 
 from __future__ import annotations
@@ -19,64 +20,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.store import BUNDLED_DEFAULT, BUNDLED_DIR  # noqa: E402
 
+#: MoNuSeg's scan resolution (40x), the resolution the bundled model was trained at.
+MONUSEG_MPP = 0.25
 
-def pretraining_summary(path: Path) -> str:
-    """One line on the diffusion pretraining behind a fine-tuned model (from the pretrained file's provenance)."""
-    _, pre = load_model(path)
-    prov = pre.provenance
-    data = prov.get("data", {})
-    return (f"diffusion-pretrained (DDPM noise prediction, P2-weighted loss, T = 1000) for {prov.get('steps')} steps "
-            f"of batch {prov.get('batch')} on {data.get('patches', '?')} unlabeled patches of {prov.get('patch_size')} px "
-            f"from {', '.join(map(str, data.get('folders', []))) or 'unlabeled images'} (masks never read)")
+
+def _rounded(values: dict) -> dict:
+    return {k: round(float(v), 4) for k, v in values.items() if isinstance(v, (int, float))}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=Path("runs/monuseg/results.jsonl"))
-    p.add_argument("--run", required=True, help="run name in results.jsonl, e.g. n30_scratch_s0")
+    p.add_argument("--record", type=Path, required=True, help="docs/results/recipe/<run>.json")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR / BUNDLED_DEFAULT)
     p.add_argument("--instances-json", type=Path, default=None,
                    help="nucleus-splitting settings chosen on training images (tune_instances.py)")
     args = p.parse_args(argv)
-    runs = {r["run"]: r for r in map(json.loads, args.results.read_text().splitlines()) if r}
-    run = runs[args.run]
-    model, info = load_model(run["model"])
-    mean = {k: round(float(v), 4) for k, v in run["mean"].items() if isinstance(v, (int, float))}
-    info.provenance["metrics"] = {f"monuseg_test_{k}": v for k, v in mean.items()}
-    info.provenance["evaluation"] = (
-        "14 official MoNuSeg 2018 test images, whole images, tile 512: pixel IoU/F1 and boundary HD/HD95 "
-        "against the binary masks, instance AJI (Kumar et al. 2017) against the instance masks, nuclei "
-        "split by the distance-transform watershed of core.metrics.instances"
-    )
-    info.provenance["experiment_run"] = args.run
+    record = json.loads(args.record.read_text())
+    model, info = load_model(record["model"])
+    prov = info.provenance
+    test = _rounded(record.get("test", {}).get("mean", {}))
+    val = _rounded(record.get("validation", {}).get("mean", {}))
+    prov["metrics"] = {**{f"monuseg_test_{k}": v for k, v in test.items()},
+                       **{f"validation_{k}": v for k, v in val.items()}}
+    prov["evaluation"] = (
+        "whole images, tile 512, fp32: pixel IoU/F1 and boundary HD/HD95 against the binary masks, instance AJI "
+        "(Kumar et al. 2017) against the instance masks, nuclei split by core.metrics.instances; validation = "
+        f"{len(record.get('validation', {}).get('per_image', {}))} held-out MoNuSeg training images, test = the 14 "
+        "official MoNuSeg 2018 test images (never used to choose anything)")
+    prov["experiment"] = {"record": str(args.record), "command": record["command"]}
     instances = {"split_touching": True, "min_distance": 8.0, "min_size": 30, "h": 1.0}
     if args.instances_json is not None:
-        tuned = json.loads(args.instances_json.read_text())
-        instances = tuned["best"]
-        info.provenance["instances_tuning"] = (
-            f"h and min_distance chosen by mean AJI on the {len(tuned['images'])} MoNuSeg training images "
-            f"with instance masks ({tuned['best_mean_aji']:.4f}); src_train/experiments/tune_instances.py")
+        instances = json.loads(args.instances_json.read_text())["best"]
     info.postprocess = {"instances": instances}
+    info.mpp = MONUSEG_MPP
     arch = info.architecture
+    settings = record["settings"]
+    loss = prov.get("loss", {}).get("name", settings.get("loss"))
+    aug = ", ".join(k for k, v in prov.get("augmentation", {}).items() if v)
     info.card = {
-        "name": "GenSelfDiff nuclei (MoNuSeg, CPU protocol)",
+        "name": "GenSelfDiff nuclei (MoNuSeg)",
+        "display_name": f"nuclei (H&E, 40x), trained on {len(record['train_images'])} MoNuSeg images",
         "intended_use": "Nucleus segmentation (background / nucleus, optional instances) of H&E-stained "
                         "histopathology fields, as a starting point that a pathologist corrects in napari.",
-        "training_data": f"MoNuSeg 2018 training images ({run['n_labelled']} labelled images: {', '.join(run['images'])}), "
-                         "binary nucleus masks; Kumar et al. IEEE TMI 2017 and 2020, CC BY-NC-SA 4.0.",
-        "initialisation": (pretraining_summary(Path(run["pretrained"])) if run["init"] == "pretrained" and run.get("pretrained")
-                           else run["init"]),
-        "protocol": f"{run['steps']} fine-tuning steps, batch {run.get('batch', 8)}, {run.get('patch_size', 128)} px "
-                    f"patches, Adam lr {run.get('lr', 1e-4):g} ({run.get('lr_schedule', 'constant')} schedule, "
-                    f"{run.get('warmup', 0)} warm-up steps) betas {tuple(run.get('betas', (0.5, 0.999)))}, "
-                    "SS + 1.0 x focal loss, flips/rot90/colour jitter/blur; fp32 on a 2-core CPU "
-                    f"(network widths {'-'.join(map(str, arch.widths))}, linear attention "
-                    f"{'at every level' if arch.level_attention else 'off; full attention at the bottleneck only'}).",
-        "metrics": mean,
+        "training_data": f"MoNuSeg 2018 training images ({len(record['train_images'])} labelled images: "
+                         f"{', '.join(record['train_images'])}), binary nucleus masks; Kumar et al. IEEE TMI 2017 "
+                         "and 2020, CC BY-NC-SA 4.0.",
+        "initialisation": prov.get("parent", "scratch"),
+        "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches, "
+                    f"Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')} schedule, {prov.get('warmup_steps')} warm-up "
+                    f"steps), gradient clipping {prov.get('grad_clip')}, loss {loss}, augmentation: {aug}; "
+                    f"{prov.get('precision')} on {prov.get('device')}; network widths {'-'.join(map(str, arch.widths))}, "
+                    f"{arch.blocks_per_level} block(s) per level, {arch.norm} norm, stem stride {arch.stem_stride}, "
+                    f"linear attention {'at every level' if arch.level_attention else 'off; full attention at the bottleneck'}, "
+                    "called at timestep 0. Command: " + record["command"],
+        "metrics": {**test, **{f"validation_{k}": v for k, v in val.items()}},
         "limits": [
-            "Trained at 40x magnification (about 0.25 um/px): at 20x nuclei are half the size; rescale the image first.",
-            "H&E only, on the stain variation of 30 TCGA slides from a few organs; other stains or strong "
-            "colour casts need fine-tuning on corrected examples.",
+            "Trained at 40x magnification (about 0.25 um/px); images at other magnifications are resampled to it "
+            "where their resolution is known.",
+            "H&E only, on the stain variation of 30 TCGA slides from a few organs (with stain jitter in training); "
+            "other stains or strong colour casts need fine-tuning on corrected examples.",
             "A small network trained on a CPU budget: it is a starting point for correction, not a diagnostic device.",
             "Touching nuclei are split by a watershed on the distance transform; clumps can still be merged.",
         ],

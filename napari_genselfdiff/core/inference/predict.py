@@ -21,7 +21,7 @@ import torch
 
 from ..image_input import InputSpec, inspect_image, read_tile
 from ..model_files.schema import ModelInfo
-from ..network.unet import AttentionUNet
+from ..network.unet import AttentionUNet, fused_for_inference
 from .device import Precision, autocast, choose_device, choose_precision
 from .tiling import TilePlan, blend_window, column_strips, plan_tiles
 
@@ -160,7 +160,7 @@ def segment_progressive(
             f"logits_out shape {tuple(logits_out.shape)} differs from {(n_classes, spec.height, spec.width)}."
         )
 
-    model = model.to(device).eval()
+    model = fused_for_inference(model.to(device))
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     window = torch.from_numpy(blend_window(plan.tile_h, plan.tile_w, max(plan.overlap, 1)))

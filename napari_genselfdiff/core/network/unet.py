@@ -171,3 +171,28 @@ class AttentionUNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def fused_for_inference(model: AttentionUNet) -> AttentionUNet:
+    """An evaluation-mode copy with every BatchNorm folded into the convolution before it.
+
+    A BatchNorm at inference is a per-channel affine map; folding it into the preceding convolution's
+    weights and bias gives the same output (to float rounding) without a separate pass over the
+    feature maps. Networks without BatchNorm (GroupNorm, the paper's) are returned as they are.
+    The original model is left untouched (it may still be trained).
+    """
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model.eval()
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    pairs = [("conv1", "norm1"), ("conv2", "norm2"), ("full_conv", "full_norm")]
+    for module in fused.modules():
+        for conv_name, norm_name in pairs:
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(module, norm_name, nn.Identity())
+    return fused
