@@ -40,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", type=Path, default=Path("../shared/data/monuseg"))
     p.add_argument("--out", type=Path, required=True, help="JSON file for the grid and the choice")
+    p.add_argument("--stems", nargs="+", default=None,
+                   help="only these training images (e.g. the held-out validation images of recipe.py)")
     args = p.parse_args(argv)
     keep_freed_memory()
     masks = sorted((args.data / "train" / "instance_masks").glob("*.png"))
+    if args.stems:
+        masks = [m for m in masks if m.stem in set(args.stems)]
     if not masks:
         print(f"error: no instance masks under {args.data}/train/instance_masks.", file=sys.stderr)
         return 2
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     foregrounds, truths = [], []
     for mask in masks:
         rgb = read_array(args.data / "train" / "images" / f"{mask.stem}.tif")[..., :3]
-        foregrounds.append(np.asarray(segment(model, info, rgb, InferenceSettings(device="cpu")).labels) > 0)
+        foregrounds.append(np.asarray(segment(model, info, rgb, InferenceSettings(device="cpu", precision="fp32")).labels) > 0)
         truths.append(read_array(mask).astype(np.int32))
     grid = []
     for h, min_distance in itertools.product(H_VALUES, MIN_DISTANCES):
