@@ -2,7 +2,8 @@
 
 - :class:`PatchDataset`: unlabeled patches for diffusion pretraining -> normalised (3, s, s) tensors.
 - :class:`PairedPatchDataset`: image patches with their class masks for fine-tuning ->
-  ((3, s, s) float32, (s, s) int64).
+  ((3, s, s) float32, (s, s) int64), plus an (s, s) bool ignore mask when some mask holds unknown
+  pixels (:data:`..annotations.regions.UNKNOWN_LABEL`, partial annotations).
 
 Both take images that are already loaded (see :mod:`.sources`: folders, files or the napari
 widget's arrays), pad images smaller than a patch by mirroring, index grid patches without copying
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..annotations.regions import UNKNOWN_LABEL
 from ..normalization import DEFAULT_NORMALIZATION, Normalization
 from .augment import FINETUNE_AUGMENTATION, PRETRAIN_AUGMENTATION, Augmentation
 from .patches import PatchIndex, index_patches, pad_to_patch
@@ -109,21 +111,31 @@ class PairedPatchDataset(PatchDataset):
         super().__init__(images, size, stride, skip_background=skip_background, augmentation=augmentation,
                          normalization=normalization, names=names)
         self.masks = [pad_to_patch(np.asarray(m), self.size) for m in masks]
+        # Partial annotations: uint8 masks mark uncorrected pixels UNKNOWN_LABEL (see .sources); only
+        # patches with corrected pixels are kept, and items then carry an ignore mask for the loss.
+        known = [m != UNKNOWN_LABEL if m.dtype == np.uint8 and (m == UNKNOWN_LABEL).any() else None
+                 for m in self.masks]
+        self.partial = any(k is not None for k in known)
+        if self.partial:
+            self.index = index_patches(self.images, self.size, int(stride or max(1, self.size // 4)),
+                                       skip_background=skip_background, known=known)
 
-    def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item) -> tuple[torch.Tensor, ...]:
         index, rng = _seed_of(item)
         i, y, x, patch = self._crop(index)
         mask = self.masks[i][y : y + self.size, x : x + self.size]
         if self.augmentation is not None:
             patch, mask = self.augmentation(patch, mask, rng)
-        return (
-            torch.from_numpy(self.normalization.apply_numpy(patch)),
-            torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)),
-        )
+        image = torch.from_numpy(self.normalization.apply_numpy(patch))
+        if self.partial:
+            ignore = np.ascontiguousarray(mask == UNKNOWN_LABEL)
+            mask = np.where(ignore, 0, mask)
+            return image, torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)), torch.from_numpy(ignore)
+        return image, torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
 
 
 def batch_for_step(dataset: PatchDataset, sampler: StepSampler, step: int):
-    """This rank's batch at 1-based ``step``: (B, 3, s, s), or a tuple (images, masks (B, s, s)).
+    """This rank's batch at 1-based ``step``: (B, 3, s, s), or a tuple (images, masks (B, s, s)[, ignore (B, s, s)]).
 
     A pure function of the dataset, the sampler's seed/rank and ``step`` (see :mod:`.sampler`).
     """

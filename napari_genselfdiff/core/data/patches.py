@@ -12,6 +12,9 @@ Rules (also in docs/training.md):
   "white", i.e. ALL three channels above ``WHITE_LEVEL`` (0.85 of full scale, 217 in 8 bits). Glass
   and empty slide areas teach the network nothing about tissue. The test uses every pixel of the
   patch, so a patch with a thin strip of tissue (over 10 %) is kept.
+- Partial annotations (``known`` masks): a patch with no corrected pixel is skipped, and the
+  background test counts only its corrected pixels, so a corrected region smaller than a patch still
+  gives the patches that contain it, even in a mostly empty field.
 - Small images: a side shorter than the patch is padded by mirroring (``numpy.pad`` mode
   "symmetric", the same for image and mask, as tiled inference pads). A side shorter than a quarter
   of the patch is refused: the patch would be mostly mirrored copies of a few rows.
@@ -107,12 +110,14 @@ class PatchIndex:
         origins: (N, 3) int64 array of ``(image index, y, x)``.
         skipped_background: how many grid patches were left out as background.
         per_image: patches kept per image (same order as the images).
+        skipped_unknown: patches left out because none of their pixels was marked as corrected.
     """
 
     size: int
     origins: np.ndarray
     skipped_background: int
     per_image: tuple[int, ...]
+    skipped_unknown: int = 0
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
@@ -124,6 +129,7 @@ def index_patches(
     stride: int,
     *,
     skip_background: bool = True,
+    known: list[np.ndarray | None] | None = None,
 ) -> PatchIndex:
     """List the grid patches of every image, leaving out background patches.
 
@@ -133,6 +139,8 @@ def index_patches(
         size: patch side.
         stride: grid step (the paper: 64 for 256 patches).
         skip_background: leave out patches that are mostly white (see the module rules). By default, True.
+        known: per image, an (H, W) bool mask of corrected pixels (partial annotations) or None (all).
+            Patches without a corrected pixel are left out; see the module rules.
 
     Returns:
         The :class:`PatchIndex`.
@@ -142,28 +150,43 @@ def index_patches(
     """
     rows: list[tuple[int, int, int]] = []
     skipped = 0
+    skipped_unknown = 0
     per_image = []
+
+    def box(integral: np.ndarray, y: int, x: int) -> int:
+        return int(integral[y + size, x + size] - integral[y, x + size] - integral[y + size, x] + integral[y, x])
+
     for i, image in enumerate(images):
         h, w = image.shape[:2]
         kept = 0
+        mask = None if known is None else known[i]
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            known_integral = np.pad(mask.cumsum(0, dtype=np.int64).cumsum(1), ((1, 0), (1, 0)))
         if skip_background:
             white = np.all(image[..., :3] > WHITE_LEVEL * 255, axis=-1)
+            if mask is not None:
+                white = white & mask  # only corrected pixels count
             # Integral image: the white count of any patch in O(1).
             integral = np.pad(white.cumsum(0, dtype=np.int64).cumsum(1), ((1, 0), (1, 0)))
         for y in grid_origins(h, size, stride):
             for x in grid_origins(w, size, stride):
+                area = size * size
+                if mask is not None:
+                    area = box(known_integral, y, x)
+                    if area == 0:
+                        skipped_unknown += 1
+                        continue
                 if skip_background:
-                    count = (
-                        integral[y + size, x + size] - integral[y, x + size]
-                        - integral[y + size, x] + integral[y, x]
-                    )
-                    if count > BACKGROUND_FRACTION * size * size:
+                    if box(integral, y, x) > BACKGROUND_FRACTION * area:
                         skipped += 1
                         continue
                 rows.append((i, y, x))
                 kept += 1
         per_image.append(kept)
     if not rows:
+        if skipped_unknown and not skipped:
+            raise TrainingInputError("no pixel of the images is marked as corrected; there is nothing to train on.")
         if skipped:
             raise TrainingInputError(
                 f"all {skipped} patches of the {len(images)} image(s) are background (over "
@@ -172,4 +195,5 @@ def index_patches(
             )
         raise TrainingInputError("there are no images to cut training patches from.")
     origins = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    return PatchIndex(size=int(size), origins=origins, skipped_background=skipped, per_image=tuple(per_image))
+    return PatchIndex(size=int(size), origins=origins, skipped_background=skipped, per_image=tuple(per_image),
+                      skipped_unknown=skipped_unknown)

@@ -248,9 +248,9 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         return batch_for_step(dataset, sampler, step)
 
     def loss_fn(net: torch.nn.Module, batch, step: int) -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y, *ignore = batch  # ignore: pixels outside the corrected regions (partial annotations)
         logits = net(x)  # t = None: timestep 0, as the paper fine-tunes
-        total, parts = criterion(logits.float(), y)
+        total, parts = criterion(logits.float(), y, ignore[0] if ignore else None)
         return {"loss": total, **parts}
 
     data_summary = {

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..annotations.regions import UNKNOWN_LABEL
 from ..inference.predict import InferenceSettings, run_generator, segment_progressive
 from ..metrics.pixel import per_class_scores
 from ..model_files.schema import ModelInfo
@@ -47,7 +48,8 @@ def validate_images(
         model: a class-head network (left in eval mode; the caller restores train mode).
         info: its metadata (classes, normalisation).
         images: (H, W, 3) uint8 images.
-        masks: (H, W) class maps of the same sizes.
+        masks: (H, W) class maps of the same sizes; in uint8 masks, ``UNKNOWN_LABEL`` (255) marks pixels
+            outside the corrected regions of a partial annotation, which are not scored.
         device: where to run. By default, "auto".
         precision: "auto", "fp32", "bf16", "fp16". By default, "auto".
         tile: largest inference tile side. By default, 1024.
@@ -63,7 +65,11 @@ def validate_images(
     sums = {f"{m}_{n}": 0.0 for n in names for m in ("iou", "f1")}
     for image, mask in zip(images, masks):
         result = run_generator(segment_progressive(model, info, image, settings, name="validation image"))
-        scores = per_class_scores(np.asarray(result.labels), np.asarray(mask), k)
+        pred, mask = np.asarray(result.labels), np.asarray(mask)
+        if k < UNKNOWN_LABEL and mask.dtype == np.uint8 and (mask == UNKNOWN_LABEL).any():
+            known = mask != UNKNOWN_LABEL  # a partial annotation: scored on its corrected pixels only
+            pred, mask = pred[known], mask[known]
+        scores = per_class_scores(pred, mask, k)
         for c, n in enumerate(names):
             sums[f"iou_{n}"] += scores[c]["iou"]
             sums[f"f1_{n}"] += scores[c]["f1"]
