@@ -376,3 +376,22 @@ def test_large_slide_regions_and_tissue_mask_without_reading_it_whole(tmp_path):
     assert grown_mb < 400, grown_mb
     assert seconds < 60, seconds
     print(f"wrote in {t - start:.1f} s; mask + regions in {seconds:.1f} s, peak RSS +{grown_mb:.0f} MB")
+
+
+@pytest.mark.slow
+def test_slide_benchmark_prints_its_figures(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "slide.py"), "--size", "768", "--tissue", "0.3",
+                           "--tile", "256", "--threads", "1", "--workdir", str(tmp_path), "--out", str(tmp_path / "f.jsonl")],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("peak_rss_mb", "peak_above_start_mb", "seconds_per_tissue_megapixel", "share_outside_network",
+                "tiles", "tiles_whole_slide"):
+        assert figures[key] is not None, key
+    assert 0 <= figures["share_outside_network"] <= 1
+    assert figures["tiles"] <= figures["tiles_whole_slide"]
+    assert json.loads((tmp_path / "f.jsonl").read_text().splitlines()[-1]) == figures

@@ -135,23 +135,38 @@ def write_synthetic_slide(
     mean_colour = textures.reshape(-1, 3).mean(0)
     glass = np.clip(np.array(GLASS, np.float32) + rng.normal(0, 1.5, (4, tile, tile, 3)), 0, 255).astype(np.uint8)
 
+    from tifffile import TIFF
+
+    jpeg_args = {"level": quality, "subsampling": (2, 2), "colorspace": "RGB", "outcolorspace": "YCBCR"}
+
+    def encode(tile_pixels: np.ndarray) -> bytes:
+        return TIFF.COMPRESSORS[7](np.ascontiguousarray(tile_pixels), **jpeg_args)
+
+    # Uniform tiles (all glass, all tissue) are JPEG-encoded once and their bytes reused: writing a
+    # 40000-pixel slide then costs little more than encoding the tissue borders.
+    encoded: dict[tuple, bytes] = {}
+
+    def cached(key: tuple, pixels) -> bytes:
+        if key not in encoded:
+            encoded[key] = encode(pixels() if callable(pixels) else pixels)
+        return encoded[key]
+
     def level_tiles(k: int):
         h, w = sizes[k]
         step = height / h
+        coarse = [np.clip(mean_colour + rng.normal(0, 10, (tile, tile, 3)), 0, 255).astype(np.uint8) for _ in range(3)]
         for ty in range(0, h, tile):
             for tx in range(0, w, tile):
                 which = (ty // tile * 7919 + tx // tile * 104729) % len(textures)
-                if k == 0:
-                    stuff = textures[which]
-                else:  # coarser levels: the tissue's mean colour with noise
-                    stuff = np.clip(mean_colour + rng.normal(0, 10, (tile, tile, 3)), 0, 255).astype(np.uint8)
+                # Level 0: H&E texture; coarser levels: the tissue's mean colour with noise.
+                stuff = textures[which] if k == 0 else coarse[which % len(coarse)]
                 m = tissue.mask(ty * step, tx * step, tile, tile, step)
                 if m is True:
-                    yield stuff
+                    yield cached(("tissue", k, which if k == 0 else which % len(coarse)), stuff)
                 elif m is False:
-                    yield glass[which % len(glass)]
+                    yield cached(("glass", which % len(glass)), glass[which % len(glass)])
                 else:
-                    yield np.where(m[..., None], stuff, glass[which % len(glass)])
+                    yield encode(np.where(m[..., None], stuff, glass[which % len(glass)]))
 
     def thumbnail(max_side: int = 768) -> np.ndarray:
         f = max(height, width) / max_side
@@ -160,7 +175,9 @@ def write_synthetic_slide(
         m = np.full((h, w), m) if isinstance(m, bool) else m
         return np.where(m[..., None], mean_colour.astype(np.uint8), np.array(GLASS, np.uint8)).astype(np.uint8)
 
-    jpeg = {"compression": "jpeg", "compressionargs": {"level": quality}, "photometric": "rgb", "tile": (tile, tile)}
+    # Pre-encoded tiles (bytes) are written as they are; the tags say JPEG, YCbCr 2x2, as tifffile's own.
+    jpeg = {"compression": "jpeg", "compressionargs": {"level": quality}, "subsampling": (2, 2),
+            "photometric": "rgb", "tile": (tile, tile)}
     path.parent.mkdir(parents=True, exist_ok=True)
     if flavour == "aperio":
         mpp_text = f"|MPP = {mpp:.4f}" if mpp else ""
