@@ -58,12 +58,14 @@ class PatchDataset(Dataset):
         augmentation: Augmentation | None = PRETRAIN_AUGMENTATION,
         normalization: Normalization = DEFAULT_NORMALIZATION,
         names: Sequence[str] | None = None,
+        known: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
         self.size = int(size)
         self.images = [pad_to_patch(np.asarray(img), self.size, name=n) for img, n in zip(images, names)]
         self.index: PatchIndex = index_patches(
-            self.images, self.size, int(stride or max(1, self.size // 4)), skip_background=skip_background
+            self.images, self.size, int(stride or max(1, self.size // 4)), skip_background=skip_background,
+            known=known,  # (padded) corrected-pixel masks of partial annotations; see .patches
         )
         self.augmentation = augmentation
         self.normalization = normalization
@@ -108,17 +110,15 @@ class PairedPatchDataset(PatchDataset):
     ) -> None:
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks.")
-        super().__init__(images, size, stride, skip_background=skip_background, augmentation=augmentation,
-                         normalization=normalization, names=names)
-        self.masks = [pad_to_patch(np.asarray(m), self.size) for m in masks]
+        shown = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
+        masks = [pad_to_patch(np.asarray(m), int(size), name=n) for m, n in zip(masks, shown)]
         # Partial annotations: uint8 masks mark uncorrected pixels UNKNOWN_LABEL (see .sources); only
         # patches with corrected pixels are kept, and items then carry an ignore mask for the loss.
-        known = [m != UNKNOWN_LABEL if m.dtype == np.uint8 and (m == UNKNOWN_LABEL).any() else None
-                 for m in self.masks]
+        known = [m != UNKNOWN_LABEL if m.dtype == np.uint8 and (m == UNKNOWN_LABEL).any() else None for m in masks]
         self.partial = any(k is not None for k in known)
-        if self.partial:
-            self.index = index_patches(self.images, self.size, int(stride or max(1, self.size // 4)),
-                                       skip_background=skip_background, known=known)
+        super().__init__(images, size, stride, skip_background=skip_background, augmentation=augmentation,
+                         normalization=normalization, names=names, known=known if self.partial else None)
+        self.masks = masks
 
     def __getitem__(self, item) -> tuple[torch.Tensor, ...]:
         index, rng = _seed_of(item)
