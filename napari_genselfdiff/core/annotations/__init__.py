@@ -3,6 +3,16 @@
 See :mod:`.store` for the folder layout and the crash-safety rules.
 """
 
+from .regions import UNKNOWN_LABEL, check_regions, regions_mask, whole_image_region
 from .store import INDEX_NAME, AnnotationPair, AnnotationSet, AnnotationSetError
 
-__all__ = ["INDEX_NAME", "AnnotationPair", "AnnotationSet", "AnnotationSetError"]
+__all__ = [
+    "INDEX_NAME",
+    "UNKNOWN_LABEL",
+    "AnnotationPair",
+    "AnnotationSet",
+    "AnnotationSetError",
+    "check_regions",
+    "regions_mask",
+    "whole_image_region",
+]

@@ -76,16 +76,18 @@ def _polygon_points(region: dict[str, Any]) -> np.ndarray:
 
 def region_mask(region: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
     """The (H, W) bool pixels of one region (clipped to the image; empty when it misses the image)."""
-    from skimage.draw import polygon, polygon_perimeter
+    from skimage.draw import line, polygon
 
     pts = _polygon_points(normalize_region(region))
     out = np.zeros(tuple(int(s) for s in shape), bool)
     # Pixel centres inside the polygon, plus those on its outline (a thin or tiny region still counts).
     rr, cc = polygon(pts[:, 0], pts[:, 1], out.shape)
     out[rr, cc] = True
-    rr, cc = polygon_perimeter(np.round(pts[:, 0]), np.round(pts[:, 1]), out.shape, clip=False)
-    keep = (rr >= 0) & (rr < out.shape[0]) & (cc >= 0) & (cc < out.shape[1])
-    out[rr[keep], cc[keep]] = True
+    ring = np.round(np.concatenate([pts, pts[:1]])).astype(np.int64)
+    for (r0, c0), (r1, c1) in zip(ring[:-1], ring[1:]):
+        rr, cc = line(int(r0), int(c0), int(r1), int(c1))
+        keep = (rr >= 0) & (rr < out.shape[0]) & (cc >= 0) & (cc < out.shape[1])
+        out[rr[keep], cc[keep]] = True
     return out
 
 

@@ -11,6 +11,10 @@ Layout of an annotation set folder::
           instances.tif            optional nucleus instance ids (H, W)
           pair.json                the pair's own record (the same as its index entry)
 
+Partial annotations: a pair's record may hold ``regions``, the corrected regions (rectangles and
+polygons in pixel coordinates, see :mod:`.regions`); pixels outside them are unknown. A pair without
+``regions`` (every pair of a set written before version 2) was corrected as a whole image.
+
 Crash safety (each step is atomic on POSIX file systems, and every file is fsynced before it is
 renamed into place):
 
@@ -42,10 +46,12 @@ import numpy as np
 from ..errors import GenSelfDiffError, MaskInputError
 from ..io.atomic import atomic_path, write_text_atomic
 from ..model_files.classes import ClassInfo
+from .regions import check_regions, is_whole_image, regions_mask
 
 INDEX_NAME = "annotation_set.json"
 FORMAT = "genselfdiff.annotations"
-VERSION = 1
+VERSION = 2
+"""Version 2 added the optional per-pair ``regions`` (version 1 sets load unchanged)."""
 PAIR_RECORD = "pair.json"
 
 
@@ -66,6 +72,7 @@ class AnnotationPair:
         has_instances: whether ``instances.tif`` was stored.
         extra: free-form provenance (model file, source path, slice index ...).
         folder: the pair's folder (set when read from disk).
+        regions: the corrected regions (see :mod:`.regions`); None: the whole image was corrected.
     """
 
     id: str
@@ -76,9 +83,19 @@ class AnnotationPair:
     has_instances: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
+    regions: list[dict[str, Any]] | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when only some regions of the image were marked as corrected."""
+        return self.regions is not None
+
+    def known_mask(self) -> np.ndarray:
+        """(H, W) bool: the corrected pixels (all True for a whole-image pair)."""
+        return regions_mask(self.regions, self.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        values = {
             "id": self.id,
             "name": self.name,
             "shape": list(self.shape),
@@ -87,6 +104,9 @@ class AnnotationPair:
             "has_instances": self.has_instances,
             "extra": self.extra,
         }
+        if self.regions is not None:
+            values["regions"] = self.regions
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], folder: Path | None = None) -> "AnnotationPair":
@@ -99,13 +119,18 @@ class AnnotationPair:
             has_instances=bool(values.get("has_instances", False)),
             extra=dict(values.get("extra") or {}),
             folder=folder,
+            regions=list(values["regions"]) if values.get("regions") is not None else None,
         )
 
     @property
     def label(self) -> str:
         """One line for a list widget: name, size and when."""
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
-        return f"{self.id}  {self.name}  ({self.shape[1]}x{self.shape[0]}, {when})"
+        part = ""
+        if self.regions is not None:
+            share = float(self.known_mask().mean())
+            part = f", {len(self.regions)} region(s), {share:.0%} corrected"
+        return f"{self.id}  {self.name}  ({self.shape[1]}x{self.shape[0]}{part}, {when})"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -289,9 +314,21 @@ class AnnotationSet:
         path = self.pairs_dir / pair.id / "instances.tif"
         return tifffile.imread(path) if pair.has_instances and path.is_file() else None
 
+    def load_known(self, pair_id: str) -> np.ndarray | None:
+        """(H, W) bool of the corrected pixels of a partial pair, or None for a whole-image pair."""
+        pair = self.get(pair_id)
+        return pair.known_mask() if pair.partial else None
+
     def training_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every pair as ``(image, labels)`` arrays, oldest first (the fine-tuning input)."""
+        """Every pair as ``(image, labels)`` arrays, oldest first (whole images; see :meth:`training_items`)."""
         return [self.load(p.id) for p in self.pairs]
+
+    def training_items(self) -> list[tuple]:
+        """Every pair as ``(name, image, labels, known)``, oldest first: the fine-tuning input.
+
+        ``known`` is the (H, W) bool mask of corrected pixels for a partial pair, None for a whole one.
+        """
+        return [(p.name, *self.load(p.id), self.load_known(p.id)) for p in self.pairs]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -329,6 +366,7 @@ class AnnotationSet:
         classes: list[ClassInfo] | None = None,
         instances=None,
         extra: dict[str, Any] | None = None,
+        regions: list[Any] | None = None,
     ) -> AnnotationPair:
         """Store a snapshot of ``(image, labels)`` as a new pair (copies are written at once).
 
@@ -339,9 +377,13 @@ class AnnotationSet:
             classes: the classes the labels use (by default the set's current classes).
             instances: optional (H, W) nucleus instance ids.
             extra: provenance stored with the pair (model file, source path, slice ...).
+            regions: the corrected regions (rectangles/polygons in pixel coordinates, see
+                :mod:`.regions`); pixels outside them are unknown. By default (None) the whole image.
+                Regions that together cover the whole image are stored as a whole-image pair.
 
         Raises:
-            MaskInputError: the labels are not 2-D integers or their shape differs from the image's.
+            MaskInputError: the labels are not 2-D integers or their shape differs from the image's,
+                or a region is malformed or lies outside the image.
             AnnotationSetError: the folder cannot be written (nothing is changed then).
         """
         image = np.array(image, copy=True)
@@ -357,6 +399,10 @@ class AnnotationSet:
             inst = _check_labels(np.array(instances, copy=True), f"instances for '{name}'")
             if inst.shape != yx:
                 raise MaskInputError(f"the instances for '{name}' have shape {inst.shape}, the image {yx}.")
+        if regions is not None:
+            regions = check_regions(regions, yx)
+            if is_whole_image(regions, yx):
+                regions = None
         if classes:
             self.classes = list(classes)
         pair = AnnotationPair(
@@ -367,6 +413,7 @@ class AnnotationSet:
             classes=list(classes or self.classes),
             has_instances=inst is not None,
             extra=dict(extra or {}),
+            regions=regions,
         )
         final = self.pairs_dir / pair.id
         tmp = self.pairs_dir / f".tmp-{pair.id}"

@@ -9,6 +9,11 @@ images and a quarter of the memory of float32.
   the run goes on with the others.
 - A mask must have the image's height and width, and values below the number of classes; a binary
   mask stored as 0/255 is read as classes {0, 1}. Anything else is an error naming the file.
+- Partial annotations: an in-memory pair may carry a 4th element, the (H, W) bool mask of corrected
+  pixels (None: all); a mask file may mark unknown pixels with :data:`UNKNOWN_LABEL` (255, what the
+  export writes) when it also holds class ids other than 0 (a mask of only 0 and 255 stays a binary
+  mask). Unknown pixels are stored as :data:`UNKNOWN_LABEL` in ``LoadedPairs.masks`` and are left out
+  of the loss (:class:`.datasets.PairedPatchDataset`). Needs at most 255 classes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ..errors import ImageInputError, MaskInputError, TrainingInputError
 from ..image_input import to_rgb_float
 from ..io.read import read_array
 from ..metrics.evaluation import to_label_image
+from ..annotations.regions import UNKNOWN_LABEL
 from .folders import find_images, pair_images_with_masks
 
 #: One image source: a folder, a file, an array, or a (name, array) tuple.
@@ -96,10 +102,15 @@ def mask_to_classes(mask: Any, num_classes: int, shape: tuple[int, int], name: s
             f"({shape[0]}x{shape[1]}); a mask must cover its image pixel for pixel."
         )
     top = int(labels.max(initial=0))
+    unknown = None
     if top >= num_classes:
         values = np.unique(labels)
         if set(values.tolist()) <= {0, 255}:
             labels = labels > 0  # a binary mask saved as 0/255
+        elif num_classes < UNKNOWN_LABEL and int(values[-1]) == UNKNOWN_LABEL and (
+                len(values) < 2 or int(values[-2]) < num_classes):
+            unknown = labels == UNKNOWN_LABEL  # an exported partial annotation: 255 = not corrected
+            labels = np.where(unknown, 0, labels)
         else:
             named = f" ({', '.join(class_names)})" if class_names else ""
             raise MaskInputError(
@@ -107,7 +118,28 @@ def mask_to_classes(mask: Any, num_classes: int, shape: tuple[int, int], name: s
                 f"0..{num_classes - 1}. Name more classes (e.g. --classes background nucleus gland), or "
                 "if this is an instance map (one id per nucleus) convert it to classes first."
             )
-    return labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
+    labels = labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
+    if unknown is not None:
+        labels[unknown] = UNKNOWN_LABEL
+    return labels
+
+
+def mark_unknown(labels: np.ndarray, known: Any, name: str, num_classes: int) -> np.ndarray:
+    """``labels`` with the pixels outside ``known`` (H, W bool) set to :data:`UNKNOWN_LABEL`.
+
+    Raises:
+        MaskInputError: ``known`` has another shape, or there are too many classes for partial masks.
+    """
+    known = np.asarray(known, dtype=bool)
+    if known.shape != labels.shape:
+        raise MaskInputError(f"{name}: the corrected-region mask has shape {known.shape}, the mask {labels.shape}.")
+    if known.all():
+        return labels
+    if num_classes >= UNKNOWN_LABEL:
+        raise MaskInputError(f"{name}: partial annotations need fewer than {UNKNOWN_LABEL} classes.")
+    labels = labels.copy()
+    labels[~known] = UNKNOWN_LABEL
+    return labels
 
 
 def _expand(sources: Any) -> tuple[list[tuple[str, Any]], list[str]]:
@@ -187,7 +219,9 @@ def load_pairs(
         num_classes: number of classes K; mask values must lie in [0, K) (0/255 binary accepted).
         image_dir: folder of images.
         mask_dir: folder of masks (required with ``image_dir``).
-        pairs: ``(image, mask)`` or ``(name, image, mask)`` tuples; image and mask are arrays or paths.
+        pairs: ``(image, mask)``, ``(name, image, mask)`` or ``(name, image, mask, known)`` tuples; image
+            and mask are arrays or paths; ``known`` is the (H, W) bool mask of corrected pixels of a
+            partial annotation (None: the whole image).
         class_names: the class names, for messages.
 
     Returns:
@@ -198,26 +232,29 @@ def load_pairs(
         MaskInputError: a mask does not fit its image or the classes (the message names the file).
     """
     result = LoadedPairs()
-    items: list[tuple[str, Any, Any]] = []
+    items: list[tuple[str, Any, Any, Any]] = []
     if image_dir is not None or mask_dir is not None:
         if image_dir is None or mask_dir is None:
             raise TrainingInputError("give both an image folder and a mask folder (--images and --masks).")
         pairing = pair_images_with_masks(image_dir, mask_dir)
-        items += [(str(img), img, msk) for img, msk in pairing.pairs]
+        items += [(str(img), img, msk, None) for img, msk in pairing.pairs]
         result.skipped += [(str(p), "no mask with the same name") for p in pairing.images_without_mask]
         result.notes += [f"mask without image, not used: {p}" for p in pairing.masks_without_image]
         result.notes += pairing.ambiguous
         result.folders += [str(Path(image_dir).expanduser()), str(Path(mask_dir).expanduser())]
     for k, pair in enumerate(pairs or [], start=1):
-        if len(pair) == 3:
-            items.append((str(pair[0]), pair[1], pair[2]))
+        if len(pair) == 4:
+            items.append((str(pair[0]), pair[1], pair[2], pair[3]))
+        elif len(pair) == 3:
+            items.append((str(pair[0]), pair[1], pair[2], None))
         elif len(pair) == 2:
-            items.append((f"pair {k}", pair[0], pair[1]))
+            items.append((f"pair {k}", pair[0], pair[1], None))
         else:
-            raise TrainingInputError("each in-memory pair must be (image, mask) or (name, image, mask).")
+            raise TrainingInputError(
+                "each in-memory pair must be (image, mask), (name, image, mask) or (name, image, mask, known).")
     if not items:
         raise TrainingInputError("no training pairs given; pass an image folder and a mask folder.")
-    for name, image, mask in items:
+    for name, image, mask, known in items:
         short = Path(name).name
         try:
             image_array = read_array(image) if isinstance(image, (str, Path)) else image
@@ -228,6 +265,16 @@ def load_pairs(
             continue
         mask_name = str(mask) if isinstance(mask, (str, Path)) else f"{short} (mask)"
         labels = mask_to_classes(mask_array, num_classes, rgb.shape[:2], mask_name, class_names)
+        if known is not None:
+            labels = mark_unknown(labels, known, mask_name, num_classes)
+        if num_classes < UNKNOWN_LABEL and labels.dtype == np.uint8:
+            share = float((labels != UNKNOWN_LABEL).mean()) if labels.size else 1.0
+            if share < 1.0:
+                if share == 0.0:
+                    result.skipped.append((name, "no pixel is marked as corrected"))
+                    continue
+                result.notes.append(f"{short}: partial annotation, {share:.0%} of the pixels corrected "
+                                    "(the rest is left out of the loss)")
         result.names.append(name)
         result.images.append(rgb)
         result.masks.append(labels)

@@ -8,6 +8,11 @@ For an image called ``<stem>`` the export folder receives::
     <stem>.geojson         one QuPath object per nucleus/region (see :mod:`.geojson`)
     classes.json           the class ids, names and colours, shared by the folder's masks
 
+Partial annotations (an item with a ``known`` mask): the masks hold ``UNKNOWN_LABEL`` (255) at the
+pixels outside the corrected regions (instances: 0 there), the GeoJSON holds the objects inside the
+regions plus one "annotation" feature per corrected region (classification "Corrected region",
+``properties.genselfdiff = "corrected_region"``), and classes.json records ``"unknown_label": 255``.
+
 The napari reader of this plugin reopens ``*_labels.tif`` / ``*_labels.png`` with ``classes.json``
 beside them as a Labels layer with the class names and colours.
 
@@ -31,8 +36,12 @@ import numpy as np
 from ..errors import GenSelfDiffError
 from ..io.atomic import write_text_atomic
 from ..io.write import write_labels_png, write_labels_tiff
+from ..annotations.regions import UNKNOWN_LABEL
 from ..model_files.classes import ClassInfo
-from .geojson import labels_to_geojson
+from .geojson import labels_to_geojson, mask_geometry
+
+#: QuPath class of the corrected-region outlines in the GeoJSON of a partial annotation.
+REGION_CLASS = "Corrected region"
 
 FORMATS = ("tif", "png", "geojson")
 CLASSES_FILE = "classes.json"
@@ -68,12 +77,54 @@ class ExportItem:
         labels: (H, W) class ids.
         classes: their classes (names and colours).
         instances: optional (H, W) instance ids.
+        known: optional (H, W) bool mask of the corrected pixels (a partial annotation); None: all.
     """
 
     stem: str
     labels: np.ndarray
     classes: list[ClassInfo] = field(default_factory=list)
     instances: np.ndarray | None = None
+    known: np.ndarray | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.known is not None and not bool(np.all(self.known))
+
+
+def region_features(known: np.ndarray, id_seed: str = "") -> list[dict]:
+    """One QuPath "annotation" Feature per connected corrected region of a (H, W) bool mask."""
+    import uuid
+
+    from scipy import ndimage
+
+    parts, n = ndimage.label(np.asarray(known, bool))
+    features = []
+    for k, sl in enumerate(ndimage.find_objects(parts), start=1):
+        if sl is None:
+            continue
+        geometry = mask_geometry(parts[sl] == k, (sl[0].start, sl[1].start))
+        if geometry is None:
+            continue
+        features.append({
+            "type": "Feature",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{id_seed}/region/{k}")),
+            "geometry": geometry,
+            "properties": {"objectType": "annotation", "genselfdiff": "corrected_region",
+                           "classification": {"name": REGION_CLASS, "color": [255, 200, 0]}},
+        })
+    return features
+
+
+def _partial_arrays(item: ExportItem) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(labels for files, instances for files, labels for GeoJSON, instances for GeoJSON) of an item."""
+    if not item.partial:
+        return item.labels, item.instances, item.labels, item.instances
+    known = np.asarray(item.known, bool)
+    inside = np.where(known, item.labels, 0)
+    files = inside.astype(np.promote_types(inside.dtype, np.uint8))
+    files[~known] = UNKNOWN_LABEL
+    inst = None if item.instances is None else np.where(known, item.instances, 0)
+    return files, inst, inside, inst
 
 
 @dataclass
@@ -92,8 +143,11 @@ def safe_stem(name: str) -> str:
     return stem[:120]
 
 
-def classes_to_json(classes: Sequence[ClassInfo]) -> str:
-    return json.dumps({"format": CLASSES_FORMAT, "classes": [c.to_dict() for c in classes]}, indent=2) + "\n"
+def classes_to_json(classes: Sequence[ClassInfo], *, partial: bool = False) -> str:
+    values = {"format": CLASSES_FORMAT, "classes": [c.to_dict() for c in classes]}
+    if partial:
+        values["unknown_label"] = UNKNOWN_LABEL  # pixels outside the corrected regions
+    return json.dumps(values, indent=2) + "\n"
 
 
 def read_classes_json(path: str | Path) -> list[ClassInfo]:
@@ -186,7 +240,11 @@ def export_items(
     folder = check_writable(folder)
     plan = [(item, kind, path) for item in items for kind, path in _targets(folder, item, formats)]
     classes_path = folder / CLASSES_FILE
-    classes_text = classes_to_json(classes) if classes else None
+    partial = any(i.partial for i in items)
+    if partial and len(classes) >= UNKNOWN_LABEL:
+        raise ExportError(f"partial annotations need fewer than {UNKNOWN_LABEL} classes ({UNKNOWN_LABEL} marks "
+                          "the pixels outside the corrected regions).")
+    classes_text = classes_to_json(classes, partial=partial) if classes else None
     conflicts = [path for _, _, path in plan if path.exists()]
     if classes_text is not None and classes_path.exists():
         try:
@@ -201,19 +259,22 @@ def export_items(
     report = ExportReport(folder=folder, items=len(items))
     try:
         for item, kind, path in plan:
+            labels, instances, geo_labels, geo_instances = _partial_arrays(item)
             if kind == "labels_tif":
-                report.written.append(write_labels_tiff(path, item.labels, overwrite=overwrite))
+                report.written.append(write_labels_tiff(path, labels, overwrite=overwrite))
             elif kind == "instances_tif":
-                report.written.append(write_labels_tiff(path, item.instances, overwrite=overwrite, min_dtype=np.uint16))
+                report.written.append(write_labels_tiff(path, instances, overwrite=overwrite, min_dtype=np.uint16))
             elif kind == "labels_png":
-                report.written.append(write_labels_png(path, item.labels, overwrite=overwrite))
+                report.written.append(write_labels_png(path, labels, overwrite=overwrite))
             elif kind == "instances_png":
-                report.written.append(write_labels_png(path, item.instances, overwrite=overwrite))
+                report.written.append(write_labels_png(path, instances, overwrite=overwrite))
             elif kind == "geojson":
                 collection = labels_to_geojson(
-                    item.labels, item.classes or classes, instances=item.instances,
+                    geo_labels, item.classes or classes, instances=geo_instances,
                     object_type=object_type, id_seed=item.stem,
                 )
+                if item.partial:
+                    collection["features"] += region_features(item.known, id_seed=item.stem)
                 report.written.append(write_text_atomic(path, json.dumps(collection) + "\n", overwrite=overwrite))
         if classes_text is not None:
             if not classes_path.exists() or classes_path.read_text(encoding="utf-8") != classes_text:
@@ -252,6 +313,7 @@ def export_annotation_set(aset, folder: str | Path, **kwargs) -> ExportReport:
         seen.add(stem)
         _, labels = aset.load(pair.id)
         items.append(
-            ExportItem(stem=stem, labels=labels, classes=list(pair.classes), instances=aset.load_instances(pair.id))
+            ExportItem(stem=stem, labels=labels, classes=list(pair.classes), instances=aset.load_instances(pair.id),
+                       known=aset.load_known(pair.id))
         )
     return export_items(folder, items, **kwargs)
