@@ -59,7 +59,7 @@ def bootstrap_model(out_dir: str | Path, steps: int = 300) -> Path:
             print(event.describe(), flush=True)
 
 
-def _wait(condition, timeout_s: float = 600.0) -> None:
+def _wait(condition, timeout_s: float = 1200.0) -> None:
     from napari_genselfdiff.plugin._testing import wait_for
 
     wait_for(condition, timeout_s)
@@ -146,8 +146,10 @@ def main(argv=None) -> int:
     widget.export_panel.export()
     _shot(viewer, "06_exported.png")
 
-    # 7. Pretrain on unlabeled images (here: the open image) in the background.
+    # 7. Pretrain on unlabeled images (here: the open image) in the background: the Train tab leads
+    # with fine-tuning; the pretraining section below it opens on a click.
     widget.tabs.setCurrentIndex(2)
+    widget.pretrain_section.expand(animate=False)
     pre = widget.pretrain_panel
     pre.arch.setCurrentText("tiny")
     pre.patch.setValue(64)
@@ -155,21 +157,27 @@ def main(argv=None) -> int:
     pre.steps.setValue(2000)
     pre.checkpoint_every.setValue(20)
     pre.start()
-    _wait(lambda: _steps(pre.run) >= 40)
+    _wait(lambda: _steps(pre.run) >= 20)
+    scroll = widget.tabs.currentWidget()
+    _settle()
+    scroll.ensureWidgetVisible(pre.preview_button)
     _shot(viewer, "07_pretraining.png")
 
     # 8. Fine-tune on the corrected pair: pretraining pauses, the new model is used afterwards.
     ft = widget.finetune_panel
-    ft.patch.setValue(128)
-    ft.batch.setValue(4)
-    ft.steps.setValue(40)
+    ft.patch.setValue(64)
+    ft.batch.setValue(2)
+    ft.steps.setValue(30)
     ft.start()
-    _wait(lambda: _steps(ft.run) >= 20)
-    scroll = widget.tabs.currentWidget()
-    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    _wait(lambda: _steps(ft.run) >= 12)
+    scroll.verticalScrollBar().setValue(0)
     _shot(viewer, "08_finetuning.png")
     _wait(lambda: not widget.state.running("finetune"))
     _wait(lambda: not widget.state.running("segment"))
+    # 9. Done: the panel's last word, and the new model listed by its display name (Segment tab).
+    widget.pretrain_section.collapse(animate=False)
+    scroll.verticalScrollBar().setValue(0)
+    _shot(viewer, "10_finetuned.png")
     widget.stop_jobs(120)
     print(f"finished; work files in {work}", flush=True)
     viewer.close()
