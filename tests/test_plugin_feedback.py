@@ -21,6 +21,7 @@ def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
     isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
     widget.close_policy = "stop"
     _, info, path = make_model(classes=CLASSES)
     assert widget.model_panel.load(path)
@@ -254,6 +255,7 @@ def test_labels_take_their_images_placement_and_replace_instead_of_stacking(setu
     big = viewer.add_image(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), name="big", rgb=True)
     panel = widget.segment_panel
     panel._instances.setChecked(True)
+    panel._uncertainty.setChecked(False)  # the uncertainty layer's place: tests/test_uncertainty.py
     panel.run([small])
     names = [layer.name for layer in viewer.layers]
     assert names == ["small", "small labels", "small nuclei", "big"]  # on its image, under the other one

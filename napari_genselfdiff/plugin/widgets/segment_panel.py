@@ -13,6 +13,12 @@ its Y and X axes) and sits in the layer list directly above its image, so it nev
 image. Segmenting an image again replaces the labels it got last time when they are unedited; when
 they were edited, the user is asked, and "No" adds the new result as a separate layer (above the
 old one) instead.
+
+What to correct next: with **uncertainty map** ticked, each segmentation also gives
+``<image> uncertainty`` (the normalised entropy of the class probabilities, a hidden image layer
+just above the image's result layers) and the **Correct next** list: the image's 256x256 fields ranked by mean uncertainty.
+Clicking a row moves the view to that field. The computation is the core's
+(:mod:`napari_genselfdiff.core.inference.uncertainty`); this panel only shows it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -59,23 +67,28 @@ def _digest(data) -> str:
     return digest.hexdigest()
 
 
-def segment_images(network, info, planes: list[tuple[str, object]], settings) -> Generator[dict, None, int]:
+def segment_images(network, info, planes: list[tuple[str, object]], settings, uncertainty: bool = False
+                   ) -> Generator[dict, None, int]:
     """Segment each ``(name, image)``; yields progress and one result event per image (no Qt).
 
     Yields:
         ``{"kind": "progress", "index", "count", "name", "stage", "done", "total"}`` after each tile
         batch, ``{"kind": "result", "index", "name", "result": SegmentationResult}`` per image, and
         ``{"kind": "error", "index", "name", "message"}`` for an image the core refuses (the others
-        go on).
+        go on). With ``uncertainty``, result events also carry ``"uncertainty"``: the (H, W) map.
 
     Returns:
         The number of images segmented.
     """
     from ...core.inference import segment_progressive
+    from ...core.inference.uncertainty import segment_with_uncertainty
 
     done = 0
     for index, (name, image) in enumerate(planes):
-        gen = segment_progressive(network, info, image, settings, name=name)
+        if uncertainty:
+            gen = segment_with_uncertainty(network, info, image, settings, name=name)
+        else:
+            gen = segment_progressive(network, info, image, settings, name=name)
         try:
             while True:
                 try:
@@ -88,7 +101,11 @@ def segment_images(network, info, planes: list[tuple[str, object]], settings) ->
             yield {"kind": "error", "index": index, "name": name, "message": str(exc)}
             continue
         done += 1
-        yield {"kind": "result", "index": index, "name": name, "result": result}
+        if uncertainty:
+            result, umap = result
+            yield {"kind": "result", "index": index, "name": name, "result": result, "uncertainty": umap}
+        else:
+            yield {"kind": "result", "index": index, "name": name, "result": result}
     return done
 
 
@@ -118,6 +135,17 @@ class SegmentPanel(QGroupBox):
         self._all = QCheckBox("all image layers")
         self._instances = QCheckBox("also split nuclei (instances layer)")
         self._instances.setToolTip("Adds '<image> nuclei': one label per nucleus, touching nuclei split.")
+        self._uncertainty = QCheckBox("uncertainty map + fields to correct next")
+        self._uncertainty.setChecked(True)
+        self._uncertainty.setToolTip(
+            "Adds '<image> uncertainty' (entropy of the class probabilities) and lists the image's fields, most "
+            "uncertain first: click one to go there."
+        )
+        self._next = QListWidget()
+        self._next.setToolTip("Fields of the last segmented image, most uncertain first; click a row to go there.")
+        self._next.setMaximumHeight(120)
+        #: the ranked fields of the last result: (image layer, [Field, ...])
+        self.fields: tuple[object, list] = (None, [])
         self._tile = QSpinBox()
         self._tile.setRange(64, 4096)
         self._tile.setSingleStep(64)
@@ -139,6 +167,7 @@ class SegmentPanel(QGroupBox):
         form.addRow("", self._all)
         form.addRow("Tile size:", self._tile)
         form.addRow("", self._instances)
+        form.addRow("", self._uncertainty)
         buttons = QHBoxLayout()
         buttons.addWidget(self._run, 1)
         buttons.addWidget(self._cancel)
@@ -147,8 +176,11 @@ class SegmentPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self._bar)
         layout.addWidget(self._status)
+        layout.addWidget(QLabel("Correct next (mean uncertainty of 256x256 fields):"))
+        layout.addWidget(self._next)
 
         self._run.clicked.connect(lambda: self.run())
+        self._next.currentRowChanged.connect(lambda row: self.go_to_field(row))
         self._cancel.clicked.connect(self.cancel)
         viewer = state.viewer
         viewer.layers.events.inserted.connect(self._refresh_layers)
@@ -254,6 +286,7 @@ class SegmentPanel(QGroupBox):
             tile=int(self._tile.value()),
             overlap=min(64, int(self._tile.value()) // 8),
             device=self.state.device,
+            precision=self.state.precision,
             instances=self._instances.isChecked(),
         )
         from napari.utils import progress
@@ -269,6 +302,7 @@ class SegmentPanel(QGroupBox):
             info,
             [(p.name, p.data) for p in planes],
             settings,
+            self._uncertainty.isChecked(),
             on_yielded=self._on_event,
             on_returned=self._on_returned,
             on_errored=self._on_errored,
@@ -309,6 +343,8 @@ class SegmentPanel(QGroupBox):
                 self._pbar.update(step)
         elif kind == "result":
             self._add_layers(self._planes[event["index"]], event["result"])
+            if event.get("uncertainty") is not None:
+                self._add_uncertainty(self._planes[event["index"]], event["uncertainty"])
         elif kind == "error":
             message = f"Cannot segment: {event['message']}"
             self._notes.append(message)
@@ -391,6 +427,57 @@ class SegmentPanel(QGroupBox):
             if isinstance(layer, Labels) and all(old.get(key) == meta[key] for key in ("kind", "image_layer", "slice")):
                 found = layer
         return found
+
+    def _add_uncertainty(self, plane, umap) -> None:
+        """The uncertainty layer (replaced on re-segmentation: nobody edits it) and the ranked fields."""
+        from ...core.inference.uncertainty import rank_fields
+
+        viewer = self.state.viewer
+        image = plane.layer
+        name = f"{image.name} uncertainty{plane.suffix}"
+        meta = {"kind": "uncertainty", "image_layer": image.name, "slice": list(plane.slice_index)}
+        placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
+        if name in viewer.layers and layer_meta(viewer.layers[name]).get("kind") == "uncertainty":
+            layer = viewer.layers[name]
+            layer.data = umap
+        else:
+            layer = viewer.add_image(umap, name=name, colormap="magma", opacity=0.5, blending="additive",
+                                     contrast_limits=(0.0, 1.0), visible=False, metadata={META_KEY: meta},
+                                     **placement)
+            layers = viewer.layers
+            # directly above this image's result layers (the labels stay directly above their image)
+            ours = [lay for lay in self.added if lay in layers] or ([image] if image in layers else [])
+            if ours:
+                target = max(layers.index(lay) for lay in ours) + 1
+                if layers.index(layer) != target:
+                    layers.move(layers.index(layer), target)
+        self.fields = (image, rank_fields(umap))
+        self._next.blockSignals(True)
+        self._next.clear()
+        for k, field in enumerate(self.fields[1], start=1):
+            item = QListWidgetItem(f"{k}. {image.name}{plane.suffix}: {field.label()}")
+            self._next.addItem(item)
+        self._next.setCurrentRow(-1)
+        self._next.blockSignals(False)
+
+    def go_to_field(self, row: int) -> bool:
+        """Move the view to the ``row``-th field of the ranking (centred, zoomed to fit); False if none."""
+        image, fields = self.fields
+        if image is None or not 0 <= row < len(fields) or image not in self.state.viewer.layers:
+            return False
+        field = fields[row]
+        viewer = self.state.viewer
+        lo = np.asarray(image.data_to_world([*([0] * (image.ndim - 2)), field.y - 0.5, field.x - 0.5]))[-2:]
+        hi = np.asarray(image.data_to_world([*([0] * (image.ndim - 2)), field.y + field.h - 0.5,
+                                              field.x + field.w - 0.5]))[-2:]
+        center = list(viewer.camera.center)
+        center[-2:] = ((lo + hi) / 2.0).tolist()
+        viewer.camera.center = tuple(center)
+        size = getattr(getattr(viewer, "canvas", None), "size", None)
+        if size is not None:
+            extent = np.maximum(np.abs(hi - lo), 1e-6)
+            viewer.camera.zoom = float(np.min(np.asarray(size, float)[-2:] / extent)) * 0.95
+        return True
 
     def _with_notes(self, text: str) -> str:
         return " ".join([text, *(n if n.rstrip().endswith((".", ")")) else n + "." for n in self._notes)])
