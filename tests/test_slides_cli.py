@@ -125,3 +125,24 @@ def test_the_real_cli_cluster_path_with_threads(slide_dir, tmp_path, make_model,
     assert code == 1, err
     assert "one.svs: 512x384 px" in out and "broken.svs: cannot be read" in err
     assert (tmp_path / "o" / "one_labels.zarr").is_dir()
+
+
+@pytest.mark.gui
+def test_napari_opens_a_slide_and_its_labels_store_as_multiscale_layers(slide_dir, tmp_path, make_model,
+                                                                         make_napari_viewer):
+    from napari_genselfdiff.core.inference.slide import segment_slide
+
+    net, info, _ = make_model()
+    result = segment_slide(net, info, slide_dir / "two.ome.tif", tmp_path,
+                           SlideSettings(inference=InferenceSettings(device="cpu", tile=128, overlap=16),
+                                         region=(0, 0, 128, 128)))
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(slide_dir / "two.ome.tif"), plugin="napari-genselfdiff")
+    assert image.multiscale and image.rgb and tuple(image.scale) == (0.5, 0.5)
+    assert [tuple(level.shape) for level in image.data] == [(384, 512, 3), (96, 128, 3)]
+    assert image.metadata["genselfdiff"]["slide"]["mpp_source"] == "file: OME PhysicalSizeX"
+    [labels] = viewer.open(str(result.labels_store), plugin="napari-genselfdiff")
+    assert labels._type_string == "labels" and tuple(labels.scale) == (0.5, 0.5)
+    assert (labels.data[0] if labels.multiscale else labels.data).shape == (384, 512)
+    # The labels lie over the slide: same world extent.
+    np.testing.assert_allclose(labels.extent.world, image.extent.world[:, :2])
