@@ -90,7 +90,7 @@ def test_segment_reports_what_auto_precision_resolved_to(capsys, tmp_path, input
 
 def test_segment_refuses_to_overwrite_unless_asked(capsys, tmp_path, inputs, model_path):
     out = tmp_path / "out"
-    args = ("segment", inputs / "good.png", "--model", model_path, "--out", out, "--device", "cpu")
+    args = ("segment", inputs / "good.png", "--model", model_path, "--out", out, "--device", "cpu", "--precision", "fp32")
     assert run_cli(capsys, *args)[0] == 0
     target = out / "good_labels.tif"
     target.write_bytes(b"precious")

@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent(
                         head="classes", out_channels=2)
     info = ModelInfo(architecture=config, classes=default_classes(["background", "nucleus"]))
     image = np.random.default_rng(0).integers(0, 256, (30, 44, 3), dtype=np.uint8)
-    result = segment(AttentionUNet(config), info, image, InferenceSettings(device="cpu"), name="x")
+    result = segment(AttentionUNet(config), info, image, InferenceSettings(device="cpu", precision="fp32"), name="x")
     assert result.labels.shape == (30, 44), result.labels.shape
 
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)

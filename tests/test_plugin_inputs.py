@@ -23,6 +23,7 @@ def inline(make_napari_viewer, tmp_path, monkeypatch):
     monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
     log = NotificationLog()
     yield viewer, widget, log
     log.close()

@@ -21,6 +21,7 @@ def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
     isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
     widget.close_policy = "stop"
     _, info, path = make_model(classes=CLASSES)
     assert widget.model_panel.load(path)
@@ -140,6 +141,7 @@ def test_gui_stall_while_segmenting(make_napari_viewer, make_model, tmp_path, mo
     isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")  # the stall of a job, not of bf16 emulation on an AVX2-only CPU
     _, _, path = make_model(preset="tiny", classes=CLASSES, name="tiny")
     widget.model_panel.load(path)
     _sample(viewer)
@@ -193,3 +195,40 @@ def test_nothreads_switch_runs_inline(setup, monkeypatch):
     # Synchronous: finished before run() returned, and the layer is there without waiting.
     assert not worker.is_running and not widget.state.running("segment")
     assert viewer.layers["flat labels"].data.shape == (64, 64)
+
+
+def test_precision_setting_reaches_segmentation_and_training(setup, he_image, monkeypatch, tmp_path):
+    """The Model panel's precision ("auto" by default) is what segmentation and training compute in."""
+    from napari_genselfdiff.plugin.widgets import segment_panel as module
+
+    viewer, widget, _, _ = setup
+    assert widget.model_panel._precision.itemText(0) == "auto"  # the default a user gets (the fixture chose fp32)
+    with pytest.raises(ValueError, match="fp64"):
+        widget.model_panel.set_precision("fp64")
+    widget.model_panel.set_precision("bf16")
+    assert widget.state.precision == "bf16" and "(bf16)" in widget.model_panel._device_label.text()
+
+    seen = []
+    real = module.segment_images
+
+    def spy(network, info, planes, settings, *args, **kwargs):
+        seen.append(settings.precision)
+        return (yield from real(network, info, planes, settings, *args, **kwargs))
+
+    monkeypatch.setattr(module, "segment_images", spy)
+    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")  # inline: done when run() returns
+    viewer.add_image(he_image(48, 64), name="small")  # small: bf16 is emulated on CPUs without it
+    widget.segment_panel.run()
+    assert seen == ["bf16"] and widget.segment_panel.outcome == "done"
+    assert "on cpu (bf16)" in widget.segment_panel.status_text()
+
+    assert widget.pretrain_panel.config().precision == "bf16"
+    widget.model_panel.set_precision("fp32")
+    images = tmp_path / "images"
+    images.mkdir()
+    finetune = widget.finetune_panel
+    finetune.images.edit.setText(str(images))
+    finetune.masks.edit.setText(str(images))
+    finetune.run_dir.setText(str(tmp_path / "run"))
+    assert finetune.config().precision == "fp32"
+    assert widget.pretrain_panel.config().precision == "fp32"

@@ -38,6 +38,7 @@ def trainer(make_napari_viewer, tmp_path, monkeypatch):
     isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
     widget.close_policy = "stop"
     log = NotificationLog()
     yield viewer, widget, log

@@ -121,8 +121,9 @@ def _load_script(name: str):
 
 
 def _write_config(path: Path, **extra) -> Path:
-    path.write_text(json.dumps({"pretrain": {"arch": ARCH, "timesteps": 100, **extra},
-                                "finetune": {"arch": ARCH, **extra}}))
+    # fp32: these runs test behaviour, and "auto" would be (emulated, slow) bf16 on a forced bf16 run.
+    path.write_text(json.dumps({"pretrain": {"arch": ARCH, "timesteps": 100, "precision": "fp32", **extra},
+                                "finetune": {"arch": ARCH, "precision": "fp32", **extra}}))
     return path
 
 
@@ -319,7 +320,7 @@ def pretrained_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("pretrain")
     cfg = PretrainConfig(images=_glas_sources(3), out_dir=str(out), arch=ARCH, patch_size=PATCH, stride=PATCH,
-                         steps=60, batch=8, lr=2e-3, seed=0, checkpoint_every=30, timesteps=1000)
+                         steps=60, batch=8, lr=2e-3, seed=0, checkpoint_every=30, timesteps=1000, precision="fp32")
     events, path = _drain(pretrain(cfg))
     return out, path, events
 
@@ -356,7 +357,7 @@ def _check_segmentation_model(path, pairs, parent):
     model, info = load_model(path)
     assert info.head == "classes" and info.class_names == ["background", "nucleus"]
     assert info.provenance["parent"] == parent and "mean_iou" in info.provenance["metrics"]
-    result = segment(model, info, pairs[0][1], InferenceSettings(device="cpu", tile=64))
+    result = segment(model, info, pairs[0][1], InferenceSettings(device="cpu", precision="fp32", tile=64))
     assert result.labels.shape == pairs[0][1].shape[:2] and result.labels.max() <= 1
 
 
@@ -365,7 +366,8 @@ def test_finetune_from_pretrained_and_from_scratch(pretrained_run, tmp_path):
     pairs = _monuseg_pairs(3)
     for init, out in ((str(pretrained), tmp_path / "ft"), ("scratch", tmp_path / "scratch")):
         cfg = FinetuneConfig(pairs=pairs, out_dir=str(out), init=init, arch=ARCH, patch_size=PATCH, stride=PATCH,
-                             steps=6, batch=4, validate_every=3, checkpoint_every=0, val_fraction=0.34)
+                             steps=6, batch=4, validate_every=3, checkpoint_every=0, val_fraction=0.34,
+                             precision="fp32")
         events, path = _drain(finetune(cfg))
         validations = [e for e in events if e.kind == "validation"]
         assert [e.step for e in validations] == [3, 6]
@@ -378,7 +380,7 @@ def test_finetune_from_pretrained_and_from_scratch(pretrained_run, tmp_path):
 def test_pause_resume_cancel_from_another_thread_then_resume(tmp_path):
     control = TrainingControl()
     cfg = PretrainConfig(images=_glas_sources(2), out_dir=str(tmp_path / "run"), arch=ARCH, patch_size=PATCH,
-                         stride=PATCH, steps=8, batch=2, timesteps=100, checkpoint_every=0)
+                         stride=PATCH, steps=8, batch=2, timesteps=100, checkpoint_every=0, precision="fp32")
     events: list[ProgressEvent] = []
     result: dict = {}
 

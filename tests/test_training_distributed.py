@@ -48,7 +48,7 @@ def test_torchrun_two_processes_gloo_keep_identical_weights(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         str(ROOT / "src_train" / "pretrain.py"), "--config", str(config), "--images", *_images(tmp_path),
         "--out", str(out), "--steps", "6", "--batch", "2", "--size", "32", "--stride", "32",
-        "--checkpoint-every", "3", "--log-every", "1", "--device", "cpu",
+        "--checkpoint-every", "3", "--log-every", "1", "--device", "cpu", "--precision", "fp32",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

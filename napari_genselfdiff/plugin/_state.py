@@ -36,6 +36,10 @@ class PluginState(QObject):
         settings: recent models and folders (persisted).
         model_path, model_info: the chosen model file and its metadata (None until one is chosen).
         device: "auto", "cpu", "cuda" or "mps" (the device inference and training use).
+        precision: "auto", "fp32", "bf16" or "fp16" (the precision segmentation, fine-tuning and
+            pretraining compute in). "auto" (the default) means bf16 on GPUs with bf16 and on CPUs
+            with native bf16 (AVX512-BF16, AMX), fp16 on other GPUs, else fp32; "fp32" computes the
+            same numbers on every kind of CPU (the plugin's tests choose it).
         annotations: the open :class:`..core.annotations.AnnotationSet` (None until opened).
         jobs: running workers by name ("segment", "pretrain", "finetune"), from start to finished.
         ask: ``ask(title, text) -> bool``; a Yes/No dialog by default.
@@ -52,6 +56,7 @@ class PluginState(QObject):
         self.model_path: Path | None = None
         self.model_info = None
         self.device = "auto"
+        self.precision = "auto"
         self._network = None
         self.annotations = None
         self.jobs: dict[str, object] = {}
@@ -102,7 +107,7 @@ class PluginState(QObject):
             device = choose_device(self.device)
         except ValueError as exc:
             return f"unavailable ({exc})"
-        return f"{device} ({choose_precision(device).value})"
+        return f"{device} ({choose_precision(device, self.precision).value})"
 
     # -- annotation set ---------------------------------------------------------------------------
 

@@ -267,6 +267,7 @@ class FinetunePanel(QGroupBox):
             steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
             stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
             val_tile=512, checkpoint_every=max(1, steps // 4), device=self.state.device,
+            precision=self.state.precision,
         )
         if few:
             cfg.val_fraction = 0.0  # nothing held out: all images train, the last model is kept

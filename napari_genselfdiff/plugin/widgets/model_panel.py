@@ -24,6 +24,8 @@ from .. import _notify
 
 _NONE = "(choose a model file...)"
 _DEFAULT = "Default model (bundled)"
+#: the precisions the panel offers (see PluginState.precision)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: fewer training images than this: no held-out score (one held-out image says nothing general)
 MIN_IMAGES_FOR_SCORE = 3
 _names: dict[tuple[str, float], str] = {}
@@ -49,7 +51,7 @@ def model_name(path: str | Path) -> str:
 
 class ModelPanel(QGroupBox):
     """Choose the model: bundled default, recent files, or Browse; shows classes, architecture,
-    provenance and the device that will be used."""
+    provenance, and the device and precision that will be used (both can be chosen)."""
 
     def __init__(self, state, parent=None) -> None:
         super().__init__("Model", parent)
@@ -61,6 +63,12 @@ class ModelPanel(QGroupBox):
         self._device = QComboBox()
         self._device.addItems(["auto", "cpu", "cuda", "mps"])
         self._device.setToolTip("auto: a CUDA or Apple GPU when present, else the CPU.")
+        self._precision = QComboBox()
+        self._precision.addItems(PRECISIONS)
+        self._precision.setToolTip(
+            "Precision of segmentation and training. auto: bf16 on GPUs and on CPUs with native bf16 "
+            "(AVX512-BF16 or AMX), else fp32. fp32: the same numbers on every machine (slower where bf16 is native)."
+        )
         self._info = QPlainTextEdit()
         self._info.setReadOnly(True)
         self._info.setMaximumHeight(140)
@@ -76,6 +84,7 @@ class ModelPanel(QGroupBox):
         device_row = QHBoxLayout()
         device_row.addWidget(QLabel("Device:"))
         device_row.addWidget(self._device)
+        device_row.addWidget(self._precision)
         device_row.addWidget(self._device_label, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
@@ -87,6 +96,7 @@ class ModelPanel(QGroupBox):
         self._choices.activated.connect(self._on_choice)
         self._browse.clicked.connect(self._on_browse)
         self._device.currentTextChanged.connect(self._on_device)
+        self._precision.currentTextChanged.connect(self._on_precision)
         state.model_changed.connect(self._show)
         state.model_changed.connect(lambda *_: self.refresh_choices())
         self.refresh_choices()
@@ -110,6 +120,16 @@ class ModelPanel(QGroupBox):
         self._status.setText("")
         self.refresh_choices()
         return True
+
+    def set_precision(self, name: str) -> None:
+        """Choose the precision ("auto", "fp32", "bf16", "fp16") as the user would in its list.
+
+        Raises:
+            ValueError: not one of those.
+        """
+        if name not in PRECISIONS:
+            raise ValueError(f"precision {name!r}: use one of {', '.join(PRECISIONS)}")
+        self._precision.setCurrentText(name)
 
     def status_text(self) -> str:
         return self._status.text()
@@ -181,6 +201,10 @@ class ModelPanel(QGroupBox):
 
     def _on_device(self, name: str) -> None:
         self.state.device = name
+        self._device_label.setText(f"uses {self.state.resolved_device()}")
+
+    def _on_precision(self, name: str) -> None:
+        self.state.precision = name
         self._device_label.setText(f"uses {self.state.resolved_device()}")
 
     def _show(self, info) -> None:

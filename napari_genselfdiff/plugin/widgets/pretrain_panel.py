@@ -117,6 +117,7 @@ class PretrainPanel(QGroupBox):
             batch=int(self.batch.value()),
             checkpoint_every=int(self.checkpoint_every.value()),
             device=self.state.device,
+            precision=self.state.precision,
             resume=self.resume_box.isChecked(),
         )
 
