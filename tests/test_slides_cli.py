@@ -146,3 +146,37 @@ def test_napari_opens_a_slide_and_its_labels_store_as_multiscale_layers(slide_di
     assert (labels.data[0] if labels.multiscale else labels.data).shape == (384, 512)
     # The labels lie over the slide: same world extent.
     np.testing.assert_allclose(labels.extent.world, image.extent.world[:, :2])
+
+
+@pytest.mark.gui
+def test_slide_widget_segments_a_drawn_rectangle_exactly_there(slide_dir, tmp_path, make_model, make_napari_viewer,
+                                                               monkeypatch):
+    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
+
+    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+    _, _, model = make_model()
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(slide_dir / "one.svs"), plugin="napari-genselfdiff")
+    # A rectangle in world coordinates (microns at 0.25 um/px): level-0 rows 40..140, columns 60..260.
+    viewer.add_shapes([[[10.0, 15.0], [10.0, 65.0], [35.0, 65.0], [35.0, 15.0]]], shape_type="rectangle",
+                      name="regions")
+    widget = SlideSegmentWidget(viewer)
+    assert widget.slide_combo.currentText() == image.name
+    widget.model_edit.setText(str(model))
+    widget.out_edit.setText(str(tmp_path))
+    widget.scope_combo.setCurrentText("Shapes")
+    widget.shapes_combo.setCurrentText("regions")
+    assert widget.region(image, None) == (60, 40, 200, 100)
+    widget.segment_button.click()
+    result = widget.last_result
+    assert result is not None, widget.status.text()
+    labels_layer = viewer.layers[f"{image.name} labels"]
+    assert tuple(labels_layer.scale) == tuple(image.scale)
+    labels = np.asarray(open_labels_store(result.labels_store).level0)
+    inside = labels[40:140, 60:260].copy()
+    labels[40:140, 60:260] = 0
+    assert not labels.any() and inside.any()
+    # No shapes: a sentence, no run.
+    viewer.layers["regions"].data = []
+    widget.segment_button.click()
+    assert "has no shapes" in widget.status.text()

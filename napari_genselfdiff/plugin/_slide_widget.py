@@ -1,0 +1,264 @@
+"""The "GenSelfDiff slide segmentation" dock widget: segment a whole slide, its field of view, or the
+rectangles drawn in a Shapes layer, into an on-disk labels store shown as a multiscale Labels layer.
+
+It works on image layers opened by the slide reader (``_slide_reader.py``: their metadata name the
+slide file and its resolution). Segmentation runs ``core.inference.slide.segment_slide_progressive``
+in a background worker (``_threading.py``) with progress in tiles; **Cancel** stops between two tile
+batches and keeps what was finished in ``<stem>_labels.zarr.partial``, which is then shown. The
+scope:
+
+- **Whole slide**: tissue tiles of the whole slide;
+- **Field of view**: the part of the slide on screen (level-0 pixels under the canvas);
+- **Shapes**: the bounding box of the shapes of the chosen Shapes layer (draw a rectangle).
+
+The labels are written to ``<output folder>/<stem>_labels.zarr`` (the slide's folder by default)
+and added as a Labels layer over the slide, at its scale. With **Nuclei**, ``<stem>_nuclei.geojson``
+is written too (QuPath: File > Import objects).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.io.slide import SlideError
+from ._layers import META_KEY
+from ._threading import start_worker
+
+SCOPES = ("Whole slide", "Field of view", "Shapes")
+
+
+def slide_meta(layer) -> dict | None:
+    return ((getattr(layer, "metadata", None) or {}).get(META_KEY) or {}).get("slide")
+
+
+def world_box_to_level0(layer, y0: float, x0: float, y1: float, x1: float, height: int, width: int):
+    """A world-coordinate box -> (x, y, w, h) in level-0 pixels of ``layer``, clipped to the slide.
+
+    Returns None when the box misses the slide.
+    """
+    scale = np.asarray(layer.scale[-2:], float)
+    translate = np.asarray(layer.translate[-2:], float)
+    (py0, px0), (py1, px1) = (np.array([y0, x0]) - translate) / scale, (np.array([y1, x1]) - translate) / scale
+    ya, yb = sorted((py0, py1))
+    xa, xb = sorted((px0, px1))
+    ya, xa = max(int(np.floor(ya)), 0), max(int(np.floor(xa)), 0)
+    yb, xb = min(int(np.ceil(yb)), height), min(int(np.ceil(xb)), width)
+    if yb <= ya or xb <= xa:
+        return None
+    return xa, ya, xb - xa, yb - ya
+
+
+class SlideSegmentWidget(QWidget):
+    """Dock widget (see the module docstring)."""
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.last_result = None
+        self.slide_combo = QComboBox()
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("model file (.safetensors)")
+        browse = QPushButton("...")
+        browse.clicked.connect(self._browse_model)
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("output folder (default: the slide's folder)")
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(SCOPES)
+        self.shapes_combo = QComboBox()
+        self.instances_check = QCheckBox("Nuclei (GeoJSON for QuPath)")
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.clicked.connect(self.segment)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.status = QLabel("Open a slide (.svs, .ndpi, .scn, pyramidal TIFF) with File > Open.")
+        self.status.setWordWrap(True)
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_edit)
+        model_row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Slide", self.slide_combo)
+        form.addRow("Model", model_row)
+        form.addRow("Output", self.out_edit)
+        form.addRow("Segment", self.scope_combo)
+        form.addRow("Shapes layer", self.shapes_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.instances_check)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh)
+        self._refresh()
+
+    # -- choices -----------------------------------------------------------------------------------
+    def _refresh(self, *_):
+        from napari.layers import Image, Shapes
+
+        for combo, kind, keep in ((self.slide_combo, Image, slide_meta), (self.shapes_combo, Shapes, None)):
+            current = combo.currentText()
+            combo.clear()
+            names = [layer.name for layer in self.viewer.layers
+                     if isinstance(layer, kind) and (keep is None or keep(layer))]
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Model files (*.safetensors)")
+        if path:
+            self.model_edit.setText(path)
+
+    def _say(self, message: str) -> None:
+        self.status.setText(message)
+
+    # -- the region --------------------------------------------------------------------------------
+    def region(self, layer, meta) -> tuple[int, int, int, int] | None:
+        """The chosen scope as (x, y, w, h) level-0 pixels; None for the whole slide.
+
+        Raises:
+            SlideError: the scope cannot be used (no shapes, shapes off the slide, ...).
+        """
+        scope = self.scope_combo.currentText()
+        data0 = layer.data[0] if layer.multiscale else layer.data
+        height, width = int(data0.shape[0]), int(data0.shape[1])
+        if scope == "Whole slide":
+            return None
+        if scope == "Field of view":
+            center = np.asarray(self.viewer.camera.center[-2:], float)
+            zoom = float(self.viewer.camera.zoom)
+            canvas = self._canvas_size()
+            half = np.asarray(canvas, float) / zoom / 2
+            box = world_box_to_level0(layer, *(center - half), *(center + half), height, width)
+            if box is None:
+                raise SlideError("the slide is not in view; pan to it or choose 'Whole slide'.")
+            return box
+        name = self.shapes_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            raise SlideError("no Shapes layer: add one (Layers > New Shapes layer) and draw a rectangle.")
+        shapes = self.viewer.layers[name]
+        if len(shapes.data) == 0:
+            raise SlideError(f"the Shapes layer '{name}' has no shapes; draw a rectangle on the slide.")
+        points = np.concatenate([np.asarray(s)[:, -2:] for s in shapes.data])
+        world = points * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
+        (y0, x0), (y1, x1) = world.min(0), world.max(0)
+        box = world_box_to_level0(layer, y0, x0, y1, x1, height, width)
+        if box is None:
+            raise SlideError(f"the shapes of '{name}' lie outside the slide.")
+        return box
+
+    def _canvas_size(self) -> tuple[float, float]:
+        try:
+            size = self.viewer.window._qt_viewer.canvas.size
+            return float(size[0]), float(size[1])
+        except Exception:  # noqa: BLE001 - headless or another napari: fall back on a typical canvas
+            return 600.0, 800.0
+
+    # -- running -----------------------------------------------------------------------------------
+    def segment(self) -> None:
+        from ..core.inference import InferenceSettings
+        from ..core.inference.slide import SlideSettings, segment_slide_progressive
+        from ..core.model_files import load_model
+        from . import _notify
+
+        name = self.slide_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._say("No slide layer: open a slide with File > Open.")
+            return
+        layer = self.viewer.layers[name]
+        meta = slide_meta(layer) or {}
+        try:
+            region = self.region(layer, meta)
+            model_text = self.model_edit.text().strip()
+            if not model_text:
+                raise SlideError("choose a model file first.")
+            network, info = load_model(Path(model_text).expanduser())
+        except Exception as exc:  # noqa: BLE001 - shown to the user as a sentence
+            self._say(_notify.describe(exc, "segment the slide"))
+            return
+        slide_path = Path(meta["path"])
+        out_dir = Path(self.out_edit.text().strip() or slide_path.parent).expanduser()
+        settings = SlideSettings(inference=InferenceSettings(), instances=self.instances_check.isChecked(),
+                                 mpp=meta.get("mpp"), region=region)
+        self.progress.setValue(0)
+        self.segment_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        where = "the whole slide" if region is None else f"x {region[0]}, y {region[1]}, {region[2]} x {region[3]} px"
+        self._say(f"Segmenting {where} of {slide_path.name} ...")
+        self._layer, self._out = layer, out_dir
+        self.worker = start_worker(
+            segment_slide_progressive, network, info, slide_path, out_dir, settings, overwrite=True,
+            on_yielded=self._progress, on_returned=self._done, on_errored=self._failed,
+            on_aborted=self._cancelled, on_finished=self._finished,
+        )
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self._say("Cancelling after the current tiles ...")
+
+    def _progress(self, event: dict) -> None:
+        total = max(int(event.get("total") or 1), 1)
+        self.progress.setMaximum(total)
+        self.progress.setValue(int(event.get("done") or 0))
+        self.progress.setFormat(f"{event.get('stage', '')}: %v / %m")
+
+    def _done(self, result) -> None:
+        self.last_result = result
+        self._show_store(result.labels_store)
+        nuclei = f", {result.nuclei} nuclei -> {result.geojson.name}" if result.geojson else ""
+        self._say(f"{result.tiles} of {result.tiles_all} tiles (tissue only) in {result.seconds:.0f} s -> "
+                  f"{result.labels_store}{nuclei}")
+
+    def _failed(self, exc: Exception) -> None:
+        from . import _notify
+
+        self._say(_notify.describe(exc, "segment the slide"))
+
+    def _cancelled(self) -> None:
+        stem = Path((slide_meta(self._layer) or {}).get("path", "slide")).stem
+        partial = self._out / f"{stem}_labels.zarr.partial"
+        if partial.exists():
+            self._show_store(partial, suffix=" (cancelled, partial)")
+        self._say(f"Cancelled; the tiles finished so far are kept in {partial}.")
+
+    def _finished(self) -> None:
+        self.segment_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.worker = None
+
+    def _show_store(self, path: Path, suffix: str = "") -> None:
+        """Add (or replace) the Labels layer of a store over the slide layer."""
+        from ._slide_reader import read_labels_store
+
+        [(data, kwargs, _)] = read_labels_store(str(path))
+        kwargs["name"] = f"{self._layer.name} labels{suffix}"
+        kwargs["scale"] = tuple(self._layer.scale[-2:])
+        kwargs["translate"] = tuple(self._layer.translate[-2:])
+        kwargs.pop("units", None)
+        if kwargs["name"] in self.viewer.layers:
+            self.viewer.layers.remove(kwargs["name"])
+        self.viewer.add_labels(data, **kwargs)
