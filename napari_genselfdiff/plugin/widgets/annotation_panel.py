@@ -2,6 +2,11 @@
 
 The set is a folder (see :mod:`napari_genselfdiff.core.annotations`); every change is on disk at
 once, so closing napari (or a crash) loses nothing, and the widget reopens the last folder it used.
+
+Partial annotations: **Corrected** says what was checked: the whole image, the current view, or the
+rectangles/polygons (ellipses become polygons) of a Shapes layer. Their outlines go from the Shapes
+layer's (or the view's) world coordinates into the image's pixel coordinates and are stored with the
+snapshot; pixels outside them are unknown (left out of fine-tuning, set apart at export).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ...core.errors import GenSelfDiffError
+from ...core.errors import GenSelfDiffError, MaskInputError
 from .. import _notify
 from .._layers import (
     META_KEY,
@@ -38,6 +43,11 @@ from .._layers import (
     layer_meta,
     paired_image,
 )
+
+
+REGION_WHOLE = "whole image"
+REGION_VIEW = "current view"
+REGION_SHAPES_PREFIX = "shapes: "
 
 
 class AnnotationPanel(QGroupBox):
@@ -58,6 +68,11 @@ class AnnotationPanel(QGroupBox):
         self._labels.setToolTip("The labels layer you corrected.")
         self._image = QComboBox()
         self._image.setToolTip("The image those labels belong to.")
+        self._region = QComboBox()
+        self._region.setToolTip(
+            "What you checked: the whole image, only the current view, or the rectangles/polygons of a Shapes "
+            "layer. Pixels outside are 'unknown': fine-tuning leaves them out of the loss."
+        )
         self._mark = QPushButton("Mark as corrected")
         self._mark.setToolTip("Save a copy of the image and its labels as it is now (later edits do not change it).")
         self._list = QListWidget()
@@ -76,6 +91,7 @@ class AnnotationPanel(QGroupBox):
         form.addRow("Folder:", folder_row)
         form.addRow("Labels:", self._labels)
         form.addRow("Image:", self._image)
+        form.addRow("Corrected:", self._region)
         list_buttons = QHBoxLayout()
         list_buttons.addWidget(self._count, 1)
         list_buttons.addWidget(self._open)
@@ -145,6 +161,16 @@ class AnnotationPanel(QGroupBox):
     # -- layers ------------------------------------------------------------------------------------
 
     def _refresh_layers(self, *_) -> None:
+        from napari.layers import Shapes
+
+        current = self._region.currentText()
+        choices = [REGION_WHOLE, REGION_VIEW] + [
+            f"{REGION_SHAPES_PREFIX}{layer.name}" for layer in self.state.viewer.layers if isinstance(layer, Shapes)]
+        self._region.blockSignals(True)
+        self._region.clear()
+        self._region.addItems(choices)
+        self._region.setCurrentText(current if current in choices else REGION_WHOLE)
+        self._region.blockSignals(False)
         for combo, layers in ((self._labels, labels_layers), (self._image, image_layers)):
             current = combo.currentText()
             names = [layer.name for layer in layers(self.state.viewer)]
@@ -175,11 +201,68 @@ class AnnotationPanel(QGroupBox):
     def _layer(self, name: str):
         return self.state.viewer.layers[name] if name in self.state.viewer.layers else None
 
-    def select(self, labels_name: str, image_name: str | None = None) -> None:
-        """Choose the labels layer (and its image) to mark, as a user would in the combo boxes."""
+    def select(self, labels_name: str, image_name: str | None = None, region: str | None = None) -> None:
+        """Choose the labels layer (and its image, and what was corrected) as a user would in the combo boxes.
+
+        ``region``: "whole image", "current view", or the name of a Shapes layer.
+        """
         self._labels.setCurrentText(labels_name)
         if image_name is not None:
             self._image.setCurrentText(image_name)
+        if region is not None:
+            self._region.setCurrentText(region if region in (REGION_WHOLE, REGION_VIEW)
+                                        else f"{REGION_SHAPES_PREFIX}{region}")
+
+    def _corrected_regions(self, image_layer, shape: tuple[int, int]):
+        """The regions chosen in **Corrected**, in the image's pixel coordinates (None: the whole image).
+
+        Raises:
+            MaskInputError: no shape to use, or a shape that is not an area (the message says which).
+        """
+        choice = self._region.currentText() or REGION_WHOLE
+        viewer = self.state.viewer
+        if choice == REGION_WHOLE:
+            return None
+
+        def to_pixels(world_points) -> list[list[float]]:
+            ndim = viewer.dims.ndim
+            out = []
+            for p in world_points:
+                point = np.array(viewer.dims.point, dtype=float)[:ndim] if ndim > 2 else np.zeros(2)
+                point[-2:] = p[-2:]
+                out.append([float(v) for v in np.asarray(image_layer.world_to_data(point))[-2:]])
+            return out
+
+        if choice == REGION_VIEW:
+            center = np.asarray(viewer.camera.center, dtype=float)[-2:]
+            size = getattr(getattr(viewer, "canvas", None), "size", None) or getattr(viewer, "_canvas_size", None)
+            if size is None:
+                raise MaskInputError("cannot tell the current view's extent; draw the region in a Shapes layer.")
+            half = np.asarray(size, dtype=float)[-2:] / float(viewer.camera.zoom) / 2.0
+            corners = [center - half, center + half]
+            pts = np.asarray(to_pixels(corners))
+            return [{"type": "rectangle", "points": pts.tolist()}]
+        name = choice[len(REGION_SHAPES_PREFIX):]
+        layer = self._layer(name)
+        if layer is None:
+            raise MaskInputError(f"the Shapes layer '{name}' is gone; choose another in Corrected.")
+        if len(layer.data) == 0:
+            raise MaskInputError(f"the Shapes layer '{name}' holds no shape: draw rectangles or polygons around "
+                                 "what you corrected.")
+        regions = []
+        for k, (vertices, kind) in enumerate(zip(layer.data, layer.shape_type), start=1):
+            vertices = np.asarray(vertices, dtype=float)
+            if kind in ("line", "path"):
+                raise MaskInputError(f"shape {k} of '{name}' is a {kind}, not an area; draw rectangles or polygons.")
+            if kind == "ellipse":  # napari stores an ellipse as its bounding box's 4 corners
+                yx = vertices[:, -2:]
+                c, r = yx.mean(axis=0), (yx.max(axis=0) - yx.min(axis=0)) / 2.0
+                t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+                ring = np.stack([c[0] + r[0] * np.sin(t), c[1] + r[1] * np.cos(t)], axis=1)
+                vertices = np.concatenate([np.repeat(vertices[:1, :-2], len(ring), axis=0), ring], axis=1)
+            world = [layer.data_to_world(v) for v in vertices]
+            regions.append({"type": "polygon", "points": to_pixels(world)})
+        return regions
 
     # -- actions -----------------------------------------------------------------------------------
 
@@ -208,6 +291,7 @@ class AnnotationPanel(QGroupBox):
             nuclei = self._layer(nuclei_name)
             if nuclei is not None and np.shape(nuclei.data) == labels.shape:
                 instances = nuclei.data
+            regions = self._corrected_regions(image_layer, labels.shape)
             pair = self.state.annotations.add(
                 np.asarray(plane.data),
                 labels,
@@ -219,15 +303,20 @@ class AnnotationPanel(QGroupBox):
                     "model": meta.get("model") or (str(self.state.model_path) if self.state.model_path else None),
                     "slice": list(plane.slice_index),
                     "source": str(getattr(image_layer, "source", None) and image_layer.source.path or ""),
+                    "corrected": self._region.currentText() or REGION_WHOLE,
                 },
+                regions=regions,
             )
         except (GenSelfDiffError, OSError) as exc:
             _notify.tell(self._status, f"Cannot mark as corrected: {_notify.describe(exc)}", "error",
                          toast="Cannot mark as corrected.")
             return None
         self.refresh_list()
+        part = ""
+        if pair.partial:
+            part = f" Partial: {len(pair.regions)} region(s), {pair.known_mask().mean():.0%} of the image corrected."
         _notify.tell(self._status,
-                     f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).",
+                     f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).{part}",
                      "info", toast=f"Saved corrected pair {pair.id}.")
         return pair
 
@@ -282,3 +371,9 @@ class AnnotationPanel(QGroupBox):
             metadata={META_KEY: {"kind": "classes", "image_layer": f"{pair.name} [pair {pair.id}]",
                                  "classes": classes_to_meta(classes), "pair": pair.id}},
         )
+        if pair.partial:  # the corrected regions, as they were marked
+            viewer.add_shapes(
+                [np.asarray(r["points"], float) for r in pair.regions],
+                shape_type=[r["type"] for r in pair.regions], name=f"{pair.name} [pair {pair.id}] corrected regions",
+                edge_color="yellow", face_color="transparent", edge_width=2,
+            )

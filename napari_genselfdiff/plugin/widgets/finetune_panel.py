@@ -235,6 +235,22 @@ class FinetunePanel(QGroupBox):
             return [c.name for c in info.classes]
         return ["background", "nucleus"]
 
+    def _check_classes(self, aset) -> None:
+        """Refuse continuing a model whose classes differ from the annotation set's (the labels would be misread)."""
+        info = self.state.model_info
+        if self.start_from.currentText() != START_CURRENT or info is None or not info.classes or not len(aset):
+            return
+        wanted = {c.name for p in aset.pairs for c in p.classes} or {c.name for c in aset.classes}
+        names = [c.name for c in info.classes]
+        ids = {c.id: c.name for p in aset.pairs for c in p.classes}
+        if any(i >= len(names) or names[i] != n for i, n in ids.items()) or not wanted <= set(names):
+            have = ", ".join(f"{i} {n}" for i, n in sorted(ids.items()))
+            raise _UserError(
+                f"the annotation set's classes ({have}) differ from the current model's "
+                f"({', '.join(f'{i} {n}' for i, n in enumerate(names))}). Start from the pretrained model or from "
+                "scratch (a new class head learns the set's classes), or choose a model with these classes."
+            )
+
     def config(self):
         """The :class:`FinetuneConfig` the panel describes, with the annotation set's pairs loaded.
 
@@ -246,7 +262,8 @@ class FinetunePanel(QGroupBox):
         pairs = []
         aset = self.state.annotations
         if self.use_set.isChecked() and aset is not None:
-            pairs = [(p.name, *aset.load(p.id)) for p in aset.pairs]
+            pairs = aset.training_items()  # (name, image, labels, corrected-pixels mask or None)
+            self._check_classes(aset)
         images, masks = self.images.text() or None, self.masks.text() or None
         if bool(images) != bool(masks):
             raise _UserError("Give both a folder of images and a folder of their masks, or neither.")

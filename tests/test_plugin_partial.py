@@ -1,0 +1,123 @@
+"""The widget under the correction loop's faults and partial annotations (issue 13): regions from a
+Shapes layer or the current view, clear messages for bad input, and edits never overwritten when a
+fine-tuning ends and re-segments. See docs/reliability.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_genselfdiff.core.model_files import default_classes
+from napari_genselfdiff.plugin._layers import META_KEY, class_colormap, class_features, classes_to_meta
+from napari_genselfdiff.plugin._testing import isolate, open_widget
+
+pytestmark = pytest.mark.gui
+
+CLASSES = default_classes(["background", "nucleus"])
+
+
+@pytest.fixture
+def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")
+    _, _, path = make_model(classes=("background", "nucleus"))
+    assert widget.model_panel.load(path)
+    assert widget.annotation_panel.open_folder(tmp_path / "set")
+    yield viewer, widget
+    widget.stop_jobs(30)
+
+
+def _image_and_labels(viewer, name="slide", shape=(60, 80), translate=(0.0, 0.0)):
+    rng = np.random.default_rng(0)
+    image = viewer.add_image(rng.integers(0, 255, (*shape, 3), dtype=np.uint8), name=name, rgb=True,
+                             translate=translate)
+    labels = viewer.add_labels(
+        (rng.random(shape) > 0.8).astype(np.uint8), name=f"{name} labels", colormap=class_colormap(CLASSES),
+        features=class_features(CLASSES), translate=translate,
+        metadata={META_KEY: {"kind": "classes", "image_layer": name, "classes": classes_to_meta(CLASSES)}},
+    )
+    return image, labels
+
+
+def test_mark_regions_from_a_shapes_layer_and_the_current_view(setup):
+    viewer, widget = setup
+    panel = widget.annotation_panel
+    image, labels = _image_and_labels(viewer, translate=(100.0, 200.0))
+    # world coordinates: the image starts at (100, 200); the rectangle covers its rows 10-29, cols 20-49
+    viewer.add_shapes([np.array([[110, 220], [129, 249]])], shape_type="rectangle", name="checked")
+    panel.select("slide labels", "slide", region="checked")
+    pair = panel.mark_corrected()
+    assert pair is not None and pair.partial, panel.status_text()
+    known = pair.known_mask()
+    assert known[10:30, 20:50].all() and known.sum() == 20 * 30
+    assert "Partial: 1 region(s)" in panel.status_text()
+    # the current view: centred on the image at a zoom that shows about a quarter of it
+    viewer.camera.center = (130.0, 240.0)
+    viewer.camera.zoom = float(min(viewer.canvas.size[0] / 30.0, viewer.canvas.size[1] / 40.0))
+    panel.select("slide labels", "slide", region="current view")
+    view_pair = panel.mark_corrected()
+    assert view_pair is not None and view_pair.partial, panel.status_text()
+    share = view_pair.known_mask().mean()
+    assert 0.05 < share < 0.9
+    assert view_pair.known_mask()[30, 40]  # the centre of the view
+    # fine-tuning input carries the regions
+    items = widget.state.annotations.training_items()
+    assert items[0][3] is not None and np.array_equal(items[0][3], known)
+
+
+def test_bad_input_gives_clear_messages(setup):
+    viewer, widget = setup
+    panel = widget.annotation_panel
+    _image_and_labels(viewer)
+    # a region outside the image
+    viewer.add_shapes([np.array([[500, 500], [520, 540]])], shape_type="rectangle", name="far")
+    panel.select("slide labels", "slide", region="far")
+    assert panel.mark_corrected() is None
+    assert "Cannot mark as corrected: corrected region 1 (rows 500..520, columns 500..540) lies outside the image " \
+           "(60x80 pixels)" in panel.status_text()
+    # an empty Shapes layer, and a line (not an area)
+    viewer.add_shapes(name="empty")
+    panel.select("slide labels", "slide", region="empty")
+    assert panel.mark_corrected() is None and "holds no shape" in panel.status_text()
+    viewer.add_shapes([np.array([[5, 5], [20, 30]])], shape_type="line", name="stroke")
+    panel.select("slide labels", "slide", region="stroke")
+    assert panel.mark_corrected() is None and "is a line, not an area" in panel.status_text()
+    # labels of the wrong shape
+    viewer.add_labels(np.zeros((10, 10), np.uint8), name="small labels")
+    panel.select("small labels", "slide", region="whole image")
+    assert panel.mark_corrected() is None and "has shape (10, 10) but the image" in panel.status_text()
+    assert len(widget.state.annotations) == 0
+    # an empty annotation set, then a model with other classes than the set
+    ft = widget.finetune_panel
+    assert ft.start() is None and "the annotation set is empty" in ft.status_text()
+    three = default_classes(["background", "nucleus", "gland"])
+    image = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    widget.state.annotations.add(image, np.zeros((64, 64), np.uint8), name="glands", classes=three)
+    assert ft.start() is None
+    assert "differ from the current model's (0 background, 1 nucleus)" in ft.status_text(), ft.status_text()
+
+
+def test_edits_survive_a_finetuning_that_ends_and_re_segments(setup):
+    viewer, widget = setup
+    image = viewer.add_image(np.random.default_rng(2).integers(0, 255, (48, 48, 3), dtype=np.uint8), name="other",
+                             rgb=True)
+    seg = widget.segment_panel
+    seg.run([image])
+    labels = viewer.layers["other labels"]
+    labels.data[:6, :6] = 1  # the user's edit (while the fine-tuning runs)
+    labels.refresh()
+    edited = labels.data.copy()
+    asked = []
+
+    def ask(title, text):
+        asked.append(title)
+        return title.startswith("Re-segment")  # yes to re-segmenting, no to replacing the edited labels
+
+    widget.state.ask = ask
+    widget.finetune_panel.offer_resegment()  # what a finished fine-tuning does
+    assert asked == ["Re-segment with the new model?", "Replace the edited labels?"]
+    assert np.array_equal(viewer.layers["other labels"].data, edited)  # the edit is intact
+    assert "other labels [1]" in viewer.layers  # the new result beside it
