@@ -35,6 +35,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..core.errors import GenSelfDiffError
 from ._threading import torch_threads
 
 #: seconds the parent waits for a cancelled child to save its checkpoint and exit before killing it
@@ -117,6 +118,40 @@ def shutdown_idle() -> None:
         _close(proc, timeout=10)
 
 
+class TrainingProcessDied(GenSelfDiffError, RuntimeError):
+    """The training child ended without a word (killed, crashed); the message says what to do."""
+
+
+def died_message(code: int, run_dir=None) -> str:
+    """What to tell the user when the training child died without a word (killed, crashed)."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        how = f"was killed ({name}{', e.g. by kill -9 or the out-of-memory killer' if name == 'SIGKILL' else ''})"
+    else:
+        how = f"ended unexpectedly (exit code {code}); see the terminal for its output"
+    text = f"the training process {how}."
+    latest = None
+    if run_dir:
+        try:
+            from ..core.training import find_latest_checkpoint, load_checkpoint
+
+            path = find_latest_checkpoint(Path(run_dir).expanduser())
+            latest = (path, load_checkpoint(path).step) if path is not None else None
+        except Exception:  # a damaged checkpoint: say nothing about it rather than fail here
+            latest = None
+    if latest is not None:
+        text += (f" Its last checkpoint (step {latest[1]}) is kept in {run_dir}; resume from it to continue "
+                 "from that step.")
+    elif run_dir:
+        text += " No checkpoint had been written yet; start the run again."
+    return text + " If memory ran out, use a smaller network, batch or patch size."
+
+
 def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path | None]:
     """Run ``pretrain(cfg)`` (stage "pretrain") or ``finetune(cfg)`` (stage "finetune") in a child process.
 
@@ -181,10 +216,7 @@ def train_in_subprocess(stage: str, cfg, control) -> Generator[Any, None, Path |
                 raise message[1]
             else:  # "eof": the child died without a last word
                 code = proc.wait()
-                raise RuntimeError(
-                    f"the training process ended unexpectedly (exit code {code}); see the terminal for its output. "
-                    "If memory ran out, use a smaller network, batch or patch size."
-                )
+                raise TrainingProcessDied(died_message(code, getattr(cfg, "out_dir", None)))
     finally:
         if ended:
             _give_back(proc)
