@@ -1,0 +1,188 @@
+"""Does "what to correct next" help? A simulated pathologist corrects k fields per round, chosen by
+the uncertainty ranking or at random; after each round the model is fine-tuned for a short fixed
+budget on the partial annotations so far, and scored on the test images (issue 13).
+
+The simulated pathologist is the ground truth of the training images: "correcting" a field marks it
+as a corrected region whose labels are the ground truth there; everything else stays unknown and is
+left out of the loss (partial annotations, :mod:`napari_genselfdiff.core.annotations.regions`). Each
+round, for strategy
+
+- ``ranked``: every training image is segmented with the current model, its fields ranked by mean
+  uncertainty (normalised entropy, :mod:`napari_genselfdiff.core.inference.uncertainty`), and the k
+  most uncertain fields not yet corrected over all images are corrected;
+- ``random``: k fields not yet corrected, drawn uniformly (seeded).
+
+Fine-tuning continues the current model (``--init``: a pretrained or a fine-tuned model, or scratch)
+for ``--steps`` steps per round. After every round the model segments the test images and the
+foreground F1 and AJI (against instance masks when given) are recorded. One JSON line per
+(strategy, seed, round) goes to ``<out>/results.jsonl``, and ``<out>/summary.md`` tabulates F1/AJI
+against the number of corrected fields, mean and spread over seeds.
+
+    python src_train/experiments/active_learning.py \\
+        --images ../shared/data/monuseg/train/images --masks ../shared/data/monuseg/train/masks \\
+        --test-images ../shared/data/monuseg/test/images --test-masks ../shared/data/monuseg/test/masks \\
+        --init runs/pre/pretrained.safetensors --k 4 --rounds 6 --steps 150 --seeds 0 1 2 --out runs/al
+
+The full experiment is long on a CPU (strategies x seeds x rounds fine-tunings plus a segmentation
+of every training image per ranked round); ``tests/test_active_learning.py`` runs it at a tiny scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from napari_genselfdiff.core.data.sources import load_pairs  # noqa: E402
+from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference.predict import run_generator  # noqa: E402
+from napari_genselfdiff.core.inference.uncertainty import Field, rank_fields, segment_with_uncertainty  # noqa: E402
+from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
+from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+
+STRATEGIES = ("ranked", "random")
+
+
+def candidate_fields(shape: tuple[int, int], size: int, known: np.ndarray) -> list[Field]:
+    """Fields of an image not yet (mostly) corrected, in reading order (score 0)."""
+    return rank_fields(np.zeros(shape, np.float32), size, known=known)
+
+
+def choose_fields(strategy: str, k: int, images, known, *, size: int, model_path: Path | None,
+                  settings: InferenceSettings, rng: np.random.Generator) -> list[tuple[int, Field]]:
+    """The k (image index, field) pairs to correct this round."""
+    if strategy == "random" or model_path is None:  # no model yet: nothing to rank by
+        pool = [(i, f) for i, image in enumerate(images) for f in candidate_fields(image.shape[:2], size, known[i])]
+        order = rng.permutation(len(pool))[:k]
+        return [pool[j] for j in order]
+    if strategy != "ranked":
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    network, info = load_model(model_path)
+    pool = []
+    for i, image in enumerate(images):
+        _, umap = run_generator(segment_with_uncertainty(network, info, image, settings))
+        pool += [(i, f) for f in rank_fields(umap, size, known=known[i])]
+    pool.sort(key=lambda item: -item[1].score)
+    return pool[:k]
+
+
+def score(model_path: Path, images, gts, settings: InferenceSettings) -> dict[str, float]:
+    """Mean foreground F1, IoU and AJI of the model on the test images."""
+    network, info = load_model(model_path)
+    rows = []
+    for image, gt in zip(images, gts):
+        pred = (np.asarray(segment(network, info, image, settings).labels) > 0).astype(np.uint8)
+        rows.append(evaluate_pair(pred, (gt > 0).astype(np.uint8), instances=False))
+    return {key: float(np.mean([r[key] for r in rows])) for key in ("f1", "iou", "aji")}
+
+
+def run_strategy(*, strategy: str, seed: int, train, test, init: str, k: int, rounds: int, steps: int,
+                 field: int, out: Path, arch="tiny", patch: int = 256, batch: int = 8, lr: float = 1e-4,
+                 tile: int = 512, device: str = "auto", precision: str = "auto", log=print) -> list[dict]:
+    """One strategy, one seed: ``rounds`` rounds of correct-k-fields + fine-tune + score; a record per round."""
+    names, images, gts = train
+    test_images, test_gts = test
+    rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
+    known = [np.zeros(image.shape[:2], bool) for image in images]
+    settings = InferenceSettings(tile=tile, overlap=32, device=device, precision=precision)
+    model_path: Path | None = None if init == "scratch" else Path(init)
+    records = []
+    corrected = 0
+    for round_ in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        chosen = choose_fields(strategy, k, images, known, size=field, model_path=model_path, settings=settings,
+                               rng=rng)
+        for i, f in chosen:
+            known[i][f.slices()] = True
+        corrected += len(chosen)
+        pairs = [(names[i], images[i], gts[i], known[i]) for i in range(len(images)) if known[i].any()]
+        run_dir = out / f"{strategy}-seed{seed}" / f"round{round_:02d}"
+        cfg = FinetuneConfig(
+            pairs=pairs, out_dir=str(run_dir), init=str(model_path) if model_path else "scratch", arch=arch,
+            steps=steps, batch=batch, patch_size=patch, stride=max(16, patch // 4), lr=lr, val_fraction=0,
+            validate_every=0, checkpoint_every=0, seed=seed, device=device, precision=precision,
+        )
+        model_path = run_generator(finetune(cfg))
+        scores = score(model_path, test_images, test_gts, settings)
+        record = {
+            "strategy": strategy, "seed": seed, "round": round_, "fields": corrected,
+            "corrected_pixels": int(sum(m.sum() for m in known)),
+            "chosen": [{"image": names[i], **{k_: v for k_, v in asdict(f).items()}} for i, f in chosen],
+            **scores, "model": str(model_path), "seconds": round(time.perf_counter() - t0, 1),
+        }
+        records.append(record)
+        log(f"{strategy} seed {seed} round {round_}: {corrected} fields, F1 {scores['f1']:.3f}, AJI {scores['aji']:.3f}")
+    return records
+
+
+def summarize(records: list[dict]) -> str:
+    """A Markdown table: F1 and AJI (mean +- std over seeds) per strategy and number of corrected fields."""
+    lines = ["| strategy | fields | F1 | AJI | seeds |", "| --- | --- | --- | --- | --- |"]
+    keys = sorted({(r["strategy"], r["fields"]) for r in records})
+    for strategy, fields in keys:
+        rows = [r for r in records if r["strategy"] == strategy and r["fields"] == fields]
+        f1, aji = np.array([r["f1"] for r in rows]), np.array([r["aji"] for r in rows])
+        lines.append(f"| {strategy} | {fields} | {f1.mean():.3f} +- {f1.std():.3f} | {aji.mean():.3f} +- "
+                     f"{aji.std():.3f} | {len(rows)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_experiment(*, train, test, strategies=STRATEGIES, seeds=(0, 1, 2), out: Path, **kw) -> list[dict]:
+    """Every strategy and seed; writes ``results.jsonl`` (appended as it goes) and ``summary.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    with open(out / "results.jsonl", "a", encoding="utf-8") as log_file:
+        for seed in seeds:
+            for strategy in strategies:
+                for record in run_strategy(strategy=strategy, seed=seed, train=train, test=test, out=out, **kw):
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                    records.append(record)
+    (out / "summary.md").write_text(summarize(records), encoding="utf-8")
+    return records
+
+
+def _load(images: str, masks: str, num_classes: int = 2):
+    data = load_pairs(num_classes=num_classes, image_dir=images, mask_dir=masks)
+    return [Path(n).stem for n in data.names], data.images, data.masks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", required=True, help="training images (the simulated pathologist's fields)")
+    parser.add_argument("--masks", required=True, help="their ground-truth masks (the pathologist's corrections)")
+    parser.add_argument("--test-images", required=True)
+    parser.add_argument("--test-masks", required=True)
+    parser.add_argument("--init", default="scratch", help="model to start from (pretrained or fine-tuned), or scratch")
+    parser.add_argument("--arch", default="tiny", help="network preset when starting from scratch")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--k", type=int, default=4, help="fields corrected per round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps per round")
+    parser.add_argument("--field", type=int, default=256, help="field side in pixels")
+    parser.add_argument("--size", type=int, default=256, help="training patch side")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    train = _load(args.images, args.masks)
+    _, test_images, test_masks = _load(args.test_images, args.test_masks)
+    run_experiment(train=train, test=(test_images, test_masks), strategies=args.strategies, seeds=args.seeds,
+                   out=args.out, init=args.init, arch=args.arch, k=args.k, rounds=args.rounds, steps=args.steps,
+                   field=args.field, patch=args.size, batch=args.batch, lr=args.lr, device=args.device)
+    print((args.out / "summary.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
