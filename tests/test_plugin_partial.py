@@ -121,3 +121,23 @@ def test_edits_survive_a_finetuning_that_ends_and_re_segments(setup):
     assert asked == ["Re-segment with the new model?", "Replace the edited labels?"]
     assert np.array_equal(viewer.layers["other labels"].data, edited)  # the edit is intact
     assert "other labels [1]" in viewer.layers  # the new result beside it
+
+
+def test_finetune_panel_says_what_happened_to_a_killed_run_and_resumes_it(setup, tmp_path):
+    from napari_genselfdiff.plugin._subprocess import TrainingProcessDied
+
+    viewer, widget = setup
+    ft = widget.finetune_panel
+    image = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    widget.state.annotations.add(image, np.zeros((64, 64), np.uint8), name="a", classes=CLASSES)
+    ft.run_dir.setText(str(tmp_path / "run"))
+    assert not ft.config().resume
+    ft.resume_box.setChecked(True)
+    assert ft.config().resume and ft.config().out_dir == str(tmp_path / "run")
+    # the message of tests/test_reliability.py's kill -9, as the worker reports it
+    ft._on_errored(TrainingProcessDied(
+        "the training process was killed (SIGKILL, e.g. by kill -9 or the out-of-memory killer). Its last "
+        f"checkpoint (step 6) is kept in {tmp_path / 'run'}; resume from it to continue from that step."))
+    text = ft.status_text()
+    assert text.startswith("Cannot fine-tune: the training process was killed (SIGKILL") and ft.outcome == "failed"
+    assert text.endswith("To continue: tick 'resume its latest checkpoint' and press Start fine-tuning.")

@@ -121,6 +121,11 @@ class FinetunePanel(QGroupBox):
         )
         self._scratch_arch = self.arch.currentText()
         self.run_dir = QLineEdit(str(data_dir() / "runs" / "finetune"))
+        self.resume_box = QCheckBox("resume its latest checkpoint")
+        self.resume_box.setToolTip(
+            "Continue the run in the Run folder from its latest checkpoint (after a crash or a Cancel) "
+            "instead of starting a new run folder."
+        )
         self.controls = RunControls("Start fine-tuning", "segmentation loss")
 
         form = QFormLayout()
@@ -133,6 +138,7 @@ class FinetunePanel(QGroupBox):
         form.addRow("Steps:", self.steps)
         form.addRow("Batch:", self.batch)
         form.addRow("Run folder:", self.run_dir)
+        form.addRow("", self.resume_box)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.controls)
@@ -284,7 +290,7 @@ class FinetunePanel(QGroupBox):
             steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
             stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
             val_tile=512, checkpoint_every=max(1, steps // 4), device=self.state.device,
-            precision=self.state.precision,
+            precision=self.state.precision, resume=self.resume_box.isChecked(),
         )
         if few:
             cfg.val_fraction = 0.0  # nothing held out: all images train, the last model is kept
@@ -307,7 +313,7 @@ class FinetunePanel(QGroupBox):
             _notify.tell(self.controls.status, text, "error")
             return None
         run_dir = Path(cfg.out_dir).expanduser()
-        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None:
+        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None and not cfg.resume:
             cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
             self.run_dir.setText(cfg.out_dir)
         self.paused_pretraining = False
@@ -417,8 +423,12 @@ class FinetunePanel(QGroupBox):
         return self.resegment_worker
 
     def _on_errored(self, exc: Exception) -> None:
+        from .._subprocess import TrainingProcessDied
+
         self.outcome = "failed"
         text = f"Cannot fine-tune: {exc}" if isinstance(exc, GenSelfDiffError) else _notify.describe(exc, "Fine-tuning")
+        if isinstance(exc, TrainingProcessDied) and "last checkpoint" in str(exc):
+            text += " To continue: tick 'resume its latest checkpoint' and press Start fine-tuning."
         _notify.tell(self.controls.status, text, "error", toast="Fine-tuning failed; see the Train tab.")
 
     def _on_finished(self) -> None:
