@@ -66,7 +66,7 @@ def test_finish_message_stays_after_segmentation(setup, monkeypatch, tile, tiles
     seen = []
     worker = panel.run()
     worker.yielded.connect(seen.append)
-    wait_for(lambda: not widget.state.running("segment"), 180, "the segmentation")
+    wait_for(lambda: not widget.state.running("segment"), 600, "the segmentation")
     _settle()
     assert panel.outcome == "done"
     assert max(e.get("total", 0) for e in seen if e["kind"] == "progress") == tiles
@@ -122,7 +122,7 @@ def test_failed_finetune_keeps_its_reason_in_the_panel(setup, tmp_path):
     ft.steps.setValue(2)
     log.clear()
     assert ft.start() is not None
-    wait_for(lambda: not widget.state.running("finetune"), 180, "the failing fine-tuning")
+    wait_for(lambda: not widget.state.running("finetune"), 600, "the failing fine-tuning")  # child start-up: slow on a busy machine
     _settle()
     assert ft.outcome == "failed"
     text = ft.status_text()
