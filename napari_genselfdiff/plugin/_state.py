@@ -94,10 +94,11 @@ class PluginState(QObject):
             ModelFileError: no model chosen.
         """
         if self.model_path is None or self._network is None:
-            raise ModelFileError(
-                "no model chosen: pick a model file (.safetensors) in the Model section first "
-                "(no default model is bundled with this version)."
-            )
+            hint = ("pick a model file (.safetensors) or 'Default model (bundled)' in the Model section first"
+                    if _bundled() is not None else
+                    "pick a model file (.safetensors) in the Model section first "
+                    "(no default model is bundled with this version)")
+            raise ModelFileError(f"no model chosen: {hint}.")
         return self._network, self.model_info
 
     def resolved_device(self) -> str:
