@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.errors import GenSelfDiffError, TrainingInputError  # noqa: E402
+from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.training.control import TrainingControl  # noqa: E402
 from napari_genselfdiff.core.training.settings import RunOptions  # noqa: E402
 from napari_genselfdiff.core.training.runlog import read_config  # noqa: E402
@@ -166,12 +167,9 @@ def consume(events: Generator, *, main: bool, log_every: int) -> tuple[Any, bool
 
         bar = tqdm(unit="step", dynamic_ncols=True)
     cancelled = False
+    run = Returning(events)
     try:
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as stop:
-                return stop.value, cancelled
+        for event in run:
             cancelled = cancelled or event.kind == "cancelled"
             if not main:
                 continue
@@ -189,6 +187,7 @@ def consume(events: Generator, *, main: bool, log_every: int) -> tuple[Any, bool
     finally:
         if bar is not None:
             bar.close()
+    return run.value, cancelled
 
 
 def run_main(cls: type, train: Callable, args: argparse.Namespace, section: str) -> int:

@@ -2,31 +2,20 @@
 
     python src_train/evaluate.py --pred PRED_DIR --gt GT_DIR [--instances] [--num-classes K] [--json out.json]
 
-A thin wrapper over napari_genselfdiff.core.metrics.evaluation (files pair by name, as in training).
+A thin wrapper over napari_genselfdiff.core.metrics.evaluation (files pair by name, as in training); the
+JSON is that of ``genselfdiff evaluate --json`` (infinite HDs as null).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 
 from _common import setup_distributed  # noqa: F401  (puts the repository on sys.path)
 
 from napari_genselfdiff.core.errors import GenSelfDiffError
 from napari_genselfdiff.core.io.atomic import write_text_atomic
-from napari_genselfdiff.core.metrics.evaluation import evaluate_dirs, format_table
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+from napari_genselfdiff.core.metrics.evaluation import evaluate_dirs, format_table, scores_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate_dirs(args.pred, args.gt, instances=args.instances, num_classes=args.num_classes)
         if args.json:
-            write_text_atomic(args.json, json.dumps(_jsonable(result), indent=2) + "\n")
+            write_text_atomic(args.json, scores_json(result))
     except (GenSelfDiffError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Kept in step with napari_genselfdiff.core.io.read.IMAGE_SUFFIXES (a test checks it); repeated here so
-# that building the parser imports neither numpy nor torch.
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# core.defaults imports only the standard library, so building the parser imports neither numpy nor torch.
+from ..core.defaults import (
+    DEFAULT_DEVICE,
+    DEFAULT_PRECISION,
+    DEVICE_CHOICES,
+    IMAGE_SUFFIXES,
+    INFERENCE_OVERLAP as DEFAULT_OVERLAP,
+    INFERENCE_TILE as DEFAULT_TILE,
+    PRECISION_CHOICES,
+)
+
 # Whole-slide formats taken from folders too (napari_genselfdiff.core.io.slide: VENDOR_SUFFIXES, and .mrxs
 # so that it is refused with a message).
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif", ".mrxs")
-# Kept in step with InferenceSettings (a test checks it), for the same reason.
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
 
 
 class CommandError(Exception):
@@ -24,12 +29,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """--device, --precision, --tile, --overlap, --batch (None = the InferenceSettings default)."""
     group = parser.add_argument_group("inference")
     group.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-        help="where to compute: auto picks cuda, then mps, then cpu (default: auto)",
+        "--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
+        help=f"where to compute: auto picks cuda, then mps, then cpu (default: {DEFAULT_DEVICE})",
     )
     group.add_argument(
-        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on GPUs and on CPUs that compute bf16 natively, else fp32 (default: auto)",
+        "--precision", default=DEFAULT_PRECISION, choices=PRECISION_CHOICES,
+        help=f"auto: bf16 on GPUs and on CPUs that compute bf16 natively, else fp32 (default: {DEFAULT_PRECISION})",
     )
     group.add_argument(
         "--tile", type=_positive_int, default=None, metavar="N",

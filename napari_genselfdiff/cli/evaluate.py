@@ -15,8 +15,6 @@ as null; ``n_infinite_hd`` counts the images with an infinite HD.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -48,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.io.atomic import write_text_atomic
     from ..core.metrics import evaluate_dirs, format_table
+    from ..core.metrics.evaluation import scores_json
 
     with tqdm(desc="evaluating", unit="image", leave=False, disable=None, file=sys.stderr) as bar:
 
@@ -61,19 +60,6 @@ def run(args: argparse.Namespace) -> int:
         )
     print(format_table(result))
     if args.json is not None:
-        write_text_atomic(args.json, json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
+        write_text_atomic(args.json, scores_json(result))
         print(f"scores written to {args.json}")
     return 1 if result["errors"] or not result["per_image"] else 0
-
-
-def _finite(value):
-    """The result with infinite/NaN floats as None (strict JSON) and numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

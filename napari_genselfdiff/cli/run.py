@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.defaults import SAMPLE_IMAGE as SAMPLE
 from .common import add_inference_arguments
 from .segment import segment_files
-
-SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "he_nuclei_512.png"
 
 
 def add_parser(subparsers) -> None:

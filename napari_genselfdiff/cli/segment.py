@@ -226,23 +226,20 @@ def _segment_one(path: Path, outputs: _Outputs, network, info, settings, *, over
     from ..core.inference import segment_progressive
     from ..core.io.read import read_array
     from ..core.io.write import write_labels_tiff, write_overlay_png
+    from ..core.progress import Returning
 
     start = time.perf_counter()
     image = read_array(path)
-    gen = segment_progressive(network, info, image, settings, name=str(path))
+    events = Returning(segment_progressive(network, info, image, settings, name=str(path)))
     with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        for event in events:
             if event["stage"] == "tiles":
                 bar.total = event["total"]
                 bar.n = event["done"]
                 bar.refresh()
             else:
                 bar.set_postfix_str(event["stage"])
+    result = events.value
     for note in result.notes:
         print(f"note: {path.name}: {note}")
     written = [write_labels_tiff(outputs.labels, result.labels, overwrite=overwrite)]

@@ -102,22 +102,20 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
     from tqdm import tqdm
 
     from ..core.inference.slide import segment_slide_progressive
+    from ..core.progress import Returning
 
     network, info = loaded
     n_failed = 0
     for path in paths:
         try:
-            gen = segment_slide_progressive(network, info, path, out_dir, settings, overwrite=overwrite)
+            events = Returning(segment_slide_progressive(network, info, path, out_dir, settings,
+                                                         overwrite=overwrite))
             with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
-                while True:
-                    try:
-                        event = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
+                for event in events:
                     bar.set_postfix_str(event["stage"])
                     bar.total, bar.n = event["total"], event["done"]
                     bar.refresh()
+            result = events.value
             print(_summary(result.to_dict()))
             for note in result.notes:
                 print(f"note: {path.name}: {note}")

@@ -4,7 +4,7 @@ An RGB image in [0, 1] (see :mod:`.image_input` for how uint8/uint16/float image
 to [-1, 1] with ``(x - 0.5) / 0.5`` per channel. Diffusion pretraining needs [-1, 1] (the Gaussian
 forward process assumes centred data); the paper's code fed [-1, 1] in pretraining but [0, 1] in
 fine-tuning and testing, a mismatch we avoid by storing this record in every model file and applying it
-everywhere through :func:`normalize`.
+everywhere through :meth:`Normalization.apply` (tensors) and :meth:`Normalization.apply_numpy` (arrays).
 """
 
 from __future__ import annotations

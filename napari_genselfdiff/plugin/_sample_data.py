@@ -6,11 +6,7 @@ The crop comes from MoNuSeg test image TCGA-2Z-A9J9-01A-01-TS1 (Kumar et al., IE
 
 from __future__ import annotations
 
-from pathlib import Path
-
-SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "he_nuclei_512.png"
-#: The crop's expert nucleus outlines (the MoNuSeg instance mask, same crop, relabelled 1..N).
-SAMPLE_INSTANCES = SAMPLE.with_name("he_nuclei_512_instances.png")
+from ..core.defaults import SAMPLE_IMAGE as SAMPLE, SAMPLE_INSTANCES  # noqa: F401 - the paths are written once there
 ATTRIBUTION = (
     "MoNuSeg (Kumar et al. 2017/2020), image TCGA-2Z-A9J9-01A-01-TS1, 512x512 crop; CC BY-NC-SA 4.0"
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
 
+from ..core.defaults import DEFAULT_DEVICE, DEFAULT_PRECISION
 from ..core.errors import ModelFileError
 from ._settings import Settings, data_dir
 
@@ -55,8 +56,8 @@ class PluginState(QObject):
         self.settings = Settings()
         self.model_path: Path | None = None
         self.model_info = None
-        self.device = "auto"
-        self.precision = "auto"
+        self.device = DEFAULT_DEVICE
+        self.precision = DEFAULT_PRECISION
         self._network = None
         self.annotations = None
         self.jobs: dict[str, object] = {}

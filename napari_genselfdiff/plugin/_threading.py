@@ -77,12 +77,6 @@ class SyncWorker:
     def quit(self) -> None:
         self.abort_requested = True
 
-    def pause(self) -> None:  # generator workers pause between yields; inline there is nothing to do
-        pass
-
-    def resume(self) -> None:
-        pass
-
     def start(self) -> None:
         self.is_running = True
         self.started.emit()

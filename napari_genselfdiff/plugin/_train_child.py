@@ -63,6 +63,7 @@ def _preview(**kwargs):
 
 def _run_one(stage: str, cfg, control, channel) -> bool:
     """Run one stage, streaming its events; False when the parent is gone."""
+    from ..core.progress import Returning
     from ..core.training import finetune, pretrain
     from ._subprocess import send
 
@@ -71,13 +72,11 @@ def _run_one(stage: str, cfg, control, channel) -> bool:
             gen = _preview(**cfg)
         else:
             gen = (pretrain if stage == "pretrain" else finetune)(cfg, control)
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                send(channel, ("returned", stop.value))
-                return True
+        run = Returning(gen)
+        for event in run:
             send(channel, ("event", event))
+        send(channel, ("returned", run.value))
+        return True
     except BrokenPipeError:
         return False
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent

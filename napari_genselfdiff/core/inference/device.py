@@ -5,16 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from enum import Enum
 
 import torch
 
-
-class Precision(str, Enum):
-    AUTO = "auto"
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
+from ..defaults import Precision  # noqa: F401 - re-exported; the choices are written once, in core/defaults.py
 
 
 def choose_device(device: str | torch.device = "auto") -> torch.device:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, INFERENCE_OVERLAP, INFERENCE_TILE
 from ..image_input import InputSpec, inspect_image, read_tile
 from ..model_files.schema import ModelInfo
 from ..network.unet import AttentionUNet, fused_for_inference
+from ..progress import run_generator  # also imported from here by callers
 from .device import Precision, autocast, choose_device, choose_precision
 from .tiling import TilePlan, blend_window, column_strips, plan_tiles
 
@@ -32,10 +34,11 @@ class InferenceSettings:
 
     Args:
         tile: largest tile side in pixels (a multiple of the network's downsampling factor). By default
-            512: measured 1.34-1.37x faster than 1024 on this CPU (the bottleneck attention is
-            quadratic in tile area) with 5-20x less memory (docs/performance.md); tiles shrink to
-            cover the image evenly, so the overlap waste stays small.
-        overlap: minimum overlap of neighbouring tiles, blended with a raised-cosine ramp. By default 64.
+            512 (``core.defaults.INFERENCE_TILE``): measured 1.34-1.37x faster than 1024 on this CPU
+            (the bottleneck attention is quadratic in tile area) with 5-20x less memory
+            (docs/performance.md); tiles shrink to cover the image evenly, so the overlap waste stays small.
+        overlap: minimum overlap of neighbouring tiles, blended with a raised-cosine ramp. By default 64
+            (``core.defaults.INFERENCE_OVERLAP``).
         batch: tiles per forward pass. By default 1 on CPU (no gain from batching there), 8 on GPU.
         device: "auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 on GPUs and bf16-capable CPUs, else fp32), "fp32", "bf16", "fp16".
@@ -50,11 +53,11 @@ class InferenceSettings:
             one band as wide as the image.
     """
 
-    tile: int = 512
-    overlap: int = 64
+    tile: int = INFERENCE_TILE
+    overlap: int = INFERENCE_OVERLAP
     batch: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
+    device: str = DEFAULT_DEVICE
+    precision: str = DEFAULT_PRECISION
     channels_last: bool = False
     instances: bool = False
     allow_gray: bool = True
@@ -249,15 +252,6 @@ def segment_progressive(
         tiles=total,
         tile_shape=(plan.tile_h, plan.tile_w),
     )
-
-
-def run_generator(gen: Generator[Any, None, Any]) -> Any:
-    """Consume a progress generator and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def segment(model: AttentionUNet, info: ModelInfo, image, settings: InferenceSettings | None = None, **kw) -> SegmentationResult:

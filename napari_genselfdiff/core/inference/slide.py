@@ -390,13 +390,7 @@ def segment_slide_progressive(
             t = time.perf_counter()
             gen = segment_progressive(model, info, image, settings.inference, out=target, name=str(slide.path),
                                       tile_filter=tile_filter)
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    seg = stop.value
-                    break
-                yield event
+            seg = yield from gen
             timings["tiles"] = time.perf_counter() - t
             tiles_all = _count_all_tiles(geo, model, settings.inference)
 

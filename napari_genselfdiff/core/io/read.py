@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SUFFIXES  # noqa: F401 - re-exported; written once, in core/defaults.py
 from ..errors import ImageInputError
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def read_array(path: str | Path) -> np.ndarray:

@@ -308,6 +308,27 @@ def _row(name: str, scores: dict[str, float], keys: tuple[str, ...], width: int)
     return f"{name:<{width}}" + "".join(f"{scores[k]:9.4f}" for k in keys)
 
 
+def scores_json(result: Any) -> str:
+    """Scores as strict JSON text (what ``genselfdiff evaluate --json`` and ``src_train/evaluate.py``
+    write): JSON has no infinity, so infinite/NaN floats (an infinite HD, an undefined mean) become
+    null, and numpy scalars become Python numbers."""
+    import json
+
+    return json.dumps(_finite(result), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def format_table(result: dict[str, Any]) -> str:
     """Plain-text table of an `evaluate_dirs` result, for a terminal or a log.
 

@@ -9,7 +9,7 @@ travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it:
       "head": "noise" | "classes",
       "classes": [{"id": 0, "name": "background", "color": [r, g, b, a]}, ...],   # [] for noise
       "normalization": {"scheme": ..., "mean": [..], "std": [..]},
-      "patch_size": 256,                            # training patch side; default inference tile
+      "patch_size": 256,                            # training patch side (not the inference tile)
       "diffusion": {...} | null,                    # schedule, T, p2 k and gamma (pretraining)
       "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
       "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..defaults import TRAINING_PATCH
 from ..errors import ModelFileError
 from ..network.config import UNetConfig
 from ..normalization import Normalization
@@ -51,7 +52,7 @@ class ModelInfo:
     architecture: UNetConfig
     classes: list[ClassInfo]
     normalization: Normalization = field(default_factory=Normalization)
-    patch_size: int = 256
+    patch_size: int = TRAINING_PATCH
     diffusion: dict[str, Any] | None = None
     postprocess: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -125,7 +126,7 @@ class ModelInfo:
                 architecture=arch,
                 classes=classes,
                 normalization=Normalization.from_dict(values["normalization"]),
-                patch_size=int(values.get("patch_size", 256)),
+                patch_size=int(values.get("patch_size", TRAINING_PATCH)),
                 diffusion=values.get("diffusion"),
                 postprocess=values.get("postprocess"),
                 provenance=dict(values.get("provenance") or {}),

@@ -32,6 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PairedPatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import LoadedPairs, load_pairs
+from ..defaults import DEFAULT_CLASSES, TRAINING_PATCH, TRAINING_STRIDE
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
 from ..model_files import ModelInfo, default_classes, load_model
@@ -94,7 +95,7 @@ class FinetuneConfig(RunOptions):
     init: str = option("scratch", "pretrained model file to start from, or 'scratch'", metavar="PRETRAINED")
     arch: Any = option("default", "network size preset (when training from scratch)", choices=sorted(PRESETS))
     width: int | None = option(None, "base width W (from scratch): widths W,2W,4W,8W")
-    classes: list[str] = option(factory=lambda: ["background", "nucleus"], help="class names, background first",
+    classes: list[str] = option(factory=lambda: list(DEFAULT_CLASSES), help="class names, background first",
                                 nargs="+", metavar="NAME")
     val_fraction: float = option(0.2, "share of the images held out for validation (whole images)")
     steps: int | None = option(None, "training steps (wins over --epochs)")
@@ -108,8 +109,8 @@ class FinetuneConfig(RunOptions):
     rot90: bool = option(True, "random 90-degree rotations")
     color_jitter: bool = option(True, "colour jitter (brightness 0.5, contrast 0.4, p 0.3)")
     blur: bool = option(True, "Gaussian blur (p 0.3)")
-    patch_size: int = option(256, "patch side in pixels", flag="--size")
-    stride: int = option(64, "patch grid step in pixels")
+    patch_size: int = option(TRAINING_PATCH, "patch side in pixels", flag="--size")
+    stride: int = option(TRAINING_STRIDE, "patch grid step in pixels")
     skip_background: bool = option(True, "leave out patches that are over 90%% white")
     validate_every: int | None = option(None, "steps between validations (0: only at the end; default: every epoch)")
     val_tile: int = option(1024, "inference tile side for validation")

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..inference.device import Precision, autocast
+from ..progress import Returning
 from .checkpoint import save_checkpoint
 from .control import TrainingControl
 from .distributed import any_rank, barrier, is_distributed, is_main_process, mean_over_ranks, unwrap
@@ -94,13 +95,11 @@ def _to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
 
 def logged(events: Generator[ProgressEvent, None, Any], log: MetricsLog) -> Generator[ProgressEvent, None, Any]:
     """Forward ``events`` while appending each to ``metrics.jsonl``; returns the generator's value."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
+    run = Returning(events)
+    for event in run:
         log.append(event)
         yield event
+    return run.value
 
 
 def train_loop(

@@ -5,7 +5,7 @@ images, with the P2-weighted loss ``1 / (k + SNR(t))^gamma * ||eps - eps_theta(x
 (k = gamma = 1), t uniform over T = 1000 steps of the "scaled linear" schedule. The result is a model
 file (noise head) whose backbone initialises fine-tuning.
 
-Use from Python or the napari widget (in a thread worker)::
+Use from Python (the napari widget runs it in a child process, ``plugin/_subprocess.py``)::
 
     from napari_genselfdiff.core.training import PretrainConfig, TrainingControl, pretrain
     control = TrainingControl()
@@ -32,6 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import load_images
+from ..defaults import TRAINING_PATCH, TRAINING_STRIDE
 from ..diffusion import SCHEDULES, GaussianDiffusion
 from ..errors import TrainingInputError
 from ..model_files import ModelInfo
@@ -79,8 +80,8 @@ class PretrainConfig(RunOptions):
                           flag="--out", metavar="RUN_DIR")
     arch: Any = option("default", "network size preset", choices=sorted(PRESETS))
     width: int | None = option(None, "base width W: widths W,2W,4W,8W (overrides the preset's widths)")
-    patch_size: int = option(256, "patch side in pixels", flag="--size")
-    stride: int = option(64, "patch grid step in pixels")
+    patch_size: int = option(TRAINING_PATCH, "patch side in pixels", flag="--size")
+    stride: int = option(TRAINING_STRIDE, "patch grid step in pixels")
     steps: int | None = option(None, "training steps (wins over --epochs)")
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
     schedule: str = option("scaled_linear", "noise schedule", choices=list(SCHEDULES))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..defaults import TRAINING_PATCH
 from ..diffusion import GaussianDiffusion, ddim_sample
 from ..errors import ModelFileError, TrainingInputError
 from ..inference.device import choose_device
@@ -86,7 +87,7 @@ def _from_checkpoint(path: Path) -> tuple[AttentionUNet, GaussianDiffusion, Norm
     model.load_state_dict(state.model)
     diffusion = GaussianDiffusion.from_config(**state.extra["diffusion"])
     norm = Normalization.from_dict(state.extra["normalization"])
-    return model.eval(), diffusion, norm, int(state.extra.get("patch_size", 256))
+    return model.eval(), diffusion, norm, int(state.extra.get("patch_size", TRAINING_PATCH))
 
 
 def sample_preview(

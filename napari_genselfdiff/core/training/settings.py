@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, PRECISION_CHOICES
 from ..errors import TrainingInputError
 from ..network.config import UNetConfig
 from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule
@@ -127,8 +128,9 @@ class RunOptions:
     checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = option(2, "checkpoints to keep")
     seed: int = option(0, "random seed")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    precision: str = option("auto", "auto, fp32, bf16 or fp16", choices=["auto", "fp32", "bf16", "fp16"])
+    device: str = option(DEFAULT_DEVICE, "auto, cpu, cuda, cuda:N or mps")
+    precision: str = option(DEFAULT_PRECISION, ", ".join(PRECISION_CHOICES[:-1]) + " or " + PRECISION_CHOICES[-1],
+                            choices=list(PRECISION_CHOICES))
     channels_last: bool | None = option(None, "channels-last memory format (default: on CUDA only)")
     resume: bool = option(False, "continue from the latest checkpoint in the run folder")
 

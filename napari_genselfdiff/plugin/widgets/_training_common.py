@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...core.defaults import WIDGET_PRESET, WIDGET_PRESETS, WIDGET_TRAINING_BATCH, WIDGET_TRAINING_PATCH
 from .. import _notify
 from .._layers import image_layers, image_plane, layer_meta
 from .loss_curve import LossCurve
@@ -68,20 +68,20 @@ class FolderList(QWidget):
 def size_fields(*, steps: int, arch_tooltip: str) -> tuple[QComboBox, QSpinBox, QSpinBox, QSpinBox]:
     """The network-size, patch, steps and batch inputs both training panels show (same ranges)."""
     arch = QComboBox()
-    arch.addItems(["tiny", "small", "default"])
-    arch.setCurrentText("small")
+    arch.addItems(list(WIDGET_PRESETS))
+    arch.setCurrentText(WIDGET_PRESET)
     arch.setToolTip(arch_tooltip)
     patch = QSpinBox()
     patch.setRange(32, 1024)
     patch.setSingleStep(32)
-    patch.setValue(128)
+    patch.setValue(WIDGET_TRAINING_PATCH)
     patch.setSuffix(" px")
     steps_box = QSpinBox()
     steps_box.setRange(1, 10_000_000)
     steps_box.setValue(steps)
     batch = QSpinBox()
     batch.setRange(1, 256)
-    batch.setValue(4)
+    batch.setValue(WIDGET_TRAINING_BATCH)
     return arch, patch, steps_box, batch
 
 
@@ -146,12 +146,9 @@ class TrainingRun:
     take from a run of hours on a small CPU. Segmentation, which is short, uses napari's bar.
     """
 
-    def __init__(self, controls: RunControls, description: str) -> None:
+    def __init__(self, controls: RunControls) -> None:
         self.controls = controls
-        self.description = description
         self.events: list = []
-        self.last_checkpoint: Path | None = None
-        self.started = time.perf_counter()
 
     def on_event(self, event) -> None:
         self.events.append(event)
@@ -162,8 +159,6 @@ class TrainingRun:
             eta = f", about {_seconds(event.eta_s)} left" if event.eta_s is not None else ""
             loss = f"loss {event.loss:.4f}" if event.loss is not None else "loss n/a"
             c.status.setText(f"step {event.step}/{event.total_steps}, {loss}{eta}")
-        elif event.kind == "checkpoint":
-            self.last_checkpoint = event.path
         elif event.kind == "paused":
             c.status.setText(f"Paused at step {event.step}/{event.total_steps}.")
             c.set_running(True, paused=True)

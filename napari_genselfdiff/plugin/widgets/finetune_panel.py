@@ -1,4 +1,5 @@
-"""Fine-tune panel: train the segmentation model on the corrected pairs, in a background worker.
+"""Fine-tune panel: train the segmentation model on the corrected pairs, in a child process
+(:mod:`.._subprocess`), so the GUI stays responsive.
 
 The training data are the annotation set's pairs (snapshots already on disk, so editing labels
 while fine-tuning changes nothing in the run) plus, optionally, a folder of images with a folder of
@@ -32,6 +33,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...core.defaults import DEFAULT_CLASSES, INFERENCE_TILE, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import image_layers, layer_meta
@@ -44,7 +46,7 @@ from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
 START_CURRENT = "the current model"
 START_PRETRAINED = "the pretrained model (Pretrain section below)"
 START_SCRATCH = "scratch (no pretraining)"
-PRESET_NAMES = ("tiny", "small", "default")
+PRESET_NAMES = WIDGET_PRESETS
 
 
 def architecture_text(arch) -> str:
@@ -239,7 +241,7 @@ class FinetunePanel(QGroupBox):
             return [c.name for c in aset.classes]
         if info is not None and info.classes:
             return [c.name for c in info.classes]
-        return ["background", "nucleus"]
+        return list(DEFAULT_CLASSES)
 
     def _check_classes(self, aset) -> None:
         """Refuse continuing a model whose classes differ from the annotation set's (the labels would be misread)."""
@@ -289,7 +291,7 @@ class FinetunePanel(QGroupBox):
             init=self._init_model(), arch=self.architecture or self._scratch_arch, classes=self._class_names(),
             steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
             stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
-            val_tile=512, checkpoint_every=max(1, steps // 4), device=self.state.device,
+            val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4), device=self.state.device,
             precision=self.state.precision, resume=self.resume_box.isChecked(),
         )
         if few:
@@ -324,7 +326,7 @@ class FinetunePanel(QGroupBox):
         self.control = TrainingControl()
         self.model_path, self.outcome = None, None
         self.controls.curve.clear()
-        self.run = TrainingRun(self.controls, "GenSelfDiff: fine-tuning")
+        self.run = TrainingRun(self.controls)
         count, few = self.planned
         what = f"{len(cfg.pairs or [])} corrected pair(s)" + (" and a folder of images" if cfg.images else "")
         held = (f" Fewer than {MIN_IMAGES_FOR_SCORE} images: all of them train and nothing is held out, so there "

@@ -19,13 +19,14 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...core.defaults import DEVICE_CHOICES, PRECISION_CHOICES
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 
 _NONE = "(choose a model file...)"
 _DEFAULT = "Default model (bundled)"
 #: the precisions the panel offers (see PluginState.precision)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = PRECISION_CHOICES
 #: fewer training images than this: no held-out score (one held-out image says nothing general)
 MIN_IMAGES_FOR_SCORE = 3
 _names: dict[tuple[str, float], str] = {}
@@ -61,7 +62,7 @@ class ModelPanel(QGroupBox):
         self._browse = QPushButton("Browse...")
         self._browse.setToolTip("Open a model file (.safetensors) written by napari-genselfdiff.")
         self._device = QComboBox()
-        self._device.addItems(["auto", "cpu", "cuda", "mps"])
+        self._device.addItems(list(DEVICE_CHOICES))
         self._device.setToolTip("auto: a CUDA or Apple GPU when present, else the CPU.")
         self._precision = QComboBox()
         self._precision.addItems(PRECISIONS)

@@ -1,4 +1,4 @@
-"""Pretrain panel: diffusion pretraining on unlabeled images, in a background worker.
+"""Pretrain panel: diffusion pretraining on unlabeled images, in a child process.
 
 Images come from folders and/or the open image layers (copies of the displayed planes, taken when
 Start is pressed). The run writes checkpoints, ``metrics.jsonl`` and ``pretrained.safetensors`` in
@@ -155,7 +155,7 @@ class PretrainPanel(QGroupBox):
         self.control = TrainingControl()
         self.model_path, self.outcome = None, None
         self.controls.curve.clear()
-        self.run = TrainingRun(self.controls, "GenSelfDiff: pretraining")
+        self.run = TrainingRun(self.controls)
         self.controls.status.setText("Preparing patches...")
         self.worker = start_worker(
             train_in_subprocess, "pretrain", cfg, self.control,

@@ -44,7 +44,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...core.defaults import INFERENCE_TILE, overlap_for_tile
 from ...core.errors import GenSelfDiffError, ImageInputError
+from ...core.progress import Returning
 from .. import _notify
 from .._layers import (
     META_KEY,
@@ -89,18 +91,15 @@ def segment_images(network, info, planes: list[tuple[str, object]], settings, un
             gen = segment_with_uncertainty(network, info, image, settings, name=name)
         else:
             gen = segment_progressive(network, info, image, settings, name=name)
+        events = Returning(gen)
         try:
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
+            for event in events:
                 yield {"kind": "progress", "index": index, "count": len(planes), "name": name, **event}
         except ImageInputError as exc:
             yield {"kind": "error", "index": index, "name": name, "message": str(exc)}
             continue
         done += 1
+        result = events.value
         if uncertainty:
             result, umap = result
             yield {"kind": "result", "index": index, "name": name, "result": result, "uncertainty": umap}
@@ -149,7 +148,7 @@ class SegmentPanel(QGroupBox):
         self._tile = QSpinBox()
         self._tile.setRange(64, 4096)
         self._tile.setSingleStep(64)
-        self._tile.setValue(512)
+        self._tile.setValue(INFERENCE_TILE)
         self._tile.setSuffix(" px")
         self._tile.setToolTip("Largest tile processed at once; smaller tiles use less memory.")
         self._run = QPushButton("Segment")
@@ -284,7 +283,7 @@ class SegmentPanel(QGroupBox):
         self._notes = list(refused)
         settings = InferenceSettings(
             tile=int(self._tile.value()),
-            overlap=min(64, int(self._tile.value()) // 8),
+            overlap=overlap_for_tile(int(self._tile.value())),
             device=self.state.device,
             precision=self.state.precision,
             instances=self._instances.isChecked(),

@@ -1,0 +1,74 @@
+"""THE defaults: each default and each list of choices is written here once, and every front end (the
+command line, the napari widget, the run configurations, the model file schema) reads it from here.
+
+This module imports only the standard library, so that building the command-line parser stays quick
+and imports neither numpy nor torch (``tests/test_cli.py`` checks it). ``tests/test_defaults.py``
+fails when a front end's default differs from the one written here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+#: Image files read by the readers, the command line and the folder loaders (whole slides aside).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+# --- inference -------------------------------------------------------------------------------------
+
+#: Largest tile side in pixels: 512 measured 1.34-1.37x faster than 1024 on a CPU (the bottleneck
+#: attention is quadratic in tile area) with 5-20x less memory (docs/performance.md).
+INFERENCE_TILE = 512
+#: Minimum overlap of neighbouring tiles in pixels, blended with a raised-cosine ramp.
+INFERENCE_OVERLAP = 64
+
+
+def overlap_for_tile(tile: int) -> int:
+    """The overlap the widget uses with a tile size a person chose: :data:`INFERENCE_OVERLAP`, but at
+    most an eighth of the tile (64 for the default 512 px tile, 32 for 256 px)."""
+    return min(INFERENCE_OVERLAP, int(tile) // 8)
+
+
+# --- device and precision --------------------------------------------------------------------------
+
+#: The device names a person can choose (besides "cuda:N", which the run configurations also take).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_DEVICE = "auto"
+
+
+class Precision(str, Enum):
+    """Arithmetic precision; "auto" is resolved by :func:`.inference.device.choose_precision`."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+#: The precision names a person can choose, "auto" first.
+PRECISION_CHOICES = tuple(p.value for p in Precision)
+DEFAULT_PRECISION = Precision.AUTO.value
+
+# --- training --------------------------------------------------------------------------------------
+
+#: Training patch side in pixels (the paper); also the fallback of model files that do not record it.
+TRAINING_PATCH = 256
+#: Step of the training patch grid in pixels (the paper).
+TRAINING_STRIDE = 64
+#: Class names of a segmentation model when none are given, background first.
+DEFAULT_CLASSES = ("background", "nucleus")
+
+#: The napari widget trains on a CPU in the foreground of someone's work, so its training panels start
+#: smaller than the paper's settings: these network presets (smallest first; every name is a key of
+#: ``core.network.config.PRESETS``), this preset, patch side and batch.
+WIDGET_PRESETS = ("tiny", "small", "default")
+WIDGET_PRESET = "small"
+WIDGET_TRAINING_PATCH = 128
+WIDGET_TRAINING_BATCH = 4
+
+# --- bundled sample --------------------------------------------------------------------------------
+
+#: The bundled 512x512 H&E crop (MoNuSeg test image TCGA-2Z-A9J9-01A-01-TS1, CC BY-NC-SA 4.0).
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "samples" / "he_nuclei_512.png"
+#: The crop's expert nucleus outlines (the MoNuSeg instance mask, same crop, relabelled 1..N).
+SAMPLE_INSTANCES = SAMPLE_IMAGE.with_name("he_nuclei_512_instances.png")
