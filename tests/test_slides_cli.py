@@ -180,3 +180,8 @@ def test_slide_widget_segments_a_drawn_rectangle_exactly_there(slide_dir, tmp_pa
     viewer.layers["regions"].data = []
     widget.segment_button.click()
     assert "has no shapes" in widget.status.text()
+    assert widget.mpp_edit.text() == "0.25"  # from the file
+    widget.mpp_edit.setText("abc")
+    widget.scope_combo.setCurrentText("Whole slide")
+    widget.segment_button.click()
+    assert "not a positive number" in widget.status.text()

@@ -78,6 +78,8 @@ class SlideSegmentWidget(QWidget):
         browse.clicked.connect(self._browse_model)
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("output folder (default: the slide's folder)")
+        self.mpp_edit = QLineEdit()
+        self.mpp_edit.setPlaceholderText("from the file (40x: 0.25, 20x: 0.5)")
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(SCOPES)
         self.shapes_combo = QComboBox()
@@ -98,6 +100,7 @@ class SlideSegmentWidget(QWidget):
         form.addRow("Slide", self.slide_combo)
         form.addRow("Model", model_row)
         form.addRow("Output", self.out_edit)
+        form.addRow("Resolution (um/px)", self.mpp_edit)
         form.addRow("Segment", self.scope_combo)
         form.addRow("Shapes layer", self.shapes_combo)
         layout = QVBoxLayout(self)
@@ -112,7 +115,9 @@ class SlideSegmentWidget(QWidget):
         layout.addStretch(1)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh)
+        self.slide_combo.currentTextChanged.connect(self._show_resolution)
         self._refresh()
+        self._show_resolution()
 
     # -- choices -----------------------------------------------------------------------------------
     def _refresh(self, *_):
@@ -126,6 +131,25 @@ class SlideSegmentWidget(QWidget):
             combo.addItems(names)
             if current in names:
                 combo.setCurrentText(current)
+
+    def _show_resolution(self, *_) -> None:
+        """Fill the resolution field from the slide's file (empty when it records none)."""
+        name = self.slide_combo.currentText()
+        meta = slide_meta(self.viewer.layers[name]) if name and name in self.viewer.layers else None
+        mpp = (meta or {}).get("mpp")
+        self.mpp_edit.setText(f"{mpp:g}" if mpp else "")
+
+    def _mpp(self) -> float | None:
+        text = self.mpp_edit.text().strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise SlideError(f"resolution '{text}' is not a positive number of microns per pixel (40x: 0.25).")
+        return value
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Model files (*.safetensors)")
@@ -192,6 +216,7 @@ class SlideSegmentWidget(QWidget):
         meta = slide_meta(layer) or {}
         try:
             region = self.region(layer, meta)
+            mpp = self._mpp()
             model_text = self.model_edit.text().strip()
             if not model_text:
                 raise SlideError("choose a model file first.")
@@ -202,7 +227,7 @@ class SlideSegmentWidget(QWidget):
         slide_path = Path(meta["path"])
         out_dir = Path(self.out_edit.text().strip() or slide_path.parent).expanduser()
         settings = SlideSettings(inference=InferenceSettings(), instances=self.instances_check.isChecked(),
-                                 mpp=meta.get("mpp"), region=region)
+                                 mpp=mpp, region=region)
         self.progress.setValue(0)
         self.segment_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

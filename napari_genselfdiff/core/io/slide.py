@@ -289,7 +289,7 @@ class Slide:
             raise SlideError(
                 f"{self.path}: the file records no usable resolution (microns per pixel){extra}. "
                 "Give it: `--mpp 0.25` for a 40x scan, `--mpp 0.5` for 20x (command line), or type it "
-                "in the plugin's slide settings."
+                "in the Resolution field of the slide segmentation widget."
             )
         return self.mpp
 
