@@ -85,11 +85,43 @@ def _steps(run) -> int:
     return max([e.step for e in run.events if e.kind == "step"], default=0)
 
 
+def default_model_shots() -> int:
+    """The bundled default model, chosen and run on the sample: what a new user sees first."""
+    work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
+    os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")
+    os.environ["GENSELFDIFF_DATA_DIR"] = str(work / "data")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    import napari
+
+    from napari_genselfdiff.core.model_files import bundled_model_path
+    from napari_genselfdiff.plugin._testing import open_widget
+
+    viewer = napari.Viewer(title="napari-genselfdiff")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = open_widget(viewer)
+    _settle(800)
+    image = viewer.open_sample("napari-genselfdiff", "he_nuclei")[0]
+    widget.model_panel.load(bundled_model_path())
+    _shot(viewer, "11_default_model.png")
+    panel = widget.segment_panel
+    panel._instances.setChecked(True)
+    panel.run()
+    _wait(lambda: not widget.state.running("segment"))
+    viewer.layers[f"{image.name} labels"].contour = 0
+    _shot(viewer, "12_default_segmented.png")
+    viewer.close()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a segmentation model file (default: train a starter model first)")
     parser.add_argument("--bootstrap-steps", type=int, default=300, help="steps of the starter model")
+    parser.add_argument("--default-only", action="store_true",
+                        help="only the bundled default model on the sample (11_default_model.png, 12_default_segmented.png)")
     args = parser.parse_args(argv)
+    if args.default_only:
+        return default_model_shots()
 
     work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
     os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")

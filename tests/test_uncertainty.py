@@ -61,6 +61,10 @@ def test_widget_shows_the_map_and_the_list_moves_the_view(make_napari_viewer, ma
     assert names == ["field", "field labels", "field uncertainty"]  # the labels stay directly above the image
     umap = viewer.layers["field uncertainty"].data
     assert umap.shape == (300, 520) and not viewer.layers["field uncertainty"].visible
+    # the map is not an H&E image: never offered as an image to segment or to pair with labels
+    from napari_genselfdiff.plugin._layers import image_layers
+
+    assert [layer.name for layer in image_layers(viewer)] == ["field"]
     assert panel._next.count() == 2 * 3  # 256-px fields of a 300 x 520 image
     first = panel.fields[1][0]
     assert first.score == max(f.score for f in panel.fields[1])

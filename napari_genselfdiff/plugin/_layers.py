@@ -53,9 +53,11 @@ class ImagePlane:
 
 
 def image_layers(viewer) -> list:
+    """The H&E image layers: every Image layer except the maps this plugin derives (uncertainty)."""
     from napari.layers import Image
 
-    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+    return [layer for layer in viewer.layers
+            if isinstance(layer, Image) and layer_meta(layer).get("kind") != "uncertainty"]
 
 
 def labels_layers(viewer) -> list:
