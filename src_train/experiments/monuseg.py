@@ -32,11 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
-from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
-from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
-from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
-from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.network import PRESETS, UNetConfig  # noqa: E402
 from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
@@ -65,21 +61,10 @@ def drive(gen, label: str, log_every: int = 50):
 
 
 def evaluate_model(model_path: Path, data: Path, split: dict, tile: int) -> dict:
-    """Whole-image scores on the official test images (binary IoU/F1/HD, instance AJI)."""
-    model, info = load_model(model_path)
-    per_image = {}
-    start = time.perf_counter()
-    for stem in split["test"]:
-        rgb = read_array(data / "monuseg" / "test" / "images" / f"{stem}.tif")
-        result = segment(model, info, rgb, InferenceSettings(tile=tile, device="auto"))
-        fg = np.asarray(result.labels) > 0
-        gt_inst = to_label_image(read_array(data / "monuseg" / "test" / "instance_masks" / f"{stem}.png"))
-        scores = evaluate_pair(fg.astype(np.uint8), (gt_inst > 0).astype(np.uint8), instances=False)
-        scores["aji"] = evaluate_pair(label_instances(fg), gt_inst, instances=True)["aji"]
-        per_image[stem] = scores
-    summary = summarize(per_image)
-    summary["seconds"] = time.perf_counter() - start
-    return summary
+    """Whole-image scores on the official test images (binary IoU/F1/HD, instance AJI), fp32."""
+    from recipe import score  # same folder: one scoring loop for both experiments
+
+    return score(model_path, data / "monuseg" / "test", list(split["test"]), tile)
 
 
 def done_runs(results: Path) -> dict[str, dict]:
