@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--validate-every", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--subset", type=int, default=None,
+                   help="train on this many of the 24 training images (a subset drawn with --seed)")
     p.add_argument("--final", action="store_true", help="train on all 30 images (no validation)")
     p.add_argument("--test", action="store_true", help="only score the run's model on the 14 test images")
     args = p.parse_args(argv)
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     train_stems = [s for s in split["train"] if args.final or s not in VALIDATION]
+    if args.subset:
+        train_stems = sorted(np.random.default_rng(1000 + args.seed).permutation(train_stems)[: args.subset].tolist())
     pairs = [load_pair(monuseg / "train", s) for s in train_stems]
     val_pairs = None if args.final else [load_pair(monuseg / "train", s) for s in VALIDATION]
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=args.blocks, norm=args.norm,
