@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_genselfdiff.plugin._notify import TOAST_CHARS
-from napari_genselfdiff.plugin._testing import NotificationLog, isolate, open_widget, wait_for
+from napari_genselfdiff.plugin._testing import docked_with_model, wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -18,14 +18,9 @@ CLASSES = ("background", "nucleus")
 
 @pytest.fixture
 def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
-    isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
-    widget.close_policy = "stop"
     _, info, path = make_model(classes=CLASSES)
-    assert widget.model_panel.load(path)
-    log = NotificationLog()
+    widget, log = docked_with_model(viewer, path, monkeypatch, tmp_path)
     yield viewer, widget, log
     widget.stop_jobs(60)
     log.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_genselfdiff.plugin._testing import NotificationLog, StallMeter, isolate, open_widget, wait_for
+from napari_genselfdiff.plugin._testing import StallMeter, docked_with_model, isolate, open_widget, wait_for
 
 from conftest import GUI_STALL_LIMIT_MS
 
@@ -18,14 +18,9 @@ CLASSES = ("background", "nucleus", "stroma")
 @pytest.fixture
 def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
     """A viewer with the widget docked, a random 3-class micro model chosen, notifications recorded."""
-    isolate(monkeypatch, tmp_path)
     viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
-    widget.close_policy = "stop"
     _, info, path = make_model(classes=CLASSES)
-    assert widget.model_panel.load(path)
-    log = NotificationLog()
+    widget, log = docked_with_model(viewer, path, monkeypatch, tmp_path)
     yield viewer, widget, info, log
     log.close()
 

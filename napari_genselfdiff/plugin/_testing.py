@@ -30,6 +30,18 @@ def open_widget(viewer):
     return widget
 
 
+def docked_with_model(viewer, model_path, monkeypatch, folder: Path):
+    """The widget docked in ``viewer`` with settings isolated in ``folder``, fp32 (the behaviour under
+    test, not the precision: exact and fast on every kind of CPU), jobs stopped on close, and the model
+    file chosen; returns ``(widget, NotificationLog)``."""
+    isolate(monkeypatch, folder)
+    widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")
+    widget.close_policy = "stop"
+    assert widget.model_panel.load(model_path)
+    return widget, NotificationLog()
+
+
 class NotificationLog:
     """Collects ``(severity, message)`` of every napari notification while it is connected."""
 
