@@ -45,6 +45,7 @@ from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa
 from napari_genselfdiff.core.inference.predict import run_generator  # noqa: E402
 from napari_genselfdiff.core.inference.uncertainty import Field, rank_fields, segment_with_uncertainty  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
+from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
@@ -74,22 +75,32 @@ def choose_fields(strategy: str, k: int, images, known, *, size: int, model_path
     return pool[:k]
 
 
-def score(model_path: Path, images, gts, settings: InferenceSettings) -> dict[str, float]:
-    """Mean foreground F1, IoU and AJI of the model on the test images."""
+def score(model_path: Path, images, gts, settings: InferenceSettings, instance_gts=None) -> dict[str, float]:
+    """Mean foreground F1 and IoU of the model on the test images, and AJI: against the instance masks
+    (nuclei split as the CLI's --instances does) when ``instance_gts`` is given, else the binary masks'."""
     network, info = load_model(model_path)
     rows = []
-    for image, gt in zip(images, gts):
-        pred = (np.asarray(segment(network, info, image, settings).labels) > 0).astype(np.uint8)
-        rows.append(evaluate_pair(pred, (gt > 0).astype(np.uint8), instances=False))
+    for j, (image, gt) in enumerate(zip(images, gts)):
+        fg = np.asarray(segment(network, info, image, settings).labels) > 0
+        row = evaluate_pair(fg.astype(np.uint8), (gt > 0).astype(np.uint8), instances=False)
+        if instance_gts is not None:
+            row["aji"] = evaluate_pair(label_instances(fg), instance_gts[j], instances=True)["aji"]
+        rows.append(row)
     return {key: float(np.mean([r[key] for r in rows])) for key in ("f1", "iou", "aji")}
 
 
 def run_strategy(*, strategy: str, seed: int, train, test, init: str, k: int, rounds: int, steps: int,
                  field: int, out: Path, arch="tiny", patch: int = 256, batch: int = 8, lr: float = 1e-4,
-                 tile: int = 512, device: str = "auto", precision: str = "auto", log=print) -> list[dict]:
-    """One strategy, one seed: ``rounds`` rounds of correct-k-fields + fine-tune + score; a record per round."""
+                 tile: int = 512, device: str = "auto", precision: str = "auto", recipe: dict | None = None,
+                 log=print) -> list[dict]:
+    """One strategy, one seed: ``rounds`` rounds of correct-k-fields + fine-tune + score; a record per round.
+
+    ``recipe``: further :class:`FinetuneConfig` settings for every round (loss, stain jitter, schedule...).
+    ``test``: ``(images, masks)`` or ``(images, masks, instance_masks)``.
+    """
     names, images, gts = train
-    test_images, test_gts = test
+    test_images, test_gts = test[0], test[1]
+    test_instances = test[2] if len(test) > 2 else None
     rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
     known = [np.zeros(image.shape[:2], bool) for image in images]
     settings = InferenceSettings(tile=tile, overlap=32, device=device, precision=precision)
@@ -109,9 +120,10 @@ def run_strategy(*, strategy: str, seed: int, train, test, init: str, k: int, ro
             pairs=pairs, out_dir=str(run_dir), init=str(model_path) if model_path else "scratch", arch=arch,
             steps=steps, batch=batch, patch_size=patch, stride=max(16, patch // 4), lr=lr, val_fraction=0,
             validate_every=0, checkpoint_every=0, seed=seed, device=device, precision=precision,
+            **(recipe or {}),
         )
         model_path = run_generator(finetune(cfg))
-        scores = score(model_path, test_images, test_gts, settings)
+        scores = score(model_path, test_images, test_gts, settings, test_instances)
         record = {
             "strategy": strategy, "seed": seed, "round": round_, "fields": corrected,
             "corrected_pixels": int(sum(m.sum() for m in known)),
@@ -146,13 +158,23 @@ def run_experiment(*, train, test, strategies=STRATEGIES, seeds=(0, 1, 2), out: 
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                     records.append(record)
-    (out / "summary.md").write_text(summarize(records), encoding="utf-8")
+    # every record in results.jsonl: seeds may run as separate processes into the same folder
+    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    (out / "summary.md").write_text(summarize([json.loads(line) for line in lines if line.strip()]), encoding="utf-8")
     return records
 
 
-def _load(images: str, masks: str, num_classes: int = 2):
+def _load(images: str, masks: str, num_classes: int = 2, exclude: set[str] = frozenset()):
     data = load_pairs(num_classes=num_classes, image_dir=images, mask_dir=masks)
-    return [Path(n).stem for n in data.names], data.images, data.masks
+    keep = [i for i, n in enumerate(data.names) if Path(n).stem not in exclude]
+    return ([Path(data.names[i]).stem for i in keep], [data.images[i] for i in keep], [data.masks[i] for i in keep])
+
+
+def _instance_masks(folder: str, names: list[str]) -> list[np.ndarray]:
+    from napari_genselfdiff.core.io.read import read_array
+    from napari_genselfdiff.core.metrics.evaluation import to_label_image
+
+    return [to_label_image(read_array(Path(folder) / f"{n}.png")) for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,13 +195,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--test-instances", help="instance masks of the test images (<name>.png), for AJI")
+    parser.add_argument("--exclude", nargs="*", default=[],
+                        help="training images left out of the pool (e.g. those the --init model was trained on)")
+    parser.add_argument("--recipe", action="store_true",
+                        help="fine-tune each round with the shipped model's recipe: Dice+CE, HED stain jitter, "
+                             "Adam (0.9, 0.999), cosine schedule with 5 warm-up steps, gradient clip 1.0")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    train = _load(args.images, args.masks)
-    _, test_images, test_masks = _load(args.test_images, args.test_masks)
-    run_experiment(train=train, test=(test_images, test_masks), strategies=args.strategies, seeds=args.seeds,
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    train = _load(args.images, args.masks, exclude=set(args.exclude))
+    test_names, test_images, test_masks = _load(args.test_images, args.test_masks)
+    test = (test_images, test_masks)
+    if args.test_instances:
+        test += (_instance_masks(args.test_instances, test_names),)
+    recipe = dict(loss="dice_ce", stain_jitter=True, betas=[0.9, 0.999], lr_schedule="cosine", warmup_steps=5,
+                  grad_clip=1.0) if args.recipe else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "command.txt").write_text("python src_train/experiments/active_learning.py "
+                                          + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
+    if args.init != "scratch" and not (args.out / "round0.json").exists():  # the starting model, 0 fields
+        settings = InferenceSettings(tile=512, overlap=32, device=args.device, precision="auto")
+        start = {"fields": 0, "model": args.init, **score(Path(args.init), *test, settings)}
+        (args.out / "round0.json").write_text(json.dumps(start))
+        print(f"start: F1 {start['f1']:.3f}, AJI {start['aji']:.3f}", flush=True)
+    run_experiment(train=train, test=test, strategies=args.strategies, seeds=args.seeds,
                    out=args.out, init=args.init, arch=args.arch, k=args.k, rounds=args.rounds, steps=args.steps,
-                   field=args.field, patch=args.size, batch=args.batch, lr=args.lr, device=args.device)
+                   field=args.field, patch=args.size, batch=args.batch, lr=args.lr, device=args.device,
+                   recipe=recipe)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     return 0
 
