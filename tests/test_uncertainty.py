@@ -75,3 +75,67 @@ def test_widget_shows_the_map_and_the_list_moves_the_view(make_napari_viewer, ma
     panel.run([image])
     assert [layer.name for layer in viewer.layers] == names
     widget.stop_jobs(30)
+
+
+def test_flip_uncertainty_is_zero_when_passes_agree_and_one_when_they_contradict():
+    from napari_genselfdiff.core.inference.uncertainty import flip_uncertainty
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (3, 30, 20)).astype(np.float32)
+    # identical passes: no disagreement, and their mean's entropy is one pass's entropy
+    same = [logits, logits.copy(), logits.copy()]
+    assert np.abs(flip_uncertainty(same, "flip_disagreement", rows=7)).max() < 1e-5
+    assert np.allclose(flip_uncertainty(same, "flip_entropy", rows=7), entropy_map(logits), atol=1e-5)
+    # two passes, each certain of another class (K = 2): total disagreement
+    a = np.zeros((2, 5, 6), np.float32)
+    a[0] = 30.0
+    b = a[::-1].copy()
+    assert np.allclose(flip_uncertainty([a, b], "flip_disagreement"), 1.0, atol=1e-5)
+    assert np.allclose(flip_uncertainty([a, b], "flip_entropy"), 1.0, atol=1e-5)
+    # hand-computed: foreground probabilities 0.9 and 0.5 at one pixel
+    p1, p2 = 0.9, 0.5
+    two = [np.log(np.array([[[1 - p]], [[p]]], np.float32)) for p in (p1, p2)]
+    h = lambda p: -(p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(2)  # noqa: E731
+    assert flip_uncertainty(two, "flip_entropy")[0, 0] == pytest.approx(h(0.7), abs=1e-5)
+    assert flip_uncertainty(two, "flip_disagreement")[0, 0] == pytest.approx(h(0.7) - (h(p1) + h(p2)) / 2, abs=1e-5)
+    with pytest.raises(ValueError, match="method"):
+        flip_uncertainty(same, "variance")
+    with pytest.raises(ValueError, match="shape"):
+        flip_uncertainty([logits, logits[:, :10]])
+
+
+@pytest.mark.parametrize("method", ["flip_disagreement", "flip_entropy"])
+def test_segment_with_flip_uncertainty_matches_passes_over_flipped_images(make_model, method):
+    from napari_genselfdiff.core.inference import InferenceSettings, segment
+    from napari_genselfdiff.core.inference.predict import run_generator, segment_progressive
+    from napari_genselfdiff.core.inference.uncertainty import FLIPS, flip_uncertainty
+    from napari_genselfdiff.core.progress import Returning
+
+    network, info, _ = make_model()
+    image = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    settings = InferenceSettings(tile=32, overlap=8, device="cpu", precision="fp32")
+    events = Returning(segment_with_uncertainty(network, info, image, settings, method=method))
+    tiles = [e for e in events if e.get("stage") == "tiles"]
+    result, u = events.value
+    # the labels are those of the image as it is
+    assert np.array_equal(result.labels, segment(network, info, image, settings).labels)
+    # progress counts the tiles of all four passes, rising to the end
+    one_pass = next(segment_progressive(network, info, image, settings))["total"]
+    assert {e["total"] for e in tiles} == {4 * one_pass} and tiles[-1]["done"] == 4 * one_pass
+    assert [e["done"] for e in tiles] == sorted(e["done"] for e in tiles)
+    # the map is what four separate passes over flipped copies, flipped back, give
+    passes = []
+    for flip_rows, flip_cols in FLIPS:
+        axes = tuple(a for a, f in ((0, flip_rows), (1, flip_cols)) if f)
+        flipped = np.ascontiguousarray(np.flip(image, axes)) if axes else image
+        logits = np.zeros((2, 48, 40), np.float32)
+        run_generator(segment_progressive(network, info, flipped, settings, logits_out=logits))
+        passes.append(np.flip(logits, tuple(a + 1 for a in axes)) if axes else logits)
+    assert np.allclose(u, flip_uncertainty(passes, method), atol=1e-5)
+    assert u.dtype == np.float32 and 0.0 <= u.min() and u.max() <= 1.0 and u.max() > 0
+    # channel-first input: the same map
+    _, u_chw = run_generator(segment_with_uncertainty(network, info, np.moveaxis(image, -1, 0).copy(), settings,
+                                                      method=method))
+    assert np.allclose(u_chw, u, atol=1e-5)
+    with pytest.raises(ValueError, match="uncertainty method"):
+        run_generator(segment_with_uncertainty(network, info, image, settings, method="variance"))
