@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_genselfdiff.core.inference.slide import ResampledView
     from napari_genselfdiff.core.io.read import read_array
     from napari_genselfdiff.core.metrics.aji import aggregated_jaccard_index
-    from napari_genselfdiff.core.metrics.instances import label_instances
+    from napari_genselfdiff.core.inference.instances import label_instances
     from napari_genselfdiff.core.metrics.pixel import dice
     from napari_genselfdiff.core.model_files import load_model
 

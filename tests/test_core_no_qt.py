@@ -77,3 +77,46 @@ def test_core_imports_and_segments_without_any_gui_package(tmp_path):
     assert proc.stdout.strip().endswith("OK")
     n_modules = int(proc.stdout.split("modules ")[1].split()[0])
     assert n_modules >= 20  # the walk really found the core's subpackages
+
+
+# --- layers inside the core -------------------------------------------------------------------------
+
+CORE = __import__("pathlib").Path(__file__).resolve().parents[1] / "napari_genselfdiff" / "core"
+# The bottom rooms of the core: they read and write files and know nothing of models, training,
+# inference or scoring, so everything above may use them without an import cycle.
+LOWER_ROOMS = ("io",)
+HIGHER_ROOMS = ("model_files", "training", "inference", "metrics", "data", "network", "annotations",
+                "export", "diffusion", "losses")
+
+
+def _imported_rooms(path) -> set[str]:
+    """The core sub-packages a module imports by relative import (``from ..x import``, also inside
+    functions)."""
+    import ast
+
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+            rooms.add(node.module.split(".")[0])
+    return rooms
+
+
+def test_io_imports_no_higher_layer_of_the_core():
+    for room in LOWER_ROOMS:
+        for path in sorted((CORE / room).glob("*.py")):
+            upward = _imported_rooms(path) & set(HIGHER_ROOMS)
+            assert not upward, f"core/{room}/{path.name} imports upward into {sorted(upward)}"
+
+
+def test_scoring_and_file_pairing_import_no_torch():
+    """``genselfdiff evaluate`` and the folder pairing stay quick: neither loads torch."""
+    code = (
+        "import sys\n"
+        "import napari_genselfdiff.core.metrics.evaluation\n"
+        "from napari_genselfdiff.core.data.folders import match_key, pair_images_with_masks\n"
+        "from napari_genselfdiff.core.data import match_key as same\n"
+        "assert same is match_key\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

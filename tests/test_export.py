@@ -36,7 +36,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @functools.lru_cache(maxsize=1)
 def _sample_objects():
     """Nuclei of the real H&E sample (dark haematoxylin, split by watershed) as labels + instances."""
-    from napari_genselfdiff.core.metrics.instances import label_instances
+    from napari_genselfdiff.core.inference.instances import label_instances
 
     rgb = read_array(SAMPLE)[..., :3].astype(np.float32)
     nuclei = rgb.mean(-1) < 120

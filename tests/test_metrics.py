@@ -26,10 +26,10 @@ from napari_genselfdiff.core.metrics import (
     hausdorff_distance,
     hd95,
     iou,
-    label_instances,
-    match_key,
     per_class_scores,
 )
+from napari_genselfdiff.core.data.folders import match_key
+from napari_genselfdiff.core.inference.instances import label_instances
 
 PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "hd": 0.0, "hd95": 0.0}
 MONUSEG_TEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg" / "test"

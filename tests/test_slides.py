@@ -277,7 +277,7 @@ def test_model_resolution_round_trips_and_old_files_load(make_model):
 
 def test_region_and_nuclei_geojson_in_level0_coordinates(slides, tmp_path, make_model):
     from napari_genselfdiff.core.export.geojson import rasterize_geometry
-    from napari_genselfdiff.core.metrics.instances import label_instances
+    from napari_genselfdiff.core.inference.instances import label_instances
 
     net, info, _ = make_model()
     region = (96, 64, 320, 288)  # x, y, w, h

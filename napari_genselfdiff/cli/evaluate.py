@@ -1,6 +1,6 @@
 """``genselfdiff evaluate``: score a folder of predicted masks against a folder of ground truth.
 
-Files pair by name (``X_labels.tif`` with ``X.png``; see :func:`..core.metrics.match_key`). Each image
+Files pair by name (``X_labels.tif`` with ``X.png``; see :func:`..core.data.folders.match_key`). Each image
 is scored whole (IoU, F1, AJI, HD, HD95; per class for class maps with ``--num-classes`` > 2), the
 table is printed, and ``--json FILE`` writes::
 

@@ -58,6 +58,28 @@ TRAINING_STRIDE = 64
 #: Class names of a segmentation model when none are given, background first.
 DEFAULT_CLASSES = ("background", "nucleus")
 
+#: Class display colours (RGBA, 0-255) by class id: transparent background, then saturated, non-pink
+#: hues a pathologist reads easily on H&E (pink/purple). Read through :func:`class_colour`.
+CLASS_PALETTE = (
+    (0, 0, 0, 0),
+    (255, 215, 0, 255),    # gold
+    (0, 200, 255, 255),    # cyan
+    (50, 220, 50, 255),    # green
+    (255, 100, 0, 255),    # orange
+    (160, 90, 255, 255),   # violet
+    (255, 255, 255, 255),  # white
+    (0, 90, 255, 255),     # blue
+)
+
+
+def class_colour(class_id: int) -> tuple[int, int, int, int]:
+    """The default RGBA colour of a class id (the palette repeats every 8 ids; id 0 is transparent).
+
+    Model files store each class's colour (:class:`.model_files.ClassInfo`); this is the colour of a
+    class created without one, and the fallback of label images drawn without the model's classes.
+    """
+    return CLASS_PALETTE[class_id % len(CLASS_PALETTE)] if class_id else CLASS_PALETTE[0]
+
 #: The napari widget trains on a CPU in the foreground of someone's work, so its training panels start
 #: smaller than the paper's settings: these network presets (smallest first; every name is a key of
 #: ``core.network.config.PRESETS``), this preset, patch side and batch.

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                        **{f"validation_{k}": v for k, v in val.items()}}
     prov["evaluation"] = (
         "whole images, tile 512, fp32: pixel IoU/F1 and boundary HD/HD95 against the binary masks, instance AJI "
-        "(Kumar et al. 2017) against the instance masks, nuclei split by core.metrics.instances; validation = "
+        "(Kumar et al. 2017) against the instance masks, nuclei split by core.inference.instances; validation = "
         f"{len(record.get('validation', {}).get('per_image', {}))} held-out MoNuSeg training images, test = the 14 "
         "official MoNuSeg 2018 test images (never used to choose anything)")
     prov["experiment"] = {"record": str(args.record), "command": record["command"]}

@@ -2,7 +2,7 @@
 
 Hematoxylin channel by colour deconvolution (Ruifrok & Johnston; skimage.color.rgb2hed), Otsu
 threshold, small-object/hole clean-up, then the same distance-transform watershed the learned models
-use for instances (core.metrics.label_instances). Scored whole-image with core.metrics.evaluation,
+use for instances (core.inference.instances.label_instances). Scored whole-image with core.metrics.evaluation,
 exactly like the learned models.
 
     python src_train/experiments/classical_baseline.py --data ../shared/data/monuseg --out runs/classical
@@ -23,7 +23,7 @@ from skimage import color, filters, morphology
 from napari_genselfdiff.core.io.atomic import write_text_atomic
 from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, format_table, summarize
-from napari_genselfdiff.core.metrics.instances import label_instances
+from napari_genselfdiff.core.inference.instances import label_instances
 
 
 def classical_nuclei(rgb: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 
     python src_train/experiments/instance_variants.py --model runs/recipe/<run>/best.safetensors --out FILE.json
 
-Variants: "mask" = the distance-transform watershed of core.metrics.instances on the argmax mask (what
+Variants: "mask" = the distance-transform watershed of core.inference.instances on the argmax mask (what
 ships); "prob_ws" = markers from the same h-maxima but on the mask thresholded at a higher probability
 (the nuclei's cores, which touching nuclei share less), flooding the nucleus-probability landscape
 within the argmax mask, so that the split follows the low-probability line between two nuclei.
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
-from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from recipe import VALIDATION  # noqa: E402
 

@@ -10,7 +10,7 @@ an interrupted training run continues from its latest checkpoint):
    batch and augmentation (the paper's Case II: pretraining images include the labelled ones).
 3. every fine-tuned model is scored on the 14 official test images, WHOLE images, with the same code
    as ``genselfdiff evaluate``: pixel IoU/F1 and HD/HD95 against the binary masks, AJI against the
-   instance masks (nuclei split by the distance-transform watershed of core.metrics.instances).
+   instance masks (nuclei split by the distance-transform watershed of core.inference.instances).
 
     python src_train/experiments/monuseg.py --data ../shared/data --out runs/monuseg \
         --arch tiny --size 128 --pretrain-steps 1500 --finetune-steps 600 --subsets 3 10 30 --seeds 0 1 2

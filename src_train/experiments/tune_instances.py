@@ -4,7 +4,7 @@
         --out runs/bundle/instances.json
 
 Segments the MoNuSeg training images that have instance masks (13 of the 30), then scores the
-distance-transform watershed of core.metrics.instances for a small grid of (h, min_distance) by mean
+distance-transform watershed of core.inference.instances for a small grid of (h, min_distance) by mean
 AJI against those instance masks, and writes the grid and the best setting as JSON. The defaults
 (h 1.0, min_distance 8) were chosen on ground-truth masks; a network's masks are smoother and a
 little fatter, so its best setting can differ. bundle_model.py --instances-json stores the choice in
@@ -28,7 +28,7 @@ from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
-from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 H_VALUES = (0.5, 1.0, 1.5, 2.0)

@@ -1,6 +1,6 @@
 """Training data: find and pair files, load images and masks (files or arrays), cut patches, augment.
 
-- folders: image files in folders, image/mask pairing by name.
+- folders: image files in folders, image/mask pairing by name (match_key: THE pairing rule).
 - sources: folders, files or in-memory arrays -> 8-bit RGB images and class masks (checked).
 - patches: grid patch origins, background skipping, mirror padding of small images.
 - augment: flips, 90-degree turns, colour jitter, Gaussian blur.
@@ -8,21 +8,51 @@
 - sampler: the batch of training step N as a pure function of (seed, step, rank).
 """
 
-from .augment import FINETUNE_AUGMENTATION, PRETRAIN_AUGMENTATION, Augmentation
-from .datasets import PairedPatchDataset, PatchDataset, batch_for_step
-from .folders import Pairing, find_images, pair_images_with_masks
-from .patches import (
-    BACKGROUND_FRACTION,
-    WHITE_LEVEL,
-    PatchIndex,
-    grid_origins,
-    index_patches,
-    is_background,
-    pad_to_patch,
-    white_fraction,
-)
-from .sampler import StepSampler
-from .sources import LoadedImages, LoadedPairs, load_images, load_pairs, mask_to_classes, to_uint8_rgb
+# The submodules load on first use (PEP 562), so that importing one of them -- e.g. folders.py, whose
+# pairing rule core/metrics/evaluation.py uses -- neither imports torch (datasets.py) nor runs into the
+# import cycle sources.py -> metrics.evaluation -> data.folders.
+_WHERE = {
+    "FINETUNE_AUGMENTATION": "augment",
+    "PRETRAIN_AUGMENTATION": "augment",
+    "Augmentation": "augment",
+    "PairedPatchDataset": "datasets",
+    "PatchDataset": "datasets",
+    "batch_for_step": "datasets",
+    "Pairing": "folders",
+    "find_images": "folders",
+    "match_key": "folders",
+    "pair_images_with_masks": "folders",
+    "BACKGROUND_FRACTION": "patches",
+    "WHITE_LEVEL": "patches",
+    "PatchIndex": "patches",
+    "grid_origins": "patches",
+    "index_patches": "patches",
+    "is_background": "patches",
+    "pad_to_patch": "patches",
+    "white_fraction": "patches",
+    "StepSampler": "sampler",
+    "LoadedImages": "sources",
+    "LoadedPairs": "sources",
+    "load_images": "sources",
+    "load_pairs": "sources",
+    "mask_to_classes": "sources",
+    "to_uint8_rgb": "sources",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "BACKGROUND_FRACTION",
@@ -39,6 +69,7 @@ __all__ = [
     "StepSampler",
     "batch_for_step",
     "find_images",
+    "match_key",
     "grid_origins",
     "index_patches",
     "is_background",

@@ -3,8 +3,10 @@
 - Image files: .tif, .tiff, .png, .jpg, .jpeg, .bmp (any case), directly in the folder (not in
   sub-folders), sorted by name. Hidden files (starting with ".") are ignored.
 - Pairing: an image and a mask pair when their stems are equal after removing ONE trailing
-  ``_mask`` or ``_labels`` (any case) from either, so ``TCGA-1.tif`` pairs with ``TCGA-1.png``,
-  ``TCGA-1_mask.png`` or ``TCGA-1_labels.tif`` (the same rule as ``genselfdiff evaluate``).
+  ``_mask``, ``_labels`` or ``_instances`` (any case) from either (:func:`match_key`), so
+  ``TCGA-1.tif`` pairs with ``TCGA-1.png``, ``TCGA-1_mask.png`` or ``TCGA-1_labels.tif``. This is
+  THE pairing rule: ``genselfdiff evaluate`` (``core/metrics/evaluation.py``) pairs predictions
+  with ground truth by the same function.
 """
 
 from __future__ import annotations
@@ -14,7 +16,28 @@ from pathlib import Path
 
 from ..errors import TrainingInputError
 from ..io.read import IMAGE_SUFFIXES
-from ..metrics.evaluation import match_key
+
+MATCH_SUFFIXES = ("_labels", "_mask", "_instances")
+"""Trailing stem suffixes ignored when pairing files ("TCGA-XX_labels.tif" pairs with "TCGA-XX.png")."""
+INSTANCE_SUFFIX = "_instances"
+"""The suffix of instance label files (``genselfdiff segment --instances`` writes X_instances.tif)."""
+
+
+def match_key(path: Path) -> str:
+    """The name a file is paired by: its stem without one trailing "_labels", "_mask" or "_instances".
+
+    Args:
+        path: an image or mask file.
+
+    Returns:
+        e.g. "TCGA-XX" for "TCGA-XX_labels.tif", "TCGA-XX_instances.tif", "TCGA-XX_mask.png" and
+        "TCGA-XX.png".
+    """
+    stem = path.stem
+    for suffix in MATCH_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
 
 
 def find_images(folder: str | Path, *, what: str = "image") -> list[Path]:

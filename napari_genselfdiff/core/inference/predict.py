@@ -76,6 +76,8 @@ class SegmentationResult:
     precision: str = "fp32"
     tiles: int = 0
     tile_shape: tuple[int, int] = (0, 0)
+    tiles_computed: int = 0  # forward passes in this run (with ``resume_bands``: fewer than ``tiles``)
+    tiles_resumed: int = 0  # tiles an earlier run had finished (``resume_bands``)
 
 
 def _argmax_classes(logits: torch.Tensor) -> torch.Tensor:
@@ -118,6 +120,8 @@ def segment_progressive(
     logits_out=None,
     name: str = "image",
     tile_filter=None,
+    resume_bands: dict[int, int] | None = None,
+    on_band=None,
 ) -> Generator[dict, None, SegmentationResult]:
     """Segment ``image``, yielding ``{"stage", "done", "total"}`` after every tile batch.
 
@@ -135,6 +139,12 @@ def segment_progressive(
             ``inference/slide.py``). Pixels that no computed tile covers are background, and rows of a
             band that no computed tile covers are not written to ``out`` at all (a new zarr store
             then keeps no chunk for them); None computes every tile.
+        resume_bands: ``{strip index: tile rows finished}`` of an earlier, interrupted run writing into
+            the same ``out`` (what ``on_band`` reported). Those rows are neither computed nor written
+            again; the tile rows whose tiles reach below them are recomputed (without writing) so that
+            the blending, and so the labels, are exactly those of an uninterrupted run.
+        on_band: optional ``f(strip index, tile rows finished)`` called after each band of labels has
+            been written to ``out`` (slide segmentation records it in the store to resume from).
 
     Returns (as the generator's return value): a :class:`SegmentationResult`.
 
@@ -177,24 +187,36 @@ def segment_progressive(
     # The tiles to compute, per strip and tile row (all of them without a filter).
     todo = [[[(y, x) for x in plan.xs[st.first : st.last + 1] if wanted(y, x)] for y in plan.ys] for st in strips]
     start = time.perf_counter()
-    done, total = 0, sum(len(row) for rows in todo for row in rows)
-    yield {"stage": "tiles", "done": 0, "total": total}
-    for strip, strip_rows in zip(strips, todo):
+    resume_bands = {int(k): int(v) for k, v in (resume_bands or {}).items()}
+    # Tile rows already finished per strip, and the first row to compute again for the blending: the
+    # first whose tiles reach below the finished rows (earlier rows add nothing there).
+    finished = [min(max(resume_bands.get(s, 0), 0), len(plan.ys)) for s in range(len(strips))]
+    first_row = [
+        k if k in (0, len(plan.ys)) else next(j for j in range(k + 1) if plan.ys[j] + plan.tile_h > plan.ys[k])
+        for k in finished
+    ]
+    total = sum(len(row) for rows in todo for row in rows)
+    done = resumed = sum(len(row) for rows, k in zip(todo, finished) for row in rows[:k])
+    computed = 0
+    yield {"stage": "tiles", "done": done, "total": total}
+    for s, (strip, strip_rows) in enumerate(zip(strips, todo)):
+        if finished[s] == len(plan.ys):
+            continue  # done by an earlier run
         # The blending band: two tile rows high, the strip's tiles wide; memory is bounded by the
         # tile size and max_band_width, whatever the image's size.
         acc = torch.zeros((n_classes, band_h, strip.x1 - strip.x0), dtype=torch.float32)
         weight = torch.zeros((band_h, strip.x1 - strip.x0), dtype=torch.float32)
         keep0, keep1 = strip.keep0, min(strip.keep1, spec.width)
         k0, k1 = keep0 - strip.x0, keep1 - strip.x0
-        band_top = 0  # image row of acc[:, 0]
+        band_top = plan.ys[first_row[s]]  # image row of acc[:, 0]
 
-        def flush(until: int) -> None:
+        def flush(until: int, write: bool = True) -> None:
             """Write rows [band_top, until) of the kept columns as labels and shift the band up."""
             nonlocal band_top
             rows = until - band_top
             if rows <= 0:
                 return
-            y1 = min(until, spec.height)
+            y1 = min(until, spec.height) if write else band_top
             c0, c1 = k0, k1
             if tile_filter is not None and y1 > band_top and k1 > k0:
                 # Only the columns some computed tile covers are written (the rest stays as in `out`).
@@ -215,7 +237,7 @@ def segment_progressive(
             band_top = until
 
         with torch.inference_mode():
-            for r, y in enumerate(plan.ys):
+            for r in range(first_row[s], len(plan.ys)):
                 row = strip_rows[r]
                 for b in range(0, len(row), batch):
                     origins = row[b : b + batch]
@@ -228,16 +250,20 @@ def segment_progressive(
                         oy, ox = ty - band_top, tx - strip.x0
                         acc[:, oy : oy + plan.tile_h, ox : ox + plan.tile_w] += tile_logits * window
                         weight[oy : oy + plan.tile_h, ox : ox + plan.tile_w] += window
-                    done += len(origins)
+                    computed += len(origins)
+                    if r >= finished[s]:
+                        done += len(origins)
                     yield {"stage": "tiles", "done": done, "total": total}
                 next_top = plan.ys[r + 1] if r + 1 < len(plan.ys) else plan.padded_h
-                flush(next_top)
+                flush(next_top, write=r >= finished[s])  # rows an earlier run finished stay as they are
+                if on_band is not None and r >= finished[s]:
+                    on_band(s, r + 1)
 
     notes = list(spec.notes)
     instances = None
     if settings.instances:
         yield {"stage": "instances", "done": 0, "total": 1}
-        from ..metrics.instances import label_instances
+        from .instances import label_instances
 
         params = dict((info.postprocess or {}).get("instances") or {})
         instances = label_instances(np.asarray(labels) > 0, **params)
@@ -251,6 +277,8 @@ def segment_progressive(
         precision=precision.value,
         tiles=total,
         tile_shape=(plan.tile_h, plan.tile_w),
+        tiles_computed=computed,
+        tiles_resumed=resumed,
     )
 
 

@@ -16,12 +16,22 @@ What :func:`segment_slide_progressive` does, and what it holds in memory:
    (``core/io/labels_store.py``: OME-Zarr, 1024-pixel chunks, background chunks never written).
    Then the coarser levels of the store are filled. Peak memory: the model, one band, and one
    4096^2 block; never the slide.
-4. **Instances** (optional). The existing watershed (``metrics/instances.py``) runs on blocks of the
+4. **Instances** (optional). The existing watershed (``inference/instances.py``) runs on blocks of the
    model-resolution labels with a margin wider than a nucleus; a nucleus belongs to the block that
    holds its centroid, so every nucleus is exported once and whole. Its outline (pixel edges, as in
    ``export/geojson.py``) is scaled to level-0 slide pixels and streamed to
    ``<stem>_nuclei.geojson`` (QuPath detections; the collection's ``properties`` carry the
    resolution, each feature its area in um^2).
+
+**Resume.** The store is written as ``<stem>_labels.zarr.partial``. After every band of labels its
+``genselfdiff_resume.json`` is replaced atomically with the bands finished so far and what the run
+was (slide, resolution, region, tissue mask, model weights, tile, overlap). A run that was cancelled,
+killed or stopped by a full disk leaves that store; the same command run again continues it: finished
+bands are neither computed nor written again (the tile rows just above the first unfinished band are
+recomputed for the blending, so the labels equal those of an uninterrupted run), then the later stages
+(mapping back, nuclei, pyramid) run as usual. A partial store of another run (another model, region,
+tile size, ...) is refused with a :class:`ResumeError` naming the differences; ``restart=True``
+discards it.
 
 Bad input is reported as a :class:`~..io.slide.SlideError` (unreadable slide, no resolution, a
 region outside the slide) or, for a full disk while writing, as a :class:`SlideWriteError` that
@@ -31,6 +41,7 @@ names the ``.partial`` store holding every chunk written so far.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import shutil
@@ -54,6 +65,60 @@ RESAMPLE_TOLERANCE = 0.05
 
 class SlideWriteError(GenSelfDiffError, OSError):
     """Writing the outputs failed (e.g. the disk is full); the message says what was kept where."""
+
+
+class ResumeError(GenSelfDiffError, ValueError):
+    """An unfinished store of another run (other model or settings) is in the way; the message says
+    what differs and how to continue it or start over."""
+
+
+#: How the settings of a run are named when a resume is refused.
+_KEY_NAMES = {
+    "slide": "slide file", "slide_mpp": "slide resolution (um/px)", "model_mpp": "model resolution (um/px)",
+    "model_sha256": "model (weights, architecture, classes)", "region_xywh": "region (x, y, w, h)",
+    "tissue_mask": "tissue mask", "tile": "tile", "overlap": "overlap", "max_band_width": "band width",
+}
+RESUME_VERSION = 1
+
+
+def model_digest(model, info) -> str:
+    """SHA-256 of a network's weights, architecture, classes and normalisation: the same model file
+    loaded twice gives the same digest, any other model another one."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(repr(getattr(model, "config", "")).encode())
+    h.update(json.dumps([[c.id, c.name] for c in info.classes]).encode())
+    h.update(repr(getattr(info, "normalization", "")).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _run_key(slide: Slide, slide_mpp: float, net_mpp: float, region, settings: "SlideSettings", digest: str) -> dict:
+    """What an unfinished run must share with this one to be continued (JSON-normalised)."""
+    key = {
+        "slide": {"name": slide.path.name, "width": slide.width, "height": slide.height,
+                  "bytes": slide.path.stat().st_size if slide.path.is_file() else None},
+        "slide_mpp": round(float(slide_mpp), 6), "model_mpp": round(float(net_mpp), 6),
+        "model_sha256": digest, "region_xywh": list(region), "tissue_mask": bool(settings.tissue),
+        "tile": settings.inference.tile, "overlap": settings.inference.overlap,
+        "max_band_width": settings.inference.max_band_width,
+    }
+    return json.loads(json.dumps(key))
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new), key=lambda k: list(_KEY_NAMES).index(k) if k in _KEY_NAMES else 99):
+        a, b = old.get(name), new.get(name)
+        if a != b:
+            if name == "model_sha256":
+                a, b = f"{str(a)[:12]}...", f"{str(b)[:12]}..."
+            out.append(f"{_KEY_NAMES.get(name, name)}: {a} there, {b} now")
+    return out
 
 
 def model_mpp(info) -> tuple[float, str]:
@@ -120,6 +185,7 @@ class SlideResult:
     tiles_all: int
     tissue_fraction: float
     nuclei: int = 0
+    tiles_resumed: int = 0  # tiles an interrupted earlier run had finished (continued, not recomputed)
     seconds: float = 0.0
     seconds_network: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -296,18 +362,31 @@ def segment_slide_progressive(
     *,
     overwrite: bool = False,
     stem: str | None = None,
+    restart: bool = False,
 ) -> Generator[dict, None, SlideResult]:
     """Segment a slide into ``out_dir`` (see the module docstring), yielding progress dicts
     ``{"stage", "done", "total"}``; the generator's return value is a :class:`SlideResult`.
 
-    Outputs: ``<stem>_labels.zarr`` (always) and ``<stem>_nuclei.geojson`` (with instances).
+    Outputs: ``<stem>_labels.zarr`` (always) and ``<stem>_nuclei.geojson`` (with instances). An
+    unfinished ``<stem>_labels.zarr.partial`` of the same run is continued; ``restart`` discards it.
 
     Raises:
         SlideError: unreadable slide, no resolution, region outside the slide.
         FileExistsError: an output exists and ``overwrite`` is False (checked before any work).
+        ResumeError: an unfinished store of a run with other settings is there (checked before any work).
         SlideWriteError: writing failed (disk full, ...); what was written is kept and named.
     """
-    from ..io.labels_store import PARTIAL, build_pyramid, create_labels_store, finish_store, set_info
+    from ..io.labels_store import (
+        PARTIAL,
+        RESUME_FILE,
+        build_pyramid,
+        create_labels_store,
+        finish_store,
+        open_labels_store,
+        read_resume,
+        set_info,
+        write_resume,
+    )
     from ..tissue import TissueMask, tissue_mask
     from .predict import segment_progressive
 
@@ -332,6 +411,20 @@ def segment_slide_progressive(
                 f"slide {slide_mpp:.4g} um/px, model {net_mpp:.4g} um/px ({net_source}): segmented at "
                 f"{geo.f:.3g}x the slide's pixels (level {geo.level}), labels mapped back to level 0"
             )
+        # An unfinished store of an earlier run: continue it if it was this same run.
+        partial = store_path.with_name(store_path.name + PARTIAL)
+        key = _run_key(slide, slide_mpp, net_mpp, region, settings, model_digest(model, info))
+        earlier = read_resume(partial) if partial.is_dir() and not restart else None
+        if earlier is not None and earlier.get("key") != key:
+            raise ResumeError(
+                f"{slide.path}: {partial} holds an unfinished run with other settings "
+                f"({'; '.join(_differences(earlier.get('key') or {}, key))}). Run it again with the same model "
+                f"and settings to continue it, or start over (genselfdiff segment --restart; slide widget: "
+                f"'Start over'), which discards it."
+            )
+        if partial.exists() and earlier is None:
+            notes.append(f"discarded the unfinished {partial.name} of an earlier run"
+                         + (" (--restart)" if restart else " (it recorded no progress to continue from)"))
         start = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -346,10 +439,7 @@ def segment_slide_progressive(
             f = geo.f
             return mask.any_in((y0 + geo.oy) / f, (y1 + geo.oy) / f, (x0 + geo.ox) / f, (x1 + geo.ox) / f)
 
-        # 2. the store (written as .partial, renamed at the end)
-        partial = store_path.with_name(store_path.name + PARTIAL)
-        if partial.exists():
-            notes.append(f"replaced the unfinished {partial.name} of an earlier run")
+        # 2. the store (written as .partial, renamed at the end; continued when an earlier run left it)
         n_classes = model.config.out_channels
         record = {
             "slide": str(slide.path), "slide_mpp": slide_mpp, "slide_mpp_source": slide.mpp_source,
@@ -357,11 +447,24 @@ def segment_slide_progressive(
             "classes": [{"id": c.id, "name": c.name} for c in info.classes],
             "region_xywh": list(region), "tissue_threshold": mask.threshold,
         }
+        resume = {"version": RESUME_VERSION, "key": key, "model": record["model"], "bands": {}, "runs": 1}
         try:
-            store = create_labels_store(partial, slide.height, slide.width, mpp=slide_mpp, info=record,
-                                        classes=info.classes, dtype=np.uint8 if n_classes <= 255 else np.uint16)
+            if earlier is not None:
+                store = open_labels_store(partial, mode="r+")
+                resume.update(bands=dict(earlier.get("bands") or {}), runs=int(earlier.get("runs") or 1) + 1)
+                set_info(store, complete=False, failed=None, resumed_runs=resume["runs"] - 1)
+            else:
+                store = create_labels_store(partial, slide.height, slide.width, mpp=slide_mpp, info=record,
+                                            classes=info.classes, dtype=np.uint8 if n_classes <= 255 else np.uint16)
+            write_resume(partial, resume)
         except OSError as exc:
-            raise SlideWriteError(f"{slide.path}: cannot create {partial}: {exc}") from exc
+            what = "the disk is full" if _is_disk_full(exc) else str(exc)
+            raise SlideWriteError(f"{slide.path}: cannot write {partial}: {what}") from exc
+
+        def band_done(strip: int, rows: int) -> None:
+            """Record (atomically) that the labels of a band are written: a later run skips them."""
+            resume["bands"][str(strip)] = rows
+            write_resume(partial, resume)
 
         resampled = abs(geo.f - 1) > 1e-9
         scratch = None
@@ -381,16 +484,23 @@ def segment_slide_progressive(
                 import zarr
 
                 scratch_path = partial / "model_resolution"
-                scratch = zarr.open_array(str(scratch_path), mode="w", shape=(geo.height, geo.width),
-                                          chunks=(1024, 1024), dtype=store.level0.dtype, fill_value=0, zarr_format=2)
+                if earlier is not None and scratch_path.is_dir():
+                    scratch = zarr.open_array(str(scratch_path), mode="r+", zarr_format=2)
+                else:
+                    scratch = zarr.open_array(str(scratch_path), mode="w", shape=(geo.height, geo.width),
+                                              chunks=(1024, 1024), dtype=store.level0.dtype, fill_value=0,
+                                              zarr_format=2)
                 target = scratch
             else:
                 target = WindowView(store.level0, geo.oy, geo.ox, geo.height, geo.width)
             image = WindowView(geo.source, geo.oy, geo.ox, geo.height, geo.width)
             t = time.perf_counter()
             gen = segment_progressive(model, info, image, settings.inference, out=target, name=str(slide.path),
-                                      tile_filter=tile_filter)
+                                      tile_filter=tile_filter, resume_bands=resume["bands"], on_band=band_done)
             seg = yield from gen
+            if seg.tiles_resumed:
+                notes.append(f"continued an interrupted run: {seg.tiles_resumed} of {seg.tiles} tiles were done "
+                             f"in {partial.name}, {seg.tiles_computed} computed now")
             timings["tiles"] = time.perf_counter() - t
             tiles_all = _count_all_tiles(geo, model, settings.inference)
 
@@ -432,11 +542,12 @@ def segment_slide_progressive(
                 width=slide.width, height=slide.height, mpp=slide_mpp, model_mpp=net_mpp, scale=geo.f,
                 tiles=seg.tiles, tiles_all=tiles_all, tissue_fraction=mask.fraction, nuclei=nuclei,
                 seconds=total_seconds, seconds_network=network_seconds[0], timings=timings,
-                notes=notes + list(seg.notes) + list(mask.notes),
+                notes=notes + list(seg.notes) + list(mask.notes), tiles_resumed=seg.tiles_resumed,
             )
             set_info(store, complete=True, tiles=seg.tiles, tiles_all=tiles_all, seconds=round(total_seconds, 2),
                      tissue_fraction=round(mask.fraction, 4), nuclei=nuclei, device=seg.device,
-                     precision=seg.precision)
+                     precision=seg.precision, tiles_resumed=seg.tiles_resumed)
+            (partial / RESUME_FILE).unlink(missing_ok=True)
             finish_store(partial, store_path, overwrite=overwrite)
             return result
         except OSError as exc:
@@ -448,7 +559,7 @@ def segment_slide_progressive(
             raise SlideWriteError(
                 f"{slide.path}: {what} while {stage}. Every chunk written so far is kept in {partial} "
                 f"(marked incomplete){'; existing outputs were not touched' if existing else ''}. "
-                "Free some space and run again."
+                "Free some space and run the same command again: it continues from there."
             ) from exc
         finally:
             for hook in hooks:
@@ -495,7 +606,7 @@ def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, targ
 
     from ..export.geojson import mask_geometry
     from ..io.atomic import atomic_path
-    from ..metrics.instances import label_instances
+    from .instances import label_instances
 
     params = dict((info.postprocess or {}).get("instances") or {})
     classes = {c.id: c for c in info.classes}

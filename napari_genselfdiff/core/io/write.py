@@ -128,12 +128,11 @@ def write_labels_png(path: str | Path, labels, *, overwrite: bool = False) -> Pa
 
 def _class_colours(classes, n: int) -> np.ndarray:
     """(n, 3) uint8 colours for label values 0..n-1 from ClassInfo-like records or (r, g, b[, a])."""
-    from ..model_files.classes import default_classes
+    from ..defaults import class_colour
 
     colours = np.zeros((max(n, 1), 3), np.uint8)
-    fallback = default_classes([str(i) for i in range(max(n, 2))])
     for value in range(1, n):
-        colours[value] = fallback[value].color[:3]
+        colours[value] = class_colour(value)[:3]
     for index, record in enumerate(classes or ()):
         value = getattr(record, "id", index)
         colour = getattr(record, "color", record)
@@ -156,7 +155,7 @@ def render_overlay(
         rgb: (H, W, 3) uint8 RGB image; any other image the segmentation accepts (uint16, float,
             grayscale, RGBA, channel-first) is converted by the rules of :mod:`..image_input`.
         labels: (H, W) class ids (0 = background).
-        classes: the model's classes (:class:`..model_files.ClassInfo`, or (r, g, b[, a]) tuples
+        classes: the model's classes (``ClassInfo`` records of the model file, or (r, g, b[, a]) tuples
             indexed by class id) whose colours are used; missing ones get the default palette.
         instances: optional (H, W) instance ids; when given, each instance is outlined (so touching
             nuclei are drawn apart), in the colour of its class. By default the outlines of the

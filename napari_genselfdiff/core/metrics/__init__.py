@@ -1,10 +1,12 @@
 """Whole-image segmentation metrics and the evaluation engine (no Qt, no napari).
 
 - pixel: IoU and Dice/F1 of masks, per-class scores of class maps.
-- instances: nucleus instances from a semantic mask (watershed split of touching nuclei).
 - aji: the Aggregated Jaccard Index of Kumar et al. 2017 (and AJI+, named as such).
 - hausdorff: Hausdorff distance and HD95 between mask boundaries, in pixels.
 - evaluation: score a pair of masks or two folders, and print the result as a table.
+
+Nucleus instances from a semantic mask (the watershed split of touching nuclei) are made by
+:mod:`..inference.instances`; files pair by :func:`..data.folders.match_key`.
 """
 
 from .aji import aggregated_jaccard_index, aji_plus
@@ -14,11 +16,9 @@ from .evaluation import (
     evaluate_dirs,
     evaluate_pair,
     format_table,
-    match_key,
     to_label_image,
 )
 from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
-from .instances import label_instances
 from .pixel import confusion_matrix, dice, iou, per_class_scores
 
 __all__ = [
@@ -36,8 +36,6 @@ __all__ = [
     "hausdorff_distance",
     "hd95",
     "iou",
-    "label_instances",
-    "match_key",
     "per_class_scores",
     "surface_distances",
     "to_label_image",

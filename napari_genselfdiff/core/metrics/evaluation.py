@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..data.folders import INSTANCE_SUFFIX, match_key
 from ..errors import GenSelfDiffError, MaskInputError
 from ..io.read import IMAGE_SUFFIXES, read_array
 from .aji import aggregated_jaccard_index
@@ -36,13 +37,9 @@ METRICS = ("iou", "f1", "aji", "hd", "hd95")
 CLASS_METRICS = ("iou", "f1", "hd", "hd95")
 """Keys of each per-class entry of `evaluate_pair` (AJI is defined for nucleus instances only)."""
 
-MATCH_SUFFIXES = ("_labels", "_mask", "_instances")
-"""Trailing stem suffixes ignored when pairing files ("TCGA-XX_labels.tif" pairs with "TCGA-XX.png")."""
-INSTANCE_SUFFIX = "_instances"
-
 _TITLES = {"iou": "IoU", "f1": "F1", "aji": "AJI", "hd": "HD", "hd95": "HD95"}
 
-# 4-connectivity, as in instances.label_instances: nuclei touching only at a corner stay apart.
+# 4-connectivity, as in inference/instances.label_instances: nuclei touching only at a corner stay apart.
 _CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
 
 
@@ -156,23 +153,6 @@ def evaluate_pair(
             per_class[k] = {"iou": overlap[k]["iou"], "f1": overlap[k]["f1"], "hd": hd, "hd95": hd95}
         result["per_class"] = per_class
     return result
-
-
-def match_key(path: Path) -> str:
-    """The name a file is paired by: its stem without one trailing "_labels", "_mask" or "_instances".
-
-    Args:
-        path: an image or mask file.
-
-    Returns:
-        e.g. "TCGA-XX" for "TCGA-XX_labels.tif", "TCGA-XX_instances.tif", "TCGA-XX_mask.png" and
-        "TCGA-XX.png".
-    """
-    stem = path.stem
-    for suffix in MATCH_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
 
 
 def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False) -> dict[str, Path]:

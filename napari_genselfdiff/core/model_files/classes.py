@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..defaults import class_colour
 from ..errors import ModelFileError
-
-# Colours a pathologist reads easily on H&E (pink/purple): saturated, non-pink hues first.
-_PALETTE = [
-    (0, 0, 0, 0),
-    (255, 215, 0, 255),    # gold
-    (0, 200, 255, 255),    # cyan
-    (50, 220, 50, 255),    # green
-    (255, 100, 0, 255),    # orange
-    (160, 90, 255, 255),   # violet
-    (255, 255, 255, 255),  # white
-    (0, 90, 255, 255),     # blue
-]
-
 
 @dataclass(frozen=True)
 class ClassInfo:
@@ -49,7 +37,7 @@ class ClassInfo:
 
 def default_classes(names: list[str]) -> list[ClassInfo]:
     """Classes for the given names (the first is background), with the default palette."""
-    return [ClassInfo(i, n, _PALETTE[i % len(_PALETTE)] if i else _PALETTE[0]) for i, n in enumerate(names)]
+    return [ClassInfo(i, n, class_colour(i)) for i, n in enumerate(names)]
 
 
 def validate_classes(classes: list[ClassInfo], out_channels: int) -> None:
