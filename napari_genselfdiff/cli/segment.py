@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import GenSelfDiffError
 from .common import CommandError, add_inference_arguments, expand_inputs, inference_settings
 
 
@@ -83,29 +84,25 @@ class _Outputs:
 
 
 def load_for_segmentation(model: str, device_name: str):
-    """Resolve and load a class-head model on the chosen device.
+    """Resolve and load a class-head model on the chosen device (the core's
+    :func:`~napari_genselfdiff.core.inference.driver.load_segmentation_model`).
 
     Returns:
         (network, info, device).
 
     Raises:
-        ModelFileError: no bundled model, missing/corrupt/pickled file (message says what to do).
-        CommandError: the device is not available, or the model is a pretraining (noise) model.
+        ModelFileError: no bundled model, missing/corrupt/pickled file, a pretraining (noise) model
+            (the message says what to do).
+        CommandError: the device is not available.
     """
-    from ..core.inference import choose_device
-    from ..core.model_files import load_model, resolve_model_path
+    from ..core.inference.driver import load_segmentation_model
 
-    path = resolve_model_path(model)
     try:
-        device = choose_device(device_name)
-    except ValueError as exc:
+        return load_segmentation_model(model, device_name)
+    except GenSelfDiffError:
+        raise
+    except ValueError as exc:  # the device
         raise CommandError(str(exc)) from exc
-    network, info = load_model(path, device=device)
-    if info.head != "classes":
-        raise CommandError(
-            f"{path} is a pretraining (noise) model; segmentation needs a fine-tuned model with classes."
-        )
-    return network, info, device
 
 
 def segment_files(
@@ -138,7 +135,6 @@ def segment_files(
     Raises:
         ModelFileError, CommandError: the model or the device cannot be used (nothing is processed).
     """
-    from ..core.errors import GenSelfDiffError
     from ..core.inference import choose_precision
 
     paths, failures = expand_inputs(items)
@@ -169,40 +165,101 @@ def segment_files(
 
         n_failed += segment_slides(slides, model=model, out_dir=out_dir, args=args, instances=instances,
                                    overwrite=overwrite, loaded=(network, info))
-    seen: dict[str, Path] = {}
-    for path in paths:
-        stem = path.stem
-        outputs = _Outputs(
-            labels=out_dir / f"{stem}_labels.tif",
-            instances=out_dir / f"{stem}_instances.tif" if write_instances else None,
-            overlay=out_dir / f"{stem}_overlay.png" if overlay else None,
+    n_failed += _segment_paths(paths, network, info, settings, out_dir, write_instances=write_instances,
+                               overlay=overlay, overwrite=overwrite)
+    return _finish(n_failed, len(paths) + len(slides) + len(failures), out_dir)
+
+
+#: What fails one image, not the whole command (torch reports running out of (GPU) memory as a
+#: RuntimeError subclass).
+_PER_IMAGE_ERRORS = (GenSelfDiffError, CommandError, OSError, ValueError, MemoryError, RuntimeError)
+
+
+def _segment_paths(paths: list[Path], network, info, settings, out_dir: Path, *, write_instances: bool,
+                   overlay: bool, overwrite: bool) -> int:
+    """Segment and write each image over the core's driver (one summary line each, a tqdm bar per
+    image, a bad image reported in one line). Returns the number that failed."""
+    from tqdm import tqdm
+
+    from ..core.inference.driver import segment_images
+    from ..core.io.read import read_array
+
+    outputs = [
+        _Outputs(
+            labels=out_dir / f"{path.stem}_labels.tif",
+            instances=out_dir / f"{path.stem}_instances.tif" if write_instances else None,
+            overlay=out_dir / f"{path.stem}_overlay.png" if overlay else None,
         )
-        try:
+        for path in paths
+    ]
+    seen: dict[str, Path] = {}
+
+    def loader(path: Path, out: _Outputs):
+        def load():  # called by the driver when the image's turn comes: its refusals are its errors
+            stem = path.stem
             if stem in seen:
                 raise CommandError(
                     f"{path}: has the same name as {seen[stem]}, so their outputs would collide; "
                     "segment it separately with another --out."
                 )
             seen[stem] = path
-            existing = [p for p in outputs.all() if p.exists()]
+            existing = [p for p in out.all() if p.exists()]
             if existing and not overwrite:
                 raise CommandError(
                     f"{path}: output {existing[0]} exists; pass --overwrite to replace it "
                     "(or choose another --out)."
                 )
-            _segment_one(path, outputs, network, info, settings, overwrite=overwrite)
-        except (GenSelfDiffError, CommandError, FileExistsError) as exc:
-            n_failed += 1
-            _report(str(exc))
-        except (OSError, ValueError) as exc:
-            n_failed += 1
-            _report(f"{path}: {exc}")
-        except (MemoryError, RuntimeError) as exc:
-            # torch reports running out of (GPU) memory as a RuntimeError subclass.
-            n_failed += 1
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _report(f"{path}: {first}. If memory ran out, try a smaller --tile.")
-    return _finish(n_failed, len(paths) + len(slides) + len(failures), out_dir)
+            return read_array(path)
+
+        return load
+
+    sources = [(str(path), loader(path, out)) for path, out in zip(paths, outputs)]
+
+    n_failed = 0
+    bar = None
+    started = 0.0
+    try:
+        for event in segment_images(network, info, sources, settings, errors=_PER_IMAGE_ERRORS):
+            kind, path = event["kind"], paths[event["index"]]
+            if kind == "start":
+                started = time.perf_counter()
+            elif kind == "progress":
+                if bar is None:
+                    bar = tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr)
+                if event["stage"] == "tiles":
+                    bar.total = event["total"]
+                    bar.n = event["done"]
+                    bar.refresh()
+                else:
+                    bar.set_postfix_str(event["stage"])
+                continue
+            if bar is not None:  # the image's result or error: its bar goes
+                bar.close()
+                bar = None
+            if kind == "error":
+                n_failed += 1
+                _report(_describe(path, event["error"]))
+            elif kind == "result":
+                try:
+                    _write_one(path, outputs[event["index"]], event["image"], event["result"], info,
+                               started=started, overwrite=overwrite)
+                except _PER_IMAGE_ERRORS as exc:
+                    n_failed += 1
+                    _report(_describe(path, exc))
+    finally:
+        if bar is not None:
+            bar.close()
+    return n_failed
+
+
+def _describe(path: Path, exc: BaseException) -> str:
+    """The one-line message of an image that failed."""
+    if isinstance(exc, (GenSelfDiffError, CommandError, FileExistsError)):
+        return str(exc)
+    if isinstance(exc, (OSError, ValueError)):
+        return f"{path}: {exc}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{path}: {first}. If memory ran out, try a smaller --tile."
 
 
 def _finish(n_failed: int, total: int, out_dir: Path) -> int:
@@ -218,28 +275,12 @@ def _report(message: str) -> None:
     print("error: " + " ".join(message.split()), file=sys.stderr)
 
 
-def _segment_one(path: Path, outputs: _Outputs, network, info, settings, *, overwrite: bool) -> None:
-    """Read, segment and write one image, printing one summary line (and any conversion notes)."""
+def _write_one(path: Path, outputs: _Outputs, image, result, info, *, started: float, overwrite: bool) -> None:
+    """Write one image's outputs, printing its conversion notes and one summary line."""
     import numpy as np
-    from tqdm import tqdm
 
-    from ..core.inference import segment_progressive
-    from ..core.io.read import read_array
     from ..core.io.write import write_labels_tiff, write_overlay_png
-    from ..core.progress import Returning
 
-    start = time.perf_counter()
-    image = read_array(path)
-    events = Returning(segment_progressive(network, info, image, settings, name=str(path)))
-    with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
-        for event in events:
-            if event["stage"] == "tiles":
-                bar.total = event["total"]
-                bar.n = event["done"]
-                bar.refresh()
-            else:
-                bar.set_postfix_str(event["stage"])
-    result = events.value
     for note in result.notes:
         print(f"note: {path.name}: {note}")
     written = [write_labels_tiff(outputs.labels, result.labels, overwrite=overwrite)]
@@ -253,6 +294,6 @@ def _segment_one(path: Path, outputs: _Outputs, network, info, settings, *, over
     th, tw = result.tile_shape
     print(
         f"{path.name}: {width}x{height}, {result.tiles} tile(s) of {tw}x{th}, {result.device} "
-        f"{result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - start:.1f} s in all "
+        f"{result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - started:.1f} s in all "
         f"-> {', '.join(p.name for p in written)}"
     )

@@ -1,9 +1,10 @@
 """Segment panel: the chosen image layer (or all image layers) -> "<image> labels" Labels layers.
 
-The work runs in a thread worker over :func:`segment_images`, a generator around the core's
-``segment_progressive``: "yielded" drives the progress bars, result events add the layers (on the
-main thread), "errored" becomes a notification, "finished" re-enables the panel. Cancel quits the
-worker between two tiles; images finished before that keep their layers.
+The work runs in a thread worker over the core's :func:`~napari_genselfdiff.core.inference.driver.segment_images`
+(the loop ``genselfdiff segment`` runs too): "yielded" drives the progress bars, result events add
+the layers (on the main thread), error events and "errored" become notifications, "finished"
+re-enables the panel. Cancel quits the worker between two tiles; images finished before that keep
+their layers.
 
 The status line ends every job with its last word (done, cancelled or failed, with the reason and
 any notes), which stays until the next job; progress that arrives after that word is ignored.
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator
-
 import numpy as np
 
 from qtpy.QtWidgets import (
@@ -45,8 +44,8 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.defaults import INFERENCE_TILE, overlap_for_tile
-from ...core.errors import GenSelfDiffError, ImageInputError
-from ...core.progress import Returning
+from ...core.errors import GenSelfDiffError
+from ...core.inference.driver import segment_images
 from .. import _notify
 from .._layers import (
     META_KEY,
@@ -67,45 +66,6 @@ def _digest(data) -> str:
     digest.update(f"{array.dtype.str}{array.shape}".encode())
     digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
-
-
-def segment_images(network, info, planes: list[tuple[str, object]], settings, uncertainty: bool = False
-                   ) -> Generator[dict, None, int]:
-    """Segment each ``(name, image)``; yields progress and one result event per image (no Qt).
-
-    Yields:
-        ``{"kind": "progress", "index", "count", "name", "stage", "done", "total"}`` after each tile
-        batch, ``{"kind": "result", "index", "name", "result": SegmentationResult}`` per image, and
-        ``{"kind": "error", "index", "name", "message"}`` for an image the core refuses (the others
-        go on). With ``uncertainty``, result events also carry ``"uncertainty"``: the (H, W) map.
-
-    Returns:
-        The number of images segmented.
-    """
-    from ...core.inference import segment_progressive
-    from ...core.inference.uncertainty import segment_with_uncertainty
-
-    done = 0
-    for index, (name, image) in enumerate(planes):
-        if uncertainty:
-            gen = segment_with_uncertainty(network, info, image, settings, name=name)
-        else:
-            gen = segment_progressive(network, info, image, settings, name=name)
-        events = Returning(gen)
-        try:
-            for event in events:
-                yield {"kind": "progress", "index": index, "count": len(planes), "name": name, **event}
-        except ImageInputError as exc:
-            yield {"kind": "error", "index": index, "name": name, "message": str(exc)}
-            continue
-        done += 1
-        result = events.value
-        if uncertainty:
-            result, umap = result
-            yield {"kind": "result", "index": index, "name": name, "result": result, "uncertainty": umap}
-        else:
-            yield {"kind": "result", "index": index, "name": name, "result": result}
-    return done
 
 
 class SegmentPanel(QGroupBox):
@@ -225,6 +185,15 @@ class SegmentPanel(QGroupBox):
 
     # -- running -----------------------------------------------------------------------------------
 
+    def inference_settings(self):
+        """The :class:`InferenceSettings` of the panel's fields and the Model panel's device and
+        precision (the overlap follows the tile: :func:`core.defaults.overlap_for_tile`)."""
+        from ...core.inference import InferenceSettings
+
+        tile = int(self._tile.value())
+        return InferenceSettings(tile=tile, overlap=overlap_for_tile(tile), device=self.state.device,
+                                 precision=self.state.precision, instances=self._instances.isChecked())
+
     def run(self, layers: list | None = None):
         """Start segmenting ``layers`` (by default the chosen one(s)); returns the worker or None.
 
@@ -260,7 +229,6 @@ class SegmentPanel(QGroupBox):
             return None
 
         from ...core.image_input import inspect_image
-        from ...core.inference import InferenceSettings
 
         planes, refused = [], []
         for layer in layers:
@@ -281,13 +249,7 @@ class SegmentPanel(QGroupBox):
         self._planes = dict(enumerate(planes))
         self.added, self.outcome = [], None
         self._notes = list(refused)
-        settings = InferenceSettings(
-            tile=int(self._tile.value()),
-            overlap=overlap_for_tile(int(self._tile.value())),
-            device=self.state.device,
-            precision=self.state.precision,
-            instances=self._instances.isChecked(),
-        )
+        settings = self.inference_settings()
         from napari.utils import progress
 
         self._pbar = progress(total=1000, desc=f"GenSelfDiff: segmenting {len(planes)} image(s)")

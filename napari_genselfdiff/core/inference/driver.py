@@ -1,0 +1,129 @@
+"""Segment a list of images: THE loop that ``genselfdiff segment``/``run`` and the napari widget share.
+
+:func:`segment_images` reads each image (lazily, when it is given as a loader), segments it with
+:func:`.predict.segment_progressive` (or :func:`.uncertainty.segment_with_uncertainty`), and yields
+plain dicts: progress after every tile batch, then one result or one error per image. A bad image is
+reported and the others go on. The front ends only show the events: the command line writes files
+and draws a tqdm bar, the widget adds layers and moves its progress bar.
+
+Cancelling: stop iterating and ``close()`` the generator (napari's ``worker.quit()`` does that
+between two events); images finished before that have had their result events.
+
+:func:`load_segmentation_model` is the command line's way to a model on a device, refusing
+pretraining (noise) models. No Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from ..errors import ImageInputError, ModelFileError
+from ..progress import Returning
+
+#: An image to segment: ``(name, image)``, the image an array (numpy, dask, zarr, memmap) or a
+#: function of no arguments that returns one (called when its turn comes, so a long list of files is
+#: never in memory at once, and a file that cannot be read is that image's error).
+ImageSource = tuple[str, Any]
+
+
+def load_segmentation_model(model: str, device_name: str):
+    """Resolve a model ("default" or a path), choose the device and load a class-head model onto it.
+
+    Returns:
+        (network, info, device).
+
+    Raises:
+        ModelFileError: no bundled model; a missing, corrupt or pickled file; a pretraining (noise)
+            model (the message says what to do).
+        ValueError: the device is not available (from :func:`.device.choose_device`).
+    """
+    from ..model_files import load_model, resolve_model_path
+    from .device import choose_device
+
+    path = resolve_model_path(model)
+    device = choose_device(device_name)
+    network, info = load_model(path, device=device)
+    if info.head != "classes":
+        raise ModelFileError(
+            f"{path} is a pretraining (noise) model; segmentation needs a fine-tuned model with classes."
+        )
+    return network, info, device
+
+
+def segment_images(
+    network,
+    info,
+    images: Sequence[ImageSource],
+    settings=None,
+    uncertainty: bool = False,
+    *,
+    errors: tuple[type[BaseException], ...] = (ImageInputError,),
+) -> Generator[dict, None, int]:
+    """Segment each ``(name, image)`` of ``images`` in turn; a generator of plain-dict events.
+
+    Args:
+        network, info: a class-head model and its metadata (see :func:`load_segmentation_model`).
+        images: ``(name, array or loader)`` pairs (see :data:`ImageSource`).
+        settings: :class:`.predict.InferenceSettings` (None: the defaults).
+        uncertainty: also compute each image's uncertainty map (the entropy of its class
+            probabilities).
+        errors: the exception types that fail only the image at hand (reported by an error event);
+            any other exception ends the whole run. The widget keeps the default (images the core
+            refuses); the command line adds unreadable files, write and memory errors.
+
+    Yields:
+        ``{"kind": "start", "index", "count", "name"}`` before an image is read;
+        ``{"kind": "progress", "index", "count", "name", "stage", "done", "total"}`` after each tile
+        batch (stage "tiles") and before nucleus splitting (stage "instances");
+        ``{"kind": "result", "index", "count", "name", "image", "result", "seconds"}`` per image
+        segmented (``result`` a :class:`.predict.SegmentationResult`, ``image`` the array segmented,
+        ``seconds`` from reading to result; with ``uncertainty`` also ``"uncertainty"``: the (H, W)
+        map); ``{"kind": "error", "index", "count", "name", "message", "error"}`` per image that
+        failed with one of ``errors`` (``message`` is ``str(error)``).
+
+    Returns:
+        The number of images segmented.
+    """
+    from .predict import segment_progressive
+    from .uncertainty import segment_with_uncertainty
+
+    images = list(images)
+    count = len(images)
+    done = 0
+    for index, (name, source) in enumerate(images):
+        where = {"index": index, "count": count, "name": name}
+        yield {"kind": "start", **where}
+        started = time.perf_counter()
+        try:
+            image = source() if callable(source) else source
+            if uncertainty:
+                gen = segment_with_uncertainty(network, info, image, settings, name=name)
+            else:
+                gen = segment_progressive(network, info, image, settings, name=name)
+            result = yield from _progress(gen, where)
+        except errors as exc:
+            yield {"kind": "error", **where, "message": str(exc), "error": exc}
+            continue
+        done += 1
+        event = {"kind": "result", **where, "image": image, "seconds": time.perf_counter() - started}
+        if uncertainty:
+            result, umap = result
+            event["uncertainty"] = umap
+        yield {**event, "result": result}
+    return done
+
+
+def _progress(gen: Generator[dict, None, Any], where: dict) -> Generator[dict, None, Any]:
+    """Forward ``gen``'s progress events with the image's place added; return its return value."""
+    events = Returning(gen)
+    try:
+        for event in events:
+            yield {"kind": "progress", **where, **event}
+        return events.value
+    finally:
+        gen.close()  # cancelled between two tiles: the image's generator ends too
+
+
+__all__ = ["ImageSource", "load_segmentation_model", "segment_images"]
