@@ -27,6 +27,9 @@ def add_slide_arguments(parser: argparse.ArgumentParser) -> None:
                        help="segment only this rectangle, in level-0 slide pixels")
     group.add_argument("--no-tissue-mask", dest="tissue", action="store_false",
                        help="segment glass too (by default tiles without tissue are skipped)")
+    group.add_argument("--restart", action="store_true",
+                       help="discard an unfinished <stem>_labels.zarr.partial left by a cancelled or killed run "
+                            "and start over (by default the same command continues it)")
     group.add_argument("--workers", type=int, default=None, metavar="N",
                        help="segment the slides on a local Dask cluster of N worker processes, one slide per task")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -70,6 +73,7 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
     from ..core.errors import GenSelfDiffError
 
     settings = slide_settings(args, instances=instances)
+    restart = bool(getattr(args, "restart", False))
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
     if workers is not None and workers < 1:
         raise CommandError(f"--workers must be at least 1, not {workers}.")
@@ -94,7 +98,7 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
         try:
             segment_slides_on_cluster([str(p.resolve()) for p in paths], str(Path(model_path).resolve()),
                                       str(out_dir.resolve()), settings, workers=workers, scheduler=scheduler,
-                                      overwrite=overwrite, on_result=show)
+                                      overwrite=overwrite, restart=restart, on_result=show)
         except (OSError, TimeoutError) as exc:
             raise CommandError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from exc
         return failed[0]
@@ -109,7 +113,7 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
     for path in paths:
         try:
             events = Returning(segment_slide_progressive(network, info, path, out_dir, settings,
-                                                         overwrite=overwrite))
+                                                         overwrite=overwrite, restart=restart))
             with tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr) as bar:
                 for event in events:
                     bar.set_postfix_str(event["stage"])

@@ -4,7 +4,9 @@ rectangles drawn in a Shapes layer, into an on-disk labels store shown as a mult
 It works on image layers opened by the slide reader (``_slide_reader.py``: their metadata name the
 slide file and its resolution). Segmentation runs ``core.inference.slide.segment_slide_progressive``
 in a background worker (``_threading.py``) with progress in tiles; **Cancel** stops between two tile
-batches and keeps what was finished in ``<stem>_labels.zarr.partial``, which is then shown. The
+batches and keeps what was finished in ``<stem>_labels.zarr.partial``, which is then shown.
+**Segment** again with the same slide, model and scope continues it where it stopped (the core
+refuses a partial run with other settings and says what differs; **Start over** discards it). The
 scope:
 
 - **Whole slide**: tissue tiles of the whole slide;
@@ -84,6 +86,9 @@ class SlideSegmentWidget(QWidget):
         self.scope_combo.addItems(SCOPES)
         self.shapes_combo = QComboBox()
         self.instances_check = QCheckBox("Nuclei (GeoJSON for QuPath)")
+        self.restart_check = QCheckBox("Start over (discard an unfinished run)")
+        self.restart_check.setToolTip("By default Segment continues a cancelled or interrupted run of the same "
+                                      "slide, model and region; tick this to discard it and start again.")
         self.segment_button = QPushButton("Segment")
         self.segment_button.clicked.connect(self.segment)
         self.cancel_button = QPushButton("Cancel")
@@ -106,6 +111,7 @@ class SlideSegmentWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.instances_check)
+        layout.addWidget(self.restart_check)
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_button)
         buttons.addWidget(self.cancel_button)
@@ -236,9 +242,11 @@ class SlideSegmentWidget(QWidget):
         self._layer, self._out = layer, out_dir
         self.worker = start_worker(
             segment_slide_progressive, network, info, slide_path, out_dir, settings, overwrite=True,
+            restart=self.restart_check.isChecked(), start=False,
             on_yielded=self._progress, on_returned=self._done, on_errored=self._failed,
             on_aborted=self._cancelled, on_finished=self._finished,
         )
+        self.worker.start()
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -253,9 +261,14 @@ class SlideSegmentWidget(QWidget):
 
     def _done(self, result) -> None:
         self.last_result = result
+        self.restart_check.setChecked(False)
         self._show_store(result.labels_store)
+        partial_name = f"{self._layer.name} labels (cancelled, partial)"
+        if partial_name in self.viewer.layers:
+            self.viewer.layers.remove(partial_name)
         nuclei = f", {result.nuclei} nuclei -> {result.geojson.name}" if result.geojson else ""
-        self._say(f"{result.tiles} of {result.tiles_all} tiles (tissue only) in {result.seconds:.0f} s -> "
+        resumed = f" ({result.tiles_resumed} of them done before, continued)" if result.tiles_resumed else ""
+        self._say(f"{result.tiles} of {result.tiles_all} tiles (tissue only){resumed} in {result.seconds:.0f} s -> "
                   f"{result.labels_store}{nuclei}")
 
     def _failed(self, exc: Exception) -> None:
@@ -264,11 +277,14 @@ class SlideSegmentWidget(QWidget):
         self._say(_notify.describe(exc, "segment the slide"))
 
     def _cancelled(self) -> None:
-        stem = Path((slide_meta(self._layer) or {}).get("path", "slide")).stem
+        from ..core.inference.slide import slide_stem
+
+        stem = slide_stem(Path((slide_meta(self._layer) or {}).get("path", "slide")))
         partial = self._out / f"{stem}_labels.zarr.partial"
         if partial.exists():
             self._show_store(partial, suffix=" (cancelled, partial)")
-        self._say(f"Cancelled; the tiles finished so far are kept in {partial}.")
+        self._say(f"Cancelled; the tiles finished so far are kept in {partial}. Segment again with the same "
+                  "settings to continue from there.")
 
     def _finished(self) -> None:
         self.segment_button.setEnabled(True)

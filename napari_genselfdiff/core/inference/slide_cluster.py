@@ -35,7 +35,7 @@ def _load(model_path: str, device: str):
 
 
 def segment_slide_task(model_path: str, slide_path: str, out_dir: str, settings, overwrite: bool = False,
-                       threads: int | None = None) -> dict[str, Any]:
+                       threads: int | None = None, restart: bool = False) -> dict[str, Any]:
     """Segment one slide on a worker; never raises: returns ``{"slide", "ok", "error" | "result"}``."""
     try:
         import torch
@@ -47,7 +47,7 @@ def segment_slide_task(model_path: str, slide_path: str, out_dir: str, settings,
         network, info = _load(str(model_path), settings.inference.device)
         if info.head != "classes":
             raise ValueError(f"{model_path} is a pretraining (noise) model; segmentation needs one with classes.")
-        result = segment_slide(network, info, slide_path, out_dir, settings, overwrite=overwrite)
+        result = segment_slide(network, info, slide_path, out_dir, settings, overwrite=overwrite, restart=restart)
         return {"slide": str(slide_path), "ok": True, "result": result.to_dict()}
     except Exception as exc:  # noqa: BLE001 - every failure is reported per slide, the others go on
         message = " ".join(str(exc).split()) or type(exc).__name__
@@ -65,6 +65,7 @@ def segment_slides_on_cluster(
     workers: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
+    restart: bool = False,
     processes: bool = True,
     threads_per_task: int | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
@@ -79,6 +80,7 @@ def segment_slides_on_cluster(
         workers: start a LocalCluster with this many workers (one slide at a time each).
         scheduler: address of a running Dask scheduler (``tcp://host:8786``); overrides ``workers``.
         overwrite: replace existing outputs.
+        restart: discard unfinished stores of earlier runs (by default a matching one is continued).
         processes: LocalCluster workers as processes (True: no shared GIL) or threads.
         threads_per_task: torch threads per task; by default the machine's cores / workers (LocalCluster).
         on_result: called with each task's report as it finishes (for progress lines).
@@ -104,7 +106,7 @@ def segment_slides_on_cluster(
         futures = {}
         for path in slides:
             future = client.submit(segment_slide_task, str(model_path), str(path), str(out_dir), settings,
-                                   overwrite, threads_per_task, pure=False, key=f"segment-slide-{Path(path).name}-{len(futures)}")
+                                   overwrite, threads_per_task, restart, pure=False, key=f"segment-slide-{Path(path).name}-{len(futures)}")
             futures[future] = str(path)
         for future in as_completed(futures):
             try:

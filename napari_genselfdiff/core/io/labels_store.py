@@ -14,7 +14,11 @@ Its ``.zattrs`` carry:
   far and ``complete: false``), and timings.
 
 Writing goes to ``<name>.partial`` and is renamed to ``<name>`` only at the end, so an existing
-store is never replaced by a broken one.
+store is never replaced by a broken one. While it is written, ``<name>.partial/genselfdiff_resume.json``
+(:func:`write_resume`, replaced atomically after every band of labels) records what the run was
+(slide, model, settings) and which bands are finished, so a run that was cancelled or killed can be
+continued (``core/inference/slide.py``). Chunks are written by zarr's LocalStore, which writes each
+chunk file to a temporary name and renames it (zarr >= 3.1.3): a killed run never leaves half a chunk.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import numpy as np
 CHUNK = 1024
 NGFF_VERSION = "0.4"
 PARTIAL = ".partial"
+#: The file in an unfinished store that says what is done (see :func:`write_resume`).
+RESUME_FILE = "genselfdiff_resume.json"
 
 
 @dataclass
@@ -152,6 +158,22 @@ def set_info(store: LabelsStore, **values: Any) -> None:
     info.update(json.loads(json.dumps(values, default=str)))
     group.attrs["genselfdiff"] = info
     store.attrs["genselfdiff"] = info
+
+
+def read_resume(path: str | Path) -> dict[str, Any] | None:
+    """The resume record of an unfinished store, or None (none written, or unreadable)."""
+    try:
+        record = json.loads((Path(path) / RESUME_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_resume(path: str | Path, record: dict[str, Any]) -> None:
+    """Replace the store's resume record atomically (temporary file, fsync, rename)."""
+    from .atomic import write_text_atomic
+
+    write_text_atomic(Path(path) / RESUME_FILE, json.dumps(record, default=str))
 
 
 def build_pyramid(store: LabelsStore, region: tuple[int, int, int, int] | None = None, block: int = 4096) -> None:
