@@ -123,6 +123,64 @@ def test_edits_survive_a_finetuning_that_ends_and_re_segments(setup):
     assert "other labels [1]" in viewer.layers  # the new result beside it
 
 
+
+def test_edits_made_while_the_re_segmentation_runs_are_not_overwritten(setup, monkeypatch):
+    """The user keeps painting the labels of an image while a fine-tuning's re-segmentation of that same
+    image runs in its worker thread: when the result arrives, the edit is detected and kept."""
+    import threading
+
+    from napari_genselfdiff.core.progress import Returning
+    from napari_genselfdiff.plugin._testing import wait_for
+    from napari_genselfdiff.plugin.widgets import segment_panel as module
+
+    viewer, widget = setup
+    monkeypatch.delenv("GENSELFDIFF_NOTHREADS")  # workers in threads, as in napari
+    image = viewer.add_image(np.random.default_rng(2).integers(0, 255, (64, 96, 3), dtype=np.uint8), name="other",
+                             rgb=True)
+    seg = widget.segment_panel
+    seg.run([image])
+    wait_for(lambda: not widget.state.running("segment"), 120, "the first segmentation")
+    labels = viewer.layers["other labels"]
+    first = labels.data.copy()
+    # hold the re-segmentation after its first tile until the user has edited
+    started, release = threading.Event(), threading.Event()
+    original = module.segment_images
+
+    def gated(*args, **kwargs):
+        events = Returning(original(*args, **kwargs))
+        for n, event in enumerate(events):
+            yield event
+            if n == 0:
+                started.set()
+                release.wait(120)
+        return events.value
+
+    monkeypatch.setattr(module, "segment_images", gated)
+    asked = []
+
+    def ask(title, text):
+        asked.append(title)
+        return title.startswith("Re-segment")  # yes to re-segmenting, no to replacing the edited labels
+
+    widget.state.ask = ask
+    assert widget.finetune_panel.offer_resegment() is not None  # what a finished fine-tuning does
+    try:
+        wait_for(started.is_set, 120, "the re-segmentation to start")
+        assert widget.state.running("segment")
+        labels.brush_size = 5
+        labels.paint((20, 30), 1)  # the brush, as the user paints (with undo history)
+        labels.data[40:44, 60:70] = 0  # and an erased stroke
+        labels.refresh()
+        edited = labels.data.copy()
+        assert not np.array_equal(edited, first)
+    finally:
+        release.set()
+    wait_for(lambda: not widget.state.running("segment"), 120, "the re-segmentation")
+    assert widget.segment_panel.outcome == "done"
+    assert asked == ["Re-segment with the new model?", "Replace the edited labels?"]
+    assert viewer.layers["other labels"] is labels and np.array_equal(labels.data, edited)  # every edit kept
+    assert np.array_equal(viewer.layers["other labels [1]"].data, first)  # the new result beside it (same model)
+
 def test_finetune_panel_says_what_happened_to_a_killed_run_and_resumes_it(setup, tmp_path):
     from napari_genselfdiff.plugin._subprocess import TrainingProcessDied
 
