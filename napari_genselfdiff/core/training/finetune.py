@@ -40,14 +40,22 @@ from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
 from ..normalization import DEFAULT_NORMALIZATION, Normalization
 from .architecture import resolve_architecture
-from .checkpoint import restore_rng
 from .control import TrainingControl
 from .distributed import barrier, unwrap
 from .events import ProgressEvent
-from .loop import CheckpointPolicy, logged, prepare_model, train_loop
-from .run import base_provenance, open_run, save_trained_model, write_replica_check
-from .schedule import learning_rate
-from .settings import RunOptions, check_positive, config_to_json, option, total_steps
+from .run import (
+    base_provenance,
+    data_summary,
+    describe_notes,
+    describe_patches,
+    log_done,
+    open_run,
+    run_stage,
+    save_trained_model,
+    start_model,
+    write_replica_check,
+)
+from .settings import RunOptions, check_patch_fits, check_stage_options, option, total_steps
 from .validation import SELECTION_METRIC, validate_images
 
 BEST_FILE = "best.safetensors"
@@ -121,11 +129,7 @@ class FinetuneConfig(RunOptions):
         Raises:
             TrainingInputError: a setting is out of range (the message names it).
         """
-        for name in ("patch_size", "stride", "val_tile"):
-            check_positive(name, getattr(self, name))
-        self.check_run_options()
-        check_positive("steps", self.steps, allow_none=True)
-        check_positive("epochs", self.epochs, allow_none=True, integer=False)
+        check_stage_options(self, "val_tile")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise TrainingInputError(f"betas must be two numbers in [0, 1), got {self.betas}.")
         if not 0 <= self.val_fraction < 1:
@@ -190,10 +194,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     num_classes = len(classes)
     parent, parent_info, arch = _initial_network(cfg, num_classes)
     normalization: Normalization = parent_info.normalization if parent_info else DEFAULT_NORMALIZATION
-    if cfg.patch_size % arch.downsample_factor:
-        raise TrainingInputError(f"patch size {cfg.patch_size} must be a multiple of {arch.downsample_factor}.")
-    ctx = open_run(out_dir=cfg.out_dir, stage="finetune", architecture=arch, resume=cfg.resume, device=cfg.device,
-                   precision=cfg.precision, channels_last=cfg.channels_last, config_json=config_to_json(cfg))
+    check_patch_fits(cfg.patch_size, arch)
+    ctx = open_run(cfg, stage="finetune", architecture=arch)
 
     data = load_pairs(num_classes=num_classes, image_dir=cfg.images, mask_dir=cfg.masks, pairs=cfg.pairs,
                       class_names=cfg.classes)
@@ -219,18 +221,14 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
     validate_every = sampler.steps_per_epoch if cfg.validate_every is None else cfg.validate_every
 
-    torch.manual_seed(cfg.seed)
-    head_note = "new class head on a network trained from scratch"
     if parent is None:
-        model = AttentionUNet(arch)
+        build, head_note = (lambda: AttentionUNet(arch)), "new class head on a network trained from scratch"
     elif parent_info.head == "classes" and parent.config == arch:
-        model, head_note = parent, "kept the parent model's class head (same classes)"
+        build, head_note = (lambda: parent), "kept the parent model's class head (same classes)"
     else:
-        model, head_note = parent.with_new_head("classes", num_classes), f"new class head on the backbone of {cfg.init}"
-    if ctx.state is not None:
-        model.load_state_dict(ctx.state.model)
-    model = prepare_model(model, ctx.device, ctx.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        build = lambda: parent.with_new_head("classes", num_classes)  # noqa: E731
+        head_note = f"new class head on the backbone of {cfg.init}"
+    model, optimizer = start_model(ctx, build, cfg, betas=tuple(cfg.betas))
     extra_state = dict(ctx.state.extra) if ctx.state is not None else {}
     best: dict[str, Any] = {
         "best_score": extra_state.get("best_score"),
@@ -238,10 +236,6 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         "best_metrics": extra_state.get("best_metrics"),
     }
     latest: dict[str, Any] = {"step": None, "metrics": None}  # the most recent validation
-    if ctx.state is not None:
-        if ctx.state.optimizer is not None:
-            optimizer.load_state_dict(ctx.state.optimizer)
-        restore_rng(ctx.state.rng)
 
     criterion = SSFocalLoss(lam=cfg.lam) if cfg.loss == "ss_focal" else LOSSES[cfg.loss]()
 
@@ -254,26 +248,17 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         total, parts = criterion(logits.float(), y, ignore[0] if ignore else None)
         return {"loss": total, **parts}
 
-    data_summary = {
-        "folders": data.folders,
-        "train_images": [data.names[i] for i in train_idx],
-        "val_images": val_names,
-        "in_memory_arrays": data.arrays,
-        "patches": len(dataset),
-        "background_patches_skipped": dataset.index.skipped_background,
-        "files_skipped": [n for n, _ in data.skipped],
-    }
+    summary = data_summary(data, dataset, train_images=[data.names[i] for i in train_idx], val_images=val_names)
     parent_path = None if parent_info is None else str(parent_info.path)
 
     def provenance(step: int, metrics: dict[str, float] | None, cancelled: bool) -> dict[str, Any]:
-        values = base_provenance(ctx, stage="finetune", steps=step, epochs=sampler.epoch(step), cancelled=cancelled)
+        values = base_provenance(ctx, cfg, stage="finetune", steps=step, epochs=sampler.epoch(step),
+                                 cancelled=cancelled)
         values.update(
-            data=data_summary, parent=parent_path or "scratch",
+            data=summary, parent=parent_path or "scratch",
             parent_stage=(parent_info.provenance.get("stage") if parent_info else None),
             metrics=metrics or {}, selected_by=f"{SELECTION_METRIC} on whole held-out images" if val_images else "last step",
-            batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride, lr=cfg.lr,
-            lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
-            betas=list(cfg.betas), lam=cfg.lam, seed=cfg.seed,
+            betas=list(cfg.betas), lam=cfg.lam,
             loss=criterion.to_config(),
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
                           "stain_jitter": cfg.stain_jitter},
@@ -304,29 +289,15 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             yield ProgressEvent(kind="checkpoint", step=step, total_steps=steps, epoch=sampler.epoch(step),
                                 message=f"best model so far written to {path}", path=path, stage="finetune")
 
-    lines = [f"{split_note}; {len(dataset)} patches of {cfg.patch_size} px "
-             f"({dataset.index.skipped_background} background patches skipped), {sampler.steps_per_epoch} steps "
-             f"per epoch; {head_note}; device {ctx.device}, precision {ctx.precision.value}"]
-    lines += [f"skipped {n}: {r}" for n, r in data.skipped] + data.notes + ctx.notes
-    result = yield from logged(
-        train_loop(
-            model=model, batches=batches, loss_fn=loss_fn, optimizer=optimizer, total_steps=steps,
-            device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
-            steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
-            channels_last=ctx.channels_last, control=control,
-            lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
-            grad_clip=cfg.grad_clip,
-            checkpoint=CheckpointPolicy(
-                run_dir=ctx.run_dir, stage="finetune", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
-                config=config_to_json(cfg),
-                extra=lambda: {**best, "classes": list(cfg.classes), "normalization": normalization.to_dict(),
-                               "patch_size": cfg.patch_size},
-            ),
-            scaler_state=ctx.state.scaler if ctx.state is not None else None,
-            validate=validate if val_images else None, validate_every=validate_every,
-            stage="finetune", describe="; ".join(lines),
-        ),
-        ctx.log,
+    lines = [f"{split_note}; {describe_patches(cfg, dataset, sampler.steps_per_epoch)}; {head_note}; "
+             f"device {ctx.device}, precision {ctx.precision.value}"]
+    result = yield from run_stage(
+        ctx, cfg, stage="finetune", model=model, optimizer=optimizer, batches=batches, loss_fn=loss_fn,
+        total_steps=steps, steps_per_epoch=sampler.steps_per_epoch,
+        describe="; ".join(lines + describe_notes(ctx, data)), control=control,
+        extra=lambda: {**best, "classes": list(cfg.classes), "normalization": normalization.to_dict(),
+                       "patch_size": cfg.patch_size},
+        validate=validate if val_images else None, validate_every=validate_every,
     )
     write_replica_check(ctx, model)
     if result.cancelled and result.step == 0 and best["best_score"] is None:
@@ -339,11 +310,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     best_path = ctx.run_dir / BEST_FILE
     path = best_path if val_images and best["best_score"] is not None else last
     if not result.cancelled:
-        summary = (f"best {SELECTION_METRIC} {best['best_score']:.4f} at step {best['best_step']}"
+        outcome = (f"best {SELECTION_METRIC} {best['best_score']:.4f} at step {best['best_step']}"
                    if best["best_score"] is not None else "no held-out validation")
-        done = ProgressEvent(kind="done", step=result.step, total_steps=steps, epoch=sampler.epoch(result.step),
-                             loss=result.last_loss, metrics=best["best_metrics"] or {},
-                             message=f"fine-tuning done ({summary}); model: {path}", path=path, stage="finetune")
-        ctx.log.append(done)
-        yield done
+        yield log_done(ctx, stage="finetune", result=result, total_steps=steps, epoch=sampler.epoch(result.step),
+                       message=f"fine-tuning done ({outcome}); model: {path}", path=path, metrics=best["best_metrics"])
     return path if ctx.main else None

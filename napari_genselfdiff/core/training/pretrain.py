@@ -40,14 +40,24 @@ from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
 from ..normalization import DEFAULT_NORMALIZATION
 from .architecture import resolve_architecture
-from .checkpoint import restore_rng
 from .control import TrainingControl
 from .distributed import barrier, unwrap
 from .events import ProgressEvent
-from .loop import CheckpointPolicy, logged, prepare_model, train_loop
-from .run import RunContext, base_provenance, open_run, save_trained_model, step_seed, write_replica_check
-from .schedule import learning_rate
-from .settings import RunOptions, check_positive, config_to_json, option, total_steps
+from .run import (
+    RunContext,
+    base_provenance,
+    data_summary,
+    describe_notes,
+    describe_patches,
+    log_done,
+    open_run,
+    run_stage,
+    save_trained_model,
+    start_model,
+    step_seed,
+    write_replica_check,
+)
+from .settings import RunOptions, check_patch_fits, check_stage_options, option, total_steps
 
 MODEL_FILE = "pretrained.safetensors"
 PAPER_EPOCHS = 100
@@ -98,17 +108,9 @@ class PretrainConfig(RunOptions):
         Raises:
             TrainingInputError: a setting is out of range (the message names it).
         """
-        for name in ("patch_size", "stride", "timesteps"):
-            check_positive(name, getattr(self, name))
-        self.check_run_options()
-        check_positive("steps", self.steps, allow_none=True)
-        check_positive("epochs", self.epochs, allow_none=True, integer=False)
+        check_stage_options(self, "timesteps")
         arch = resolve_architecture(self.arch, self.width).with_head("noise", 3)
-        if self.patch_size % arch.downsample_factor:
-            raise TrainingInputError(
-                f"patch size {self.patch_size} must be a multiple of {arch.downsample_factor} for this "
-                f"network ({len(arch.widths)} levels)."
-            )
+        check_patch_fits(self.patch_size, arch)
         return arch
 
 
@@ -158,8 +160,7 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
     """
     arch = cfg.check()
     diffusion = _diffusion(cfg)
-    ctx = open_run(out_dir=cfg.out_dir, stage="pretrain", architecture=arch, resume=cfg.resume, device=cfg.device,
-                   precision=cfg.precision, channels_last=cfg.channels_last, config_json=config_to_json(cfg))
+    ctx = open_run(cfg, stage="pretrain", architecture=arch)
     data = load_images(cfg.images)
     dataset = PatchDataset(
         data.images, cfg.patch_size, cfg.stride, skip_background=cfg.skip_background,
@@ -169,16 +170,7 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
     sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
     steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
 
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-    model = AttentionUNet(arch)
-    if ctx.state is not None:
-        model.load_state_dict(ctx.state.model)
-    model = prepare_model(model, ctx.device, ctx.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if ctx.state is not None:
-        if ctx.state.optimizer is not None:
-            optimizer.load_state_dict(ctx.state.optimizer)
-        restore_rng(ctx.state.rng)
+    model, optimizer = start_model(ctx, lambda: AttentionUNet(arch), cfg)
 
     def batches(step: int) -> torch.Tensor:
         return batch_for_step(dataset, sampler, step)
@@ -189,50 +181,25 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
         out = diffusion.training_loss(net, x0, generator=gen)
         return {"loss": out["loss"], "mse": out["mse"].mean()}
 
-    data_summary = {
-        "folders": data.folders,
-        "images": len(data.images),
-        "in_memory_arrays": data.arrays,
-        "patches": len(dataset),
-        "background_patches_skipped": dataset.index.skipped_background,
-        "files_skipped": [n for n, _ in data.skipped],
-    }
-    lines = [f"{len(data.images)} image(s), {len(dataset)} patches of {cfg.patch_size} px "
-             f"({dataset.index.skipped_background} background patches skipped), "
-             f"{sampler.steps_per_epoch} steps per epoch, device {ctx.device}, precision {ctx.precision.value}"]
-    lines += [f"skipped {n}: {r}" for n, r in data.skipped] + data.notes + ctx.notes
+    summary = data_summary(data, dataset, images=len(data.images))
+    lines = [f"{len(data.images)} image(s), {describe_patches(cfg, dataset, sampler.steps_per_epoch)}, "
+             f"device {ctx.device}, precision {ctx.precision.value}"]
     extra = {"diffusion": diffusion.to_config(), "normalization": DEFAULT_NORMALIZATION.to_dict(),
              "patch_size": cfg.patch_size}
-    result = yield from logged(
-        train_loop(
-            model=model, batches=batches, loss_fn=loss_fn, optimizer=optimizer, total_steps=steps,
-            device=ctx.device, precision=ctx.precision, start_step=ctx.start_step,
-            steps_per_epoch=sampler.steps_per_epoch, samples_per_step=cfg.batch * ctx.world,
-            channels_last=ctx.channels_last, control=control,
-            lr_at=lambda step: learning_rate(step, steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
-            grad_clip=cfg.grad_clip,
-            checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage="pretrain", every=cfg.checkpoint_every,
-                                        keep=cfg.keep_checkpoints, config=config_to_json(cfg),
-                                        extra=lambda: extra),
-            scaler_state=ctx.state.scaler if ctx.state is not None else None,
-            stage="pretrain", describe="; ".join(lines),
-        ),
-        ctx.log,
+    result = yield from run_stage(
+        ctx, cfg, stage="pretrain", model=model, optimizer=optimizer, batches=batches, loss_fn=loss_fn,
+        total_steps=steps, steps_per_epoch=sampler.steps_per_epoch,
+        describe="; ".join(lines + describe_notes(ctx, data)), control=control, extra=lambda: extra,
     )
     write_replica_check(ctx, model)
     net = unwrap(model)
-    provenance = base_provenance(ctx, stage="pretrain", steps=result.step,
+    provenance = base_provenance(ctx, cfg, stage="pretrain", steps=result.step,
                                  epochs=sampler.epoch(result.step), cancelled=result.cancelled)
-    provenance.update(data=data_summary, batch=cfg.batch * ctx.world, patch_size=cfg.patch_size, stride=cfg.stride,
-                      lr=cfg.lr, lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
-                      seed=cfg.seed, final_loss=result.last_loss)
+    provenance.update(data=summary, final_loss=result.last_loss)
     if result.cancelled and result.step == 0:
         return None
     path = _save_result(ctx, net, cfg, diffusion, provenance)
     if not result.cancelled:
-        done = ProgressEvent(kind="done", step=result.step, total_steps=steps, epoch=sampler.epoch(result.step),
-                             loss=result.last_loss, message=f"pretraining done; model written to {path}",
-                             path=path, stage="pretrain")
-        ctx.log.append(done)
-        yield done
+        yield log_done(ctx, stage="pretrain", result=result, total_steps=steps, epoch=sampler.epoch(result.step),
+                       message=f"pretraining done; model written to {path}", path=path)
     return path

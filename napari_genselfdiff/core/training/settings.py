@@ -91,6 +91,34 @@ def check_positive(name: str, value: Any, *, allow_none: bool = False, integer: 
         raise TrainingInputError(f"{name} must be {kind}, got {value!r}.")
 
 
+def check_stage_options(cfg: Any, *positive: str) -> None:
+    """The checks every stage's configuration shares: the patch grid (``patch_size``, ``stride``) and
+    the named stage fields are positive whole numbers, the :class:`RunOptions` are in range, and the
+    run length (``steps``, ``epochs``) is positive where given.
+
+    Raises:
+        TrainingInputError: a setting is out of range (the message names it).
+    """
+    for name in ("patch_size", "stride", *positive):
+        check_positive(name, getattr(cfg, name))
+    cfg.check_run_options()
+    check_positive("steps", cfg.steps, allow_none=True)
+    check_positive("epochs", cfg.epochs, allow_none=True, integer=False)
+
+
+def check_patch_fits(patch_size: int, architecture: UNetConfig) -> None:
+    """Refuse a training patch the network cannot halve down to its bottleneck.
+
+    Raises:
+        TrainingInputError: ``patch_size`` is not a multiple of the network's downsampling factor.
+    """
+    if patch_size % architecture.downsample_factor:
+        raise TrainingInputError(
+            f"patch size {patch_size} must be a multiple of {architecture.downsample_factor} for this "
+            f"network ({len(architecture.widths)} levels)."
+        )
+
+
 def total_steps(steps: int | None, epochs: float | None, steps_per_epoch: int, default_epochs: float) -> int:
     """Steps of a run: ``steps`` when given, else ``epochs`` (or the default) times the epoch length."""
     if steps is not None:
