@@ -100,6 +100,25 @@ def test_bad_input_gives_clear_messages(setup):
     assert "differ from the current model's (0 background, 1 nucleus)" in ft.status_text(), ft.status_text()
 
 
+
+def test_a_label_outside_the_classes_is_refused_when_marking(setup):
+    """A label painted with a number the classes do not have (napari's label counter goes up to any
+    number) would be misread or refused by fine-tuning: marking says so at once and stores nothing."""
+    viewer, widget = setup
+    panel = widget.annotation_panel
+    _, labels = _image_and_labels(viewer)
+    labels.data[3:9, 4:12] = 3  # the 2-class layer painted with label 3
+    labels.refresh()
+    panel.select("slide labels", "slide", region="whole image")
+    assert panel.mark_corrected() is None
+    assert panel.status_text() == (
+        "Cannot mark as corrected: the labels layer 'slide labels' holds label 3, but its classes are "
+        "0 background, 1 nucleus. Paint only with these labels (the label number in the layer controls), "
+        "or erase label 3.")
+    assert len(widget.state.annotations) == 0
+    labels.data[labels.data == 3] = 1  # corrected: it is stored
+    assert panel.mark_corrected() is not None and len(widget.state.annotations) == 1
+
 def test_edits_survive_a_finetuning_that_ends_and_re_segments(setup):
     viewer, widget = setup
     image = viewer.add_image(np.random.default_rng(2).integers(0, 255, (48, 48, 3), dtype=np.uint8), name="other",

@@ -286,6 +286,13 @@ class AnnotationPanel(QGroupBox):
             labels = labels_plane(labels_layer, plane)
             meta = layer_meta(labels_layer)
             classes = classes_of(labels_layer, self.state.model_info.classes if self.state.model_info else None)
+            top = int(np.max(np.asarray(labels), initial=0))
+            if classes and top > max(c.id for c in classes):
+                names = ", ".join(f"{c.id} {c.name}" for c in classes)
+                raise MaskInputError(
+                    f"the labels layer '{labels_layer.name}' holds label {top}, but its classes are {names}. "
+                    f"Paint only with these labels (the label number in the layer controls), or erase label {top}."
+                )
             instances = None
             nuclei_name = f"{image_layer.name} nuclei{plane.suffix}"
             nuclei = self._layer(nuclei_name)
