@@ -88,7 +88,12 @@ def read_labels_store(path) -> list[tuple]:
     store = open_labels_store(p)
     import dask.array as da
 
-    levels = [da.from_zarr(a) for a in store.arrays]
+    # A fresh dask name per read: napari's dask cache must not show chunks of the store from before a
+    # correction was saved (the same arrays would get the same name).
+    import uuid
+
+    token = uuid.uuid4().hex
+    levels = [da.from_zarr(a, name=f"genselfdiff-labels-{token}-{k}") for k, a in enumerate(store.arrays)]
     scale = (store.mpp, store.mpp) if store.mpp else (1.0, 1.0)
     stem = p.name[: -len(LABELS_STORE_SUFFIX)]
     kwargs = {

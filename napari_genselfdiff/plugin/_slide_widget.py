@@ -16,6 +16,15 @@ scope:
 The labels are written to ``<output folder>/<stem>_labels.zarr`` (the slide's folder by default)
 and added as a Labels layer over the slide, at its scale. With **Nuclei**, ``<stem>_nuclei.geojson``
 is written too (QuPath: File > Import objects).
+
+**Correcting.** napari does not paint on multiscale Labels layers (``Labels.editable`` is
+``not multiscale`` in napari 0.9.2; the open napari/napari#1587 reports it since napari 0.3). So
+**Edit labels here** opens the level-0 labels of the field of view (or of the shapes' bounding box)
+as an ordinary in-memory Labels layer placed exactly over the slide (its translate is the region's
+offset), to paint and erase with napari's tools. **Save
+corrections** writes every such layer back into the store's level 0 and regenerates the coarser levels
+under the changed pixels, as one transaction (``core/io/labels_store.py: write_labels_region``), then
+reloads the store's layer. Only the region is ever in memory.
 """
 
 from __future__ import annotations
@@ -42,6 +51,19 @@ from ._layers import META_KEY
 from ._threading import start_worker
 
 SCOPES = ("Whole slide", "Field of view", "Shapes")
+#: Metadata key of an editable region of a labels store (under ``metadata["genselfdiff"]``).
+EDIT_KEY = "slide_edit"
+#: Largest region opened for correcting (pixels a side): it is held in memory and drawn as one texture.
+EDIT_MAX_SIDE = 8192
+
+
+def store_source(layer) -> Path | None:
+    """The labels store a (multiscale) Labels layer shows, or None."""
+    meta = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    source = meta.get("source")
+    if not source or EDIT_KEY in meta or getattr(layer, "_type_string", "") != "labels":
+        return None
+    return Path(source) if str(source).rstrip("/").endswith((".zarr", ".zarr.partial")) else None
 
 
 def slide_meta(layer) -> dict | None:
@@ -73,6 +95,7 @@ class SlideSegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.last_result = None
+        self.last_saved = None  # changed pixels written by the last Save corrections
         self.slide_combo = QComboBox()
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("model file (.safetensors)")
@@ -94,6 +117,14 @@ class SlideSegmentWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.edit_button = QPushButton("Edit labels here")
+        self.edit_button.setToolTip("Open the labels of the field of view (or of the shapes) as a layer you can paint; "
+                                    "napari cannot paint multiscale labels.")
+        self.edit_button.clicked.connect(self.edit_labels)
+        self.save_edits_button = QPushButton("Save corrections")
+        self.save_edits_button.setToolTip("Write the painted regions back into the labels store (level 0, and the "
+                                          "coarser levels under them).")
+        self.save_edits_button.clicked.connect(self.save_corrections)
         self.progress = QProgressBar()
         self.status = QLabel("Open a slide (.svs, .ndpi, .scn, pyramidal TIFF) with File > Open.")
         self.status.setWordWrap(True)
@@ -116,6 +147,10 @@ class SlideSegmentWidget(QWidget):
         buttons.addWidget(self.segment_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        correct = QHBoxLayout()
+        correct.addWidget(self.edit_button)
+        correct.addWidget(self.save_edits_button)
+        layout.addLayout(correct)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -303,3 +338,98 @@ class SlideSegmentWidget(QWidget):
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         self.viewer.add_labels(data, **kwargs)
+
+    # -- correcting --------------------------------------------------------------------------------
+    def _store_layer(self):
+        """The labels store layer to correct: the selected one, else the current slide's, else the first."""
+        candidates = [layer for layer in self.viewer.layers if store_source(layer) is not None]
+        active = self.viewer.layers.selection.active
+        if active in candidates:
+            return active
+        slide = self.slide_combo.currentText()
+        for layer in candidates:
+            if layer.name == f"{slide} labels":
+                return layer
+        return candidates[0] if candidates else None
+
+    def edit_labels(self) -> None:
+        """Open the chosen scope of the labels store as a paintable layer at its place over the slide."""
+        from ..core.io.labels_store import PARTIAL, open_labels_store, read_labels_region
+        from . import _notify
+
+        store_layer = self._store_layer()
+        if store_layer is None:
+            self._say("No labels to correct: segment the slide first, or drag its <stem>_labels.zarr folder "
+                      "onto napari.")
+            return
+        source = store_source(store_layer)
+        if source.name.endswith(PARTIAL):
+            self._say(f"{source.name} is an unfinished run: Segment again to finish it, then correct it.")
+            return
+        try:
+            data0 = store_layer.data[0] if store_layer.multiscale else store_layer.data
+            height, width = int(data0.shape[-2]), int(data0.shape[-1])
+            region = self.region(store_layer, None) or (0, 0, width, height)
+            x, y, w, h = region
+            if max(w, h) > EDIT_MAX_SIDE:
+                raise SlideError(
+                    f"the region is {w} x {h} pixels; correct at most {EDIT_MAX_SIDE} x {EDIT_MAX_SIDE} at a time: "
+                    "zoom in (Field of view) or draw a smaller rectangle (Shapes)."
+                )
+            labels = read_labels_region(open_labels_store(source), x, y, w, h)
+        except Exception as exc:  # noqa: BLE001 - shown to the user as a sentence
+            self._say(_notify.describe(exc, "open the labels for correcting"))
+            return
+        scale = np.asarray(store_layer.scale[-2:], float)
+        translate = np.asarray(store_layer.translate[-2:], float) + np.array([y, x], float) * scale
+        name = f"{store_layer.name} edit x{x} y{y}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        layer = self.viewer.add_labels(
+            labels, name=name, scale=tuple(scale), translate=tuple(translate), opacity=0.8,
+            metadata={META_KEY: {"kind": "classes",
+                                 EDIT_KEY: {"store": str(source), "x": x, "y": y, "width": w, "height": h}}},
+        )
+        layer.selected_label = 1
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        self._say(f"Paint or erase in '{name}' (level-0 x {x}, y {y}, {w} x {h} px), then Save corrections.")
+
+    def save_corrections(self) -> None:
+        """Write every edited region back into its store, then reload the store's layers."""
+        from napari.layers import Labels
+
+        from ..core.io.labels_store import write_labels_region
+        from . import _notify
+
+        edits = [layer for layer in self.viewer.layers
+                 if isinstance(layer, Labels) and EDIT_KEY in ((layer.metadata or {}).get(META_KEY) or {})]
+        if not edits:
+            self._say("Nothing to save: open a region with 'Edit labels here' and paint in it first.")
+            return
+        changed, stores = 0, set()
+        for layer in edits:
+            edit = layer.metadata[META_KEY][EDIT_KEY]
+            try:
+                result = write_labels_region(edit["store"], edit["x"], edit["y"], np.asarray(layer.data),
+                                             note=f"napari slide widget, layer '{layer.name}'")
+            except Exception as exc:  # noqa: BLE001 - shown to the user as a sentence
+                self._say(_notify.describe(exc, f"save the corrections of '{layer.name}'"))
+                return
+            changed += result["changed_pixels"]
+            stores.add(str(edit["store"]))
+        self._reload_stores(stores)
+        self.last_saved = changed
+        where = ", ".join(Path(s).name for s in sorted(stores))
+        self._say(f"Saved {changed} changed pixels from {len(edits)} region(s) into {where} (level 0 and the "
+                  "coarser levels under them).")
+
+    def _reload_stores(self, stores: set[str]) -> None:
+        """Show the stores' new content in their (lazy, multiscale) layers."""
+        from ._slide_reader import read_labels_store
+
+        for layer in list(self.viewer.layers):
+            source = store_source(layer)
+            if source is not None and str(source) in stores:
+                [(data, _, _)] = read_labels_store(str(source))
+                layer.data = data
