@@ -1,7 +1,9 @@
-"""What the pretrain and fine-tune panels share: folder lists, run controls, event handling."""
+"""What the pretrain and fine-tune panels share: folder lists, run controls, event handling, and the
+run lifecycle (:class:`TrainingLifecycle`: start, pause, resume, stop, finish, run-folder naming)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,9 @@ from qtpy.QtWidgets import (
 from ...core.defaults import WIDGET_PRESET, WIDGET_PRESETS, WIDGET_TRAINING_BATCH, WIDGET_TRAINING_PATCH
 from .. import _notify
 from .._layers import image_layers, image_plane, layer_meta
+from .._settings import data_dir
+from .._subprocess import train_in_subprocess
+from .._threading import start_worker
 from .loss_curve import LossCurve
 
 
@@ -83,6 +88,12 @@ def size_fields(*, steps: int, arch_tooltip: str) -> tuple[QComboBox, QSpinBox, 
     batch.setRange(1, 256)
     batch.setValue(WIDGET_TRAINING_BATCH)
     return arch, patch, steps_box, batch
+
+
+def patch_stride(patch: int) -> int:
+    """The patch grid step both training panels use for a patch side: half a patch (at least 16 px),
+    so a few open images still give enough patches."""
+    return max(16, int(patch) // 2)
 
 
 def layer_snapshots(viewer) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
@@ -169,8 +180,135 @@ class TrainingRun:
         elif event.kind in ("done", "cancelled"):
             c.status.setText(event.message or event.kind)
 
-    def close(self) -> None:
-        """Nothing to release (kept so the panels' clean-up reads the same for every job)."""
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run ended by a Cancel (its last event says so)."""
+        return bool(self.events) and self.events[-1].kind == "cancelled"
+
+
+class TrainingLifecycle:
+    """The lifecycle of a training run, the same in the pretrain and fine-tune panels (mixed into
+    their ``QGroupBox``): one run at a time, a fresh run folder unless resuming, the child process
+    started over :func:`.._subprocess.train_in_subprocess`, Pause / Resume / Cancel through its
+    ``TrainingControl``, and the clean-up when it ends.
+
+    A panel sets ``job`` (its job name in ``PluginState`` and the child's task: "pretrain" or
+    "finetune") and ``title`` ("Pretraining", "Fine-tuning"), calls :meth:`_init_lifecycle` in its
+    ``__init__`` (it makes ``self.controls``) and :meth:`_connect_controls` once its own ``start()``
+    exists, and writes ``_on_returned(path)``, ``_on_errored(exc)`` and, if it needs one,
+    ``_after_finished()``. It needs ``self.state`` and a ``self.run_dir`` line edit.
+
+    Attributes tests read: ``worker``, ``control``, ``run`` (the :class:`TrainingRun`), ``model_path``,
+    ``outcome`` ("done", "cancelled", "failed" or None), ``paused_by``, :attr:`is_paused`.
+    """
+
+    job: str = ""
+    title: str = ""
+
+    def _init_lifecycle(self, start_text: str, curve_title: str) -> None:
+        self.worker = None
+        self.control = None
+        self.run: TrainingRun | None = None
+        self.model_path: Path | None = None
+        self.outcome: str | None = None
+        self.paused_by: str | None = None
+        self.controls = RunControls(start_text, curve_title)
+
+    def _connect_controls(self) -> None:
+        self.controls.start.clicked.connect(lambda: self.start())
+        self.controls.pause.clicked.connect(self._on_pause_clicked)
+        self.controls.cancel.clicked.connect(self.stop)
+
+    def default_run_dir(self) -> Path:
+        """Where a run goes unless the user says otherwise: ``<data dir>/runs/<job>``."""
+        return data_dir() / "runs" / self.job
+
+    def _already_running(self) -> bool:
+        """True (and says so) when this panel's run is going: a second Start starts nothing."""
+        if self.state.running(self.job):
+            _notify.info(f"{self.title} is already running.")
+            return True
+        return False
+
+    def _fresh_run_folder(self, cfg) -> Path | None:
+        """Never mix two runs in one folder: when ``cfg.out_dir`` holds an earlier run's checkpoints
+        and the run does not resume it, the run goes to ``<folder>-<YYYYmmdd-HHMMSS>`` instead (shown
+        in the Run folder field). Returns the earlier folder when it did, else None."""
+        from ...core.training import find_latest_checkpoint
+
+        run_dir = Path(cfg.out_dir).expanduser()
+        if cfg.resume or not run_dir.is_dir() or find_latest_checkpoint(run_dir) is None:
+            return None
+        cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        self.run_dir.setText(cfg.out_dir)
+        return run_dir
+
+    def _launch(self, cfg, status: str):
+        """Start the run of ``cfg`` in the training child, with ``status`` in the status line; returns
+        the worker."""
+        from ...core.training import TrainingControl
+
+        self.control = TrainingControl()
+        self.model_path, self.outcome = None, None
+        self.controls.curve.clear()
+        self.run = TrainingRun(self.controls)
+        self.controls.status.setText(status)
+        self.worker = start_worker(
+            train_in_subprocess, self.job, cfg, self.control,
+            on_yielded=self._on_event, on_returned=self._on_returned, on_errored=self._on_errored,
+            on_finished=self._on_finished, start=False,
+        )
+        worker = self.worker
+        self.state.set_job(self.job, worker)
+        self.controls.set_running(True)
+        worker.start()
+        return worker
+
+    def pause(self, by: str | None = None) -> None:
+        """Pause before the next step (``by`` names who paused, e.g. "fine-tuning")."""
+        if self.control is not None and self.state.running(self.job) and not self.control.is_paused:
+            self.control.pause()
+            self.paused_by = by
+            self.controls.set_running(True, paused=True)
+            self.controls.status.setText("Pausing after the current step..." if by is None
+                                         else f"Paused while {by} runs.")
+
+    def resume(self) -> None:
+        if self.control is not None and self.state.running(self.job):
+            self.control.resume()
+            self.paused_by = None
+            self.controls.set_running(True, paused=False)
+
+    def stop(self) -> None:
+        """Cancel: the run saves a checkpoint of its last completed step and ends."""
+        if self.control is not None and self.state.running(self.job):
+            self.controls.status.setText("Stopping: saving a checkpoint of the last completed step...")
+            self.control.cancel()
+
+    @property
+    def is_paused(self) -> bool:
+        return bool(self.control is not None and self.control.is_paused and self.state.running(self.job))
+
+    def _on_pause_clicked(self) -> None:
+        if self.is_paused:
+            self.resume()
+        else:
+            self.pause()
+
+    def _on_event(self, event) -> None:
+        self.run.on_event(event)
+        if event.kind == "paused" and self.paused_by:
+            self.controls.status.setText(f"Paused at step {event.step}/{event.total_steps} while {self.paused_by} runs.")
+
+    def _on_finished(self) -> None:
+        self.state.set_job(self.job, None)
+        self.worker = None
+        self.paused_by = None
+        self.controls.set_running(False)
+        self._after_finished()
+
+    def _after_finished(self) -> None:
+        """What a panel does once its run has ended (nothing by default)."""
 
 
 def _seconds(seconds: float) -> str:

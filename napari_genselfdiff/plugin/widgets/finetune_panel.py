@@ -18,7 +18,6 @@ next run; notifications carry a short sentence.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from qtpy.QtWidgets import (
@@ -37,10 +36,7 @@ from ...core.defaults import DEFAULT_CLASSES, INFERENCE_TILE, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import image_layers, layer_meta
-from .._settings import data_dir
-from .._subprocess import train_in_subprocess
-from .._threading import start_worker
-from ._training_common import RunControls, TrainingRun, size_fields
+from ._training_common import TrainingLifecycle, patch_stride, size_fields
 from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
 
 START_CURRENT = "the current model"
@@ -84,24 +80,23 @@ class _PathEdit(QHBoxLayout):
         return self.edit.text().strip()
 
 
-class FinetunePanel(QGroupBox):
+class FinetunePanel(QGroupBox, TrainingLifecycle):
     """Supervised fine-tuning on the annotation set.
 
-    Attributes tests use: ``control``, ``run`` (``events``), ``model_path``, ``outcome``,
-    ``paused_pretraining`` (whether this run paused a pretraining), ``resegment_worker``, and the
-    widgets ``start_from``, ``steps``, ``batch``, ``patch``, ``arch``, ``run_dir``, ``use_set``.
+    Attributes tests use: ``control``, ``run`` (``events``), ``model_path``, ``outcome`` (the run
+    lifecycle: :class:`TrainingLifecycle`), ``paused_pretraining`` (whether this run paused a
+    pretraining), ``resegment_worker``, and the widgets ``start_from``, ``steps``, ``batch``,
+    ``patch``, ``arch``, ``run_dir``, ``use_set``.
     """
+
+    job, title = "finetune", "Fine-tuning"
 
     def __init__(self, state, pretrain_panel=None, segment_panel=None, parent=None) -> None:
         super().__init__("Fine-tune on the corrected pairs", parent)
         self.state = state
         self.pretrain_panel = pretrain_panel
         self.segment_panel = segment_panel
-        self.worker = None
-        self.control = None
-        self.run: TrainingRun | None = None
-        self.model_path: Path | None = None
-        self.outcome: str | None = None
+        self._init_lifecycle("Start fine-tuning", "segmentation loss")
         self.paused_pretraining = False
         self.resegment_worker = None
         #: (number of training images or None, whether too few to hold one out) of the last config()
@@ -122,13 +117,12 @@ class FinetunePanel(QGroupBox):
             steps=500, arch_tooltip="Network size when starting from scratch (a model file brings its own)."
         )
         self._scratch_arch = self.arch.currentText()
-        self.run_dir = QLineEdit(str(data_dir() / "runs" / "finetune"))
+        self.run_dir = QLineEdit(str(self.default_run_dir()))
         self.resume_box = QCheckBox("resume its latest checkpoint")
         self.resume_box.setToolTip(
             "Continue the run in the Run folder from its latest checkpoint (after a crash or a Cancel) "
             "instead of starting a new run folder."
         )
-        self.controls = RunControls("Start fine-tuning", "segmentation loss")
 
         form = QFormLayout()
         form.addRow("Train on:", self.use_set)
@@ -151,9 +145,7 @@ class FinetunePanel(QGroupBox):
         if pretrain_panel is not None and hasattr(pretrain_panel, "model_ready"):
             pretrain_panel.model_ready.connect(lambda *_: self.sync_network())
         self.sync_network()
-        self.controls.start.clicked.connect(lambda: self.start())
-        self.controls.pause.clicked.connect(self._on_pause_clicked)
-        self.controls.cancel.clicked.connect(self.stop)
+        self._connect_controls()
 
     # -- configuration ------------------------------------------------------------------------------
 
@@ -290,7 +282,7 @@ class FinetunePanel(QGroupBox):
             images=images, masks=masks, pairs=pairs or None, out_dir=run_dir,
             init=self._init_model(), arch=self.architecture or self._scratch_arch, classes=self._class_names(),
             steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
-            stride=max(16, int(self.patch.value()) // 2), validate_every=max(1, steps // 5),
+            stride=patch_stride(self.patch.value()), validate_every=max(1, steps // 5),
             val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4), device=self.state.device,
             precision=self.state.precision, resume=self.resume_box.isChecked(),
         )
@@ -303,10 +295,7 @@ class FinetunePanel(QGroupBox):
 
     def start(self):
         """Start fine-tuning; returns the worker or None (with a message)."""
-        from ...core.training import TrainingControl, find_latest_checkpoint
-
-        if self.state.running("finetune"):
-            _notify.info("Fine-tuning is already running.")
+        if self._already_running():
             return None
         try:
             cfg = self.config()
@@ -314,62 +303,22 @@ class FinetunePanel(QGroupBox):
             text = f"Cannot fine-tune: {_notify.describe(exc) if not isinstance(exc, _UserError) else exc}"
             _notify.tell(self.controls.status, text, "error")
             return None
-        run_dir = Path(cfg.out_dir).expanduser()
-        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None and not cfg.resume:
-            cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-            self.run_dir.setText(cfg.out_dir)
+        self._fresh_run_folder(cfg)
         self.paused_pretraining = False
         if self.pretrain_panel is not None and self.state.running("pretrain") and not self.pretrain_panel.is_paused:
             self.pretrain_panel.pause(by="fine-tuning")
             self.paused_pretraining = True
             _notify.info("Pretraining paused while fine-tuning runs.")
-        self.control = TrainingControl()
-        self.model_path, self.outcome = None, None
-        self.controls.curve.clear()
-        self.run = TrainingRun(self.controls)
         count, few = self.planned
         what = f"{len(cfg.pairs or [])} corrected pair(s)" + (" and a folder of images" if cfg.images else "")
         held = (f" Fewer than {MIN_IMAGES_FOR_SCORE} images: all of them train and nothing is held out, so there "
                 "will be no held-out score." if few else "")
-        self.controls.status.setText(f"Preparing {what}...{held}")
-        self.worker = start_worker(
-            train_in_subprocess, "finetune", cfg, self.control,
-            on_yielded=self.run.on_event, on_returned=self._on_returned, on_errored=self._on_errored,
-            on_finished=self._on_finished, start=False,
-        )
-        worker = self.worker
-        self.state.set_job("finetune", worker)
-        self.controls.set_running(True)
-        worker.start()
-        return worker
-
-    def pause(self) -> None:
-        if self.control is not None and self.state.running("finetune"):
-            self.control.pause()
-            self.controls.set_running(True, paused=True)
-            self.controls.status.setText("Pausing after the current step...")
-
-    def resume(self) -> None:
-        if self.control is not None and self.state.running("finetune"):
-            self.control.resume()
-            self.controls.set_running(True, paused=False)
-
-    def stop(self) -> None:
-        """Cancel: the run keeps its best (or last) weights and a checkpoint, then ends."""
-        if self.control is not None and self.state.running("finetune"):
-            self.controls.status.setText("Stopping: saving a checkpoint of the last completed step...")
-            self.control.cancel()
-
-    def _on_pause_clicked(self) -> None:
-        if self.control is not None and self.control.is_paused:
-            self.resume()
-        else:
-            self.pause()
+        return self._launch(cfg, f"Preparing {what}...{held}")
 
     # -- worker callbacks --------------------------------------------------------------------------
 
     def _on_returned(self, path) -> None:
-        cancelled = bool(self.run and self.run.events and self.run.events[-1].kind == "cancelled")
+        cancelled = bool(self.run and self.run.cancelled)
         self.model_path = Path(path) if path else None
         if cancelled or path is None:
             self.outcome = "cancelled"
@@ -433,12 +382,8 @@ class FinetunePanel(QGroupBox):
             text += " To continue: tick 'resume its latest checkpoint' and press Start fine-tuning."
         _notify.tell(self.controls.status, text, "error", toast="Fine-tuning failed; see the Train tab.")
 
-    def _on_finished(self) -> None:
-        if self.run is not None:
-            self.run.close()
-        self.state.set_job("finetune", None)
-        self.worker = None
-        self.controls.set_running(False)
+    def _after_finished(self) -> None:
+        """A pretraining this run paused goes on."""
         if self.paused_pretraining and self.pretrain_panel is not None:
             self.paused_pretraining = False
             if self.pretrain_panel.paused_by == "fine-tuning":

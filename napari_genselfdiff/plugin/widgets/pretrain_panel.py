@@ -11,7 +11,6 @@ once the network has learnt something. Training and preview run in a child proce
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,36 +29,39 @@ from qtpy.QtWidgets import (
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import META_KEY
-from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
-from ._training_common import FolderList, RunControls, TrainingRun, layer_snapshots, report_skipped, size_fields
+from ._training_common import (
+    FolderList,
+    TrainingLifecycle,
+    layer_snapshots,
+    patch_stride,
+    report_skipped,
+    size_fields,
+)
 
 
-class PretrainPanel(QGroupBox):
+class PretrainPanel(QGroupBox, TrainingLifecycle):
     """Self-supervised diffusion pretraining.
 
     Attributes tests use: ``control`` (the run's TrainingControl), ``run`` (its :class:`TrainingRun`:
     ``events``), ``model_path`` (the pretrained model once done), ``outcome`` ("done", "cancelled",
-    "failed"), :meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`, :meth:`preview`, and the
-    settings widgets ``arch``, ``steps``, ``batch``, ``patch``, ``run_dir``, ``use_layers``.
+    "failed"), :meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop` (the run lifecycle:
+    :class:`TrainingLifecycle`), :meth:`preview`, and the settings widgets ``arch``, ``steps``,
+    ``batch``, ``patch``, ``run_dir``, ``use_layers``.
 
     ``model_ready`` is emitted with the path of the pretrained model when a run returns one.
     """
 
     model_ready = Signal(object)
+    job, title = "pretrain", "Pretraining"
 
     def __init__(self, state, parent=None) -> None:
         super().__init__("Pretrain on unlabeled images (diffusion)", parent)
         self.state = state
-        self.worker = None
-        self.control = None
-        self.run: TrainingRun | None = None
-        self.model_path: Path | None = None
-        self.outcome: str | None = None
+        self._init_lifecycle("Start pretraining", "diffusion loss")
         self.preview_worker = None
         self.previews = 0
-        self.paused_by: str | None = None
         #: a UNetConfig (or preset name) used instead of the Network choice (scripts and tests).
         self.architecture = None
 
@@ -73,9 +75,8 @@ class PretrainPanel(QGroupBox):
         self.checkpoint_every.setRange(0, 1_000_000)
         self.checkpoint_every.setValue(200)
         self.checkpoint_every.setToolTip("Steps between checkpoints (Preview uses the latest one).")
-        self.run_dir = QLineEdit(str(data_dir() / "runs" / "pretrain"))
+        self.run_dir = QLineEdit(str(self.default_run_dir()))
         self.resume_box = QCheckBox("resume its latest checkpoint")
-        self.controls = RunControls("Start pretraining", "diffusion loss")
         self.preview_button = QPushButton("Preview samples")
         self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
 
@@ -96,9 +97,7 @@ class PretrainPanel(QGroupBox):
         layout.addWidget(self.controls)
         layout.addWidget(self.preview_button)
 
-        self.controls.start.clicked.connect(lambda: self.start())
-        self.controls.pause.clicked.connect(self._on_pause_clicked)
-        self.controls.cancel.clicked.connect(self.stop)
+        self._connect_controls()
         self.preview_button.clicked.connect(lambda: self.preview())
 
     # -- actions -----------------------------------------------------------------------------------
@@ -112,7 +111,7 @@ class PretrainPanel(QGroupBox):
             out_dir=self.run_dir.text().strip(),
             arch=self.architecture or self.arch.currentText(),
             patch_size=int(self.patch.value()),
-            stride=max(16, int(self.patch.value()) // 2),
+            stride=patch_stride(self.patch.value()),
             steps=int(self.steps.value()),
             batch=int(self.batch.value()),
             checkpoint_every=int(self.checkpoint_every.value()),
@@ -123,10 +122,7 @@ class PretrainPanel(QGroupBox):
 
     def start(self):
         """Start pretraining with the panel's settings; returns the worker or None (with a message)."""
-        from ...core.training import TrainingControl, find_latest_checkpoint
-
-        if self.state.running("pretrain"):
-            _notify.info("Pretraining is already running.")
+        if self._already_running():
             return None
         cfg = self.config()
         images: list = list(self.folders.folders)
@@ -145,59 +141,11 @@ class PretrainPanel(QGroupBox):
         if not cfg.out_dir:
             _notify.tell(self.controls.status, "Choose a run folder for the checkpoints and the model.", "error")
             return None
-        run_dir = Path(cfg.out_dir).expanduser()
-        if run_dir.is_dir() and find_latest_checkpoint(run_dir) is not None and not cfg.resume:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            cfg.out_dir = str(run_dir.with_name(f"{run_dir.name}-{stamp}"))
-            self.run_dir.setText(cfg.out_dir)
-            _notify.tell(self.controls.status, f"{run_dir} holds an earlier run; this run goes to {cfg.out_dir}.",
+        earlier = self._fresh_run_folder(cfg)
+        if earlier is not None:
+            _notify.tell(self.controls.status, f"{earlier} holds an earlier run; this run goes to {cfg.out_dir}.",
                          "info", toast="This run goes to a new run folder.")
-        self.control = TrainingControl()
-        self.model_path, self.outcome = None, None
-        self.controls.curve.clear()
-        self.run = TrainingRun(self.controls)
-        self.controls.status.setText("Preparing patches...")
-        self.worker = start_worker(
-            train_in_subprocess, "pretrain", cfg, self.control,
-            on_yielded=self._on_event, on_returned=self._on_returned, on_errored=self._on_errored,
-            on_finished=self._on_finished, start=False,
-        )
-        worker = self.worker
-        self.state.set_job("pretrain", worker)
-        self.controls.set_running(True)
-        worker.start()
-        return worker
-
-    def pause(self, by: str | None = None) -> None:
-        """Pause before the next step (``by`` names who paused, e.g. "finetune")."""
-        if self.control is not None and self.state.running("pretrain") and not self.control.is_paused:
-            self.control.pause()
-            self.paused_by = by
-            self.controls.set_running(True, paused=True)
-            self.controls.status.setText("Pausing after the current step..." if by is None
-                                         else f"Paused while {by} runs.")
-
-    def resume(self) -> None:
-        if self.control is not None and self.state.running("pretrain"):
-            self.control.resume()
-            self.paused_by = None
-            self.controls.set_running(True, paused=False)
-
-    def stop(self) -> None:
-        """Cancel: the run saves a checkpoint of its last completed step and ends."""
-        if self.control is not None and self.state.running("pretrain"):
-            self.controls.status.setText("Stopping: saving a checkpoint of the last completed step...")
-            self.control.cancel()
-
-    @property
-    def is_paused(self) -> bool:
-        return bool(self.control is not None and self.control.is_paused and self.state.running("pretrain"))
-
-    def _on_pause_clicked(self) -> None:
-        if self.is_paused:
-            self.resume()
-        else:
-            self.pause()
+        return self._launch(cfg, "Preparing patches...")
 
     def preview(self, n: int = 4, steps: int = 20):
         """Show ``n`` DDIM samples from the latest weights as an image layer; returns the worker."""
@@ -233,13 +181,8 @@ class PretrainPanel(QGroupBox):
 
     # -- worker callbacks --------------------------------------------------------------------------
 
-    def _on_event(self, event) -> None:
-        self.run.on_event(event)
-        if event.kind == "paused" and self.paused_by:
-            self.controls.status.setText(f"Paused at step {event.step}/{event.total_steps} while {self.paused_by} runs.")
-
     def _on_returned(self, path) -> None:
-        cancelled = bool(self.run and self.run.events and self.run.events[-1].kind == "cancelled")
+        cancelled = bool(self.run and self.run.cancelled)
         self.outcome = "cancelled" if cancelled else "done"
         self.model_path = Path(path) if path else None
         if cancelled:
@@ -258,11 +201,3 @@ class PretrainPanel(QGroupBox):
         self.outcome = "failed"
         text = f"Pretraining failed: {_notify.describe(exc)}" if not isinstance(exc, GenSelfDiffError) else f"Cannot pretrain: {exc}"
         _notify.tell(self.controls.status, text, "error", toast="Pretraining failed; see the Train tab.")
-
-    def _on_finished(self) -> None:
-        if self.run is not None:
-            self.run.close()
-        self.state.set_job("pretrain", None)
-        self.worker = None
-        self.paused_by = None
-        self.controls.set_running(False)
