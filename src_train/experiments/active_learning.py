@@ -92,11 +92,13 @@ def score(model_path: Path, images, gts, settings: InferenceSettings, instance_g
 def run_strategy(*, strategy: str, seed: int, train, test, init: str, k: int, rounds: int, steps: int,
                  field: int, out: Path, arch="tiny", patch: int = 256, batch: int = 8, lr: float = 1e-4,
                  tile: int = 512, device: str = "auto", precision: str = "auto", recipe: dict | None = None,
-                 log=print) -> list[dict]:
+                 annotated=(), log=print) -> list[dict]:
     """One strategy, one seed: ``rounds`` rounds of correct-k-fields + fine-tune + score; a record per round.
 
     ``recipe``: further :class:`FinetuneConfig` settings for every round (loss, stain jitter, schedule...).
     ``test``: ``(images, masks)`` or ``(images, masks, instance_masks)``.
+    ``annotated``: ``(name, image, mask)`` images the lab had already annotated in full (e.g. those the
+    starting model was trained on); they stay in every round's training set beside the corrected fields.
     """
     names, images, gts = train
     test_images, test_gts = test[0], test[1]
@@ -115,6 +117,7 @@ def run_strategy(*, strategy: str, seed: int, train, test, init: str, k: int, ro
             known[i][f.slices()] = True
         corrected += len(chosen)
         pairs = [(names[i], images[i], gts[i], known[i]) for i in range(len(images)) if known[i].any()]
+        pairs += [(name, image, gt, np.ones(gt.shape[:2], bool)) for name, image, gt in annotated]
         run_dir = out / f"{strategy}-seed{seed}" / f"round{round_:02d}"
         cfg = FinetuneConfig(
             pairs=pairs, out_dir=str(run_dir), init=str(model_path) if model_path else "scratch", arch=arch,
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-instances", help="instance masks of the test images (<name>.png), for AJI")
     parser.add_argument("--exclude", nargs="*", default=[],
                         help="training images left out of the pool (e.g. those the --init model was trained on)")
+    parser.add_argument("--annotated", nargs="*", default=[],
+                        help="training images already annotated in full (e.g. the --init model's): kept in every "
+                             "round's training set beside the corrected fields, and left out of the pool")
     parser.add_argument("--recipe", action="store_true",
                         help="fine-tune each round with the shipped model's recipe: Dice+CE, HED stain jitter, "
                              "Adam (0.9, 0.999), cosine schedule with 5 warm-up steps, gradient clip 1.0")
@@ -208,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    train = _load(args.images, args.masks, exclude=set(args.exclude))
+    train = _load(args.images, args.masks, exclude=set(args.exclude) | set(args.annotated))
+    annotated = []
+    if args.annotated:
+        everything = _load(args.images, args.masks)
+        annotated = [(n, im, gt) for n, im, gt in zip(*everything) if n in set(args.annotated)]
+        if len(annotated) != len(set(args.annotated)):
+            parser.error(f"--annotated: not all of {args.annotated} are in {args.images}")
     test_names, test_images, test_masks = _load(args.test_images, args.test_masks)
     test = (test_images, test_masks)
     if args.test_instances:
@@ -220,13 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                                           + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     if args.init != "scratch" and not (args.out / "round0.json").exists():  # the starting model, 0 fields
         settings = InferenceSettings(tile=512, overlap=32, device=args.device, precision="auto")
-        start = {"fields": 0, "model": args.init, **score(Path(args.init), *test, settings)}
+        start = {"fields": 0, "model": args.init, **score(Path(args.init), test[0], test[1], settings, *test[2:])}
         (args.out / "round0.json").write_text(json.dumps(start))
         print(f"start: F1 {start['f1']:.3f}, AJI {start['aji']:.3f}", flush=True)
     run_experiment(train=train, test=test, strategies=args.strategies, seeds=args.seeds,
                    out=args.out, init=args.init, arch=args.arch, k=args.k, rounds=args.rounds, steps=args.steps,
                    field=args.field, patch=args.size, batch=args.batch, lr=args.lr, device=args.device,
-                   recipe=recipe)
+                   recipe=recipe, annotated=annotated)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     return 0
 

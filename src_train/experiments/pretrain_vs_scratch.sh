@@ -4,8 +4,12 @@
 # scored on the 6 held-out validation images. Records: docs/results/recipe/n{3,10}_{scratch,pre1000}_s{0,1,2}.json
 #
 #   bash src_train/experiments/pretrain_vs_scratch.sh pretrain     # continue the 400-step pretraining to 1000 steps
-#   bash src_train/experiments/pretrain_vs_scratch.sh scratch      # the 6 scratch runs (n3_scratch_s0 already exists)
-#   bash src_train/experiments/pretrain_vs_scratch.sh pretrained   # the 6 runs from the 1000-step pretrained network
+#   bash src_train/experiments/pretrain_vs_scratch.sh scratch      # the scratch runs (n3_scratch_s0 existed)
+#   bash src_train/experiments/pretrain_vs_scratch.sh pretrained   # the runs from the 1000-step pretrained network
+#   python src_train/experiments/pretrain_vs_scratch_table.py      # the table in docs/results.md
+#
+# Several `scratch`/`pretrained` workers can run side by side: each run is claimed by creating its run folder
+# (runs/recipe/<name>), and a worker skips runs another has claimed.
 #
 # The pretraining images are unlabeled: GlaS + the pixels of the 30 MoNuSeg training images (the paper's Case II;
 # masks are never read). The validation images' pixels are among them, so the pretrained start has seen the
@@ -15,23 +19,21 @@ export OMP_NUM_THREADS=1
 PY=.venv/bin/python
 PRE=runs/recipe/pretrain_nuclei_1000
 RECIPE="--widths 24 48 96 192 --blocks 1 --norm batch --stem-stride 2 --loss dice_ce --size 256 --steps 100 --lr 2e-3 --stain --validate-every 50 --checkpoint-every 50"
+mkdir -p runs/recipe
+run_all() {  # start (scratch|pre1000), init
+  for name in n10_$1_s0 n3_$1_s1 n10_$1_s1 n3_$1_s2 n10_$1_s2 n3_$1_s0; do
+    mkdir runs/recipe/$name 2>/dev/null || continue   # claimed by another worker, or done
+    n=${name#n}; n=${n%%_*}; seed=${name##*_s}
+    $PY src_train/experiments/recipe.py --name $name --subset $n --seed $seed --init $2 $RECIPE
+  done
+}
 case "$1" in
   pretrain)
     if [ ! -d $PRE ]; then cp -r runs/recipe/pretrain_nuclei $PRE; fi  # resume from the 400-step run's checkpoint
     $PY src_train/pretrain.py --images ../shared/data/glas_unlabeled/images ../shared/data/monuseg/train/images \
         --out $PRE --arch nuclei --size 256 --stride 128 --steps 1000 --batch 8 --lr 5e-4 --lr-schedule cosine \
         --warmup-steps 20 --checkpoint-every 50 --threads 1 --resume ;;
-  scratch)
-    for n in 3 10; do for seed in 0 1 2; do
-      name=n${n}_scratch_s$seed
-      [ -f docs/results/recipe/$name.json ] && continue
-      $PY src_train/experiments/recipe.py --name $name --subset $n --seed $seed --init scratch $RECIPE
-    done; done ;;
-  pretrained)
-    for n in 3 10; do for seed in 0 1 2; do
-      name=n${n}_pre1000_s$seed
-      [ -f docs/results/recipe/$name.json ] && continue
-      $PY src_train/experiments/recipe.py --name $name --subset $n --seed $seed --init $PRE/pretrained.safetensors $RECIPE
-    done; done ;;
+  scratch) run_all scratch scratch ;;
+  pretrained) run_all pre1000 $PRE/pretrained.safetensors ;;
   *) echo "usage: $0 pretrain|scratch|pretrained" >&2; exit 2 ;;
 esac
