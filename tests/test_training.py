@@ -37,7 +37,7 @@ from napari_genselfdiff.core.data import (
 )
 from napari_genselfdiff.core.errors import MaskInputError, TrainingInputError
 from napari_genselfdiff.core.inference import InferenceSettings, segment
-from napari_genselfdiff.core.model_files import load_model
+from napari_genselfdiff.core.model_files import ModelInfo, load_model
 from napari_genselfdiff.core.network import AttentionUNet, UNetConfig
 from napari_genselfdiff.core.training import (
     FinetuneConfig,
@@ -292,12 +292,15 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
     model(torch.randn(1, 3, 16, 16), torch.tensor([3])).square().mean().backward()
     optimizer.step()
-    path = save_checkpoint(tmp_path, step=5, epoch=0.5, stage="pretrain", model=model, optimizer=optimizer,
-                           config={"a": 1}, extra={"b": 2})
+    info = ModelInfo(architecture=model.config, classes=[], patch_size=16,
+                     diffusion={"schedule": "scaled_linear", "timesteps": 10, "p2_k": 1.0, "p2_gamma": 1.0})
+    path = save_checkpoint(tmp_path, step=5, epoch=0.5, stage="pretrain", model=model, model_info=info,
+                           optimizer=optimizer, config={"a": 1}, stage_state={"b": 2})
     assert path.read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle
     expected_next = torch.rand(3)
     state = load_checkpoint(path)
-    assert (state.step, state.stage, state.config, state.extra) == (5, "pretrain", {"a": 1}, {"b": 2})
+    assert (state.step, state.stage, state.config, state.stage_state) == (5, "pretrain", {"a": 1}, {"b": 2})
+    assert state.info.to_dict() == info.to_dict() and state.architecture == model.config
     fresh = AttentionUNet(UNetConfig(**ARCH))
     fresh.load_state_dict(state.model)
     fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -308,7 +311,7 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
     restore_rng(state.rng)
     torch.testing.assert_close(torch.rand(3), expected_next)
     for step in (6, 7):
-        save_checkpoint(tmp_path, step=step, epoch=0, stage="pretrain", model=model, keep=2)
+        save_checkpoint(tmp_path, step=step, epoch=0, stage="pretrain", model=model, model_info=info, keep=2)
     assert find_latest_checkpoint(tmp_path).name == "step_00000007.safetensors"
     assert len(list((tmp_path / "checkpoints").iterdir())) == 2
 

@@ -3,18 +3,20 @@
 Public API (stable; the napari widget and src_train/ use it):
 
 - ``pretrain(PretrainConfig, control=None)`` and ``finetune(FinetuneConfig, control=None)``:
-  generators of :class:`ProgressEvent` whose return value is the model file path (napari
-  ``thread_worker``: "yielded" for the live loss curve, "returned" for the model). Data may be
-  folders, files or in-memory arrays.
+  generators of :class:`ProgressEvent` whose return value is the model file path (the napari
+  widget runs them in a child process, ``plugin/_subprocess.py``, and streams the events back for
+  the live loss curve, then the path). Data may be folders, files or in-memory arrays.
 - :class:`TrainingControl`: ``pause()``, ``resume()``, ``cancel()`` from the GUI thread.
 - ``sample_preview(source, n=4, steps=20, size=None) -> (n, H, W, 3) uint8``: DDIM samples from a
   pretrained model file, a checkpoint, or a run folder's latest checkpoint; ``make_grid`` tiles them.
 - ``find_latest_checkpoint(run_dir)``, ``read_metrics(run_dir)`` (the events of ``metrics.jsonl``).
 
-Module map: control, events, loop (the one generic loop), checkpoint (safetensors + JSON, atomic),
-run (run folder set-up and resume), runlog (config.json, metrics.jsonl), distributed (DDP helpers),
-settings (config dataclass plumbing), architecture, validation (whole-image held-out scores),
-pretrain, finetune, preview.
+Module map: control, events, loop (the one generic loop), checkpoint (safetensors + JSON, atomic;
+each embeds the ModelInfo of the model it would export), run (what both stages share: run folder
+set-up and resume, the network and optimizer, running the loop, provenance), runlog (the run
+folder's files: config.json, metrics.jsonl, the model file names), distributed (DDP helpers),
+settings (config dataclass plumbing and the checks both stages share), architecture, validation
+(whole-image held-out scores), pretrain, finetune, preview.
 """
 
 from .architecture import resolve_architecture

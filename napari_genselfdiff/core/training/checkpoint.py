@@ -6,9 +6,16 @@ A checkpoint ``<run>/checkpoints/step_00001234.safetensors`` holds
   optimizer's per-parameter state, e.g. Adam's moments and step), ``rng.torch`` / ``rng.cuda.<i>`` /
   ``rng.numpy`` (random generator states);
 - JSON in the safetensors header under ``"genselfdiff.checkpoint"``: format version, stage, step,
-  epoch, architecture, the run configuration, the optimizer's structure (param groups, and for each
-  state entry either a tensor key or a plain number), the GradScaler state, Python's ``random``
-  state, and stage extras (diffusion settings, best validation score...).
+  epoch, ``model_info`` -- the :class:`..model_files.ModelInfo` of the model the run would export at
+  this step (architecture, classes, normalisation, patch size, diffusion settings, provenance: the
+  ONE metadata schema, the same as a model file's) --, the run configuration, ``stage_state`` (what
+  the stage needs to continue besides the weights: fine-tuning's best held-out score so far), the
+  optimizer's structure (param groups, and for each state entry either a tensor key or a plain
+  number), the GradScaler state and Python's ``random`` state.
+
+Format 1 (before the ModelInfo was embedded) stored ``architecture`` and one per-stage ``extra``
+dict mixing metadata (diffusion, normalization, patch_size, class names) with the best score; such
+checkpoints still load: :func:`load_checkpoint` rebuilds their ModelInfo from those entries.
 
 So a checkpoint a user hands us is parsed as JSON and raw tensors only (no code can run on load, unlike
 ``torch.load`` of a pickle). It is written to a temporary file in the same folder, fsynced and renamed
@@ -30,14 +37,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import TrainingInputError
+from ..errors import ModelFileError, TrainingInputError
 from ..io.atomic import atomic_path
+from ..model_files.classes import default_classes
+from ..model_files.schema import ModelInfo
 from ..network.config import UNetConfig
+from ..normalization import Normalization
 from .distributed import unwrap
 
 CHECKPOINT_DIR = "checkpoints"
 METADATA_KEY = "genselfdiff.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The entries of a format-1 ``extra`` dict that were model metadata (now in ``model_info``).
+_V1_METADATA = ("diffusion", "normalization", "patch_size", "classes")
 _NAME = re.compile(r"^step_(\d+)\.safetensors$")
 
 
@@ -50,9 +62,10 @@ class TrainingState:
         step: steps completed.
         epoch: epochs completed (fractional).
         stage: "pretrain" or "finetune".
-        architecture: the network's :class:`UNetConfig`.
+        info: the :class:`ModelInfo` of the model the run would export at this step.
         config: the run configuration (JSON values).
-        extra: stage extras (e.g. ``diffusion``, ``normalization``, ``best_score``).
+        stage_state: what the stage needs to continue besides the weights (fine-tuning:
+            ``best_score``, ``best_step``, ``best_metrics``).
         model: the network's state dict.
         optimizer: the optimizer's state dict (rebuilt from tensors + JSON).
         scaler: the GradScaler state, or None.
@@ -63,13 +76,18 @@ class TrainingState:
     step: int
     epoch: float
     stage: str
-    architecture: UNetConfig
+    info: ModelInfo
     config: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    stage_state: dict[str, Any] = field(default_factory=dict)
     model: dict[str, torch.Tensor] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
     scaler: dict[str, Any] | None = None
     rng: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> UNetConfig:
+        """The network's :class:`UNetConfig` (that of :attr:`info`)."""
+        return self.info.architecture
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -183,10 +201,11 @@ def save_checkpoint(
     epoch: float,
     stage: str,
     model: nn.Module,
+    model_info: ModelInfo,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: Any = None,
     config: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
+    stage_state: dict[str, Any] | None = None,
     keep: int = 2,
 ) -> Path:
     """Write a training-state checkpoint atomically and delete all but the last ``keep``.
@@ -197,18 +216,25 @@ def save_checkpoint(
         epoch: epochs completed.
         stage: "pretrain" or "finetune".
         model: the network (a DistributedDataParallel wrapper is unwrapped).
+        model_info: the metadata of the model the run would export now; its architecture must be
+            the network's.
         optimizer: its optimizer. By default, none.
         scaler: a ``torch.amp.GradScaler`` (fp16 training). By default, none.
         config: the run configuration as JSON values.
-        extra: stage extras as JSON values.
+        stage_state: what the stage needs to continue, as JSON values. By default, nothing.
         keep: how many checkpoints to keep (>= 1). By default, 2.
 
     Returns:
         The checkpoint path.
+
+    Raises:
+        ValueError: ``model_info.architecture`` is not the network's configuration.
     """
     from safetensors.torch import save_file
 
     net = unwrap(model)
+    if model_info.architecture != net.config:
+        raise ValueError("model_info.architecture differs from the network's configuration.")
     tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     optim_structure = None
     if optimizer is not None:
@@ -221,9 +247,9 @@ def save_checkpoint(
         "stage": stage,
         "step": int(step),
         "epoch": float(epoch),
-        "architecture": net.config.to_dict(),
+        "model_info": model_info.to_dict(),
         "config": config or {},
-        "extra": extra or {},
+        "stage_state": stage_state or {},
         "optimizer": optim_structure,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": rng_meta,
@@ -261,8 +287,44 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _v1_model_info(meta: dict[str, Any], path: Path) -> ModelInfo:
+    """The ModelInfo of a format-1 checkpoint, from its architecture and stage extras: pretraining
+    stored the diffusion settings, normalisation and patch size; fine-tuning the class names (with
+    the default colours, as fine-tuning gave them), normalisation and patch size. Its provenance
+    names the stage only."""
+    extra = meta.get("extra") or {}
+    values: dict[str, Any] = {}
+    if "normalization" in extra:
+        values["normalization"] = Normalization.from_dict(extra["normalization"])
+    if "patch_size" in extra:
+        values["patch_size"] = int(extra["patch_size"])
+    return ModelInfo(
+        architecture=UNetConfig.from_dict(meta["architecture"]),
+        classes=default_classes(list(extra["classes"])) if extra.get("classes") else [],
+        diffusion=extra.get("diffusion"),
+        provenance={"stage": meta.get("stage")},
+        path=path,
+        **values,
+    )
+
+
+def checkpoint_model_info(meta: dict[str, Any], path: Path) -> ModelInfo:
+    """The :class:`ModelInfo` of a checkpoint's metadata (:func:`read_checkpoint_metadata`), of either format.
+
+    Raises:
+        TrainingInputError: the metadata is incomplete or malformed.
+    """
+    try:
+        if "model_info" in meta:
+            return ModelInfo.from_dict(meta["model_info"], path=path)
+        return _v1_model_info(meta, path)
+    except (ModelFileError, KeyError, TypeError, ValueError) as exc:
+        raise TrainingInputError(f"{path}: the checkpoint's model metadata is unusable ({exc}).") from exc
+
+
 def load_checkpoint(path: str | Path) -> TrainingState:
-    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU); format-1
+    checkpoints too (see the module docstring).
 
     Raises:
         TrainingInputError: not a checkpoint, unreadable, or of a newer format.
@@ -290,14 +352,18 @@ def load_checkpoint(path: str | Path) -> TrainingState:
     if "python" in meta_rng:
         p = meta_rng["python"]
         rng["python"] = (p["version"], tuple(p["state"]), p["gauss_next"])
+    if "stage_state" in meta:
+        stage_state = dict(meta["stage_state"] or {})
+    else:  # format 1: the best score sat in "extra" beside the metadata
+        stage_state = {k: v for k, v in (meta.get("extra") or {}).items() if k not in _V1_METADATA}
     return TrainingState(
         path=path,
         step=int(meta["step"]),
         epoch=float(meta.get("epoch", 0.0)),
         stage=str(meta.get("stage", "")),
-        architecture=UNetConfig.from_dict(meta["architecture"]),
+        info=checkpoint_model_info(meta, path),
         config=meta.get("config") or {},
-        extra=meta.get("extra") or {},
+        stage_state=stage_state,
         model=model,
         optimizer=optimizer,
         scaler=meta.get("scaler"),

@@ -1,9 +1,10 @@
-"""Pause, resume and cancel a training run from another thread (the napari GUI thread, a signal handler).
+"""Pause, resume and cancel a training run from another thread.
 
-The training generator runs in a worker thread and checks the control between steps::
+The training generator checks the control between steps; another thread sets it (in the napari
+widget's training child process, the thread that reads the GUI's messages: plugin/_train_child.py)::
 
     control = TrainingControl()
-    worker = thread_worker(pretrain)(cfg, control)   # napari; or any thread
+    threading.Thread(target=run_generator, args=(pretrain(cfg, control),)).start()
     control.pause()     # the run yields a "paused" event and blocks before its next step
     control.resume()    # it yields "resumed" and goes on
     control.cancel()    # it checkpoints the last completed step, yields "cancelled" and returns

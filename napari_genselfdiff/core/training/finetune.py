@@ -9,11 +9,11 @@ model with the same number of classes keeps its class head (continued training o
 Every ``validate_every`` steps (and at the end) the held-out images are segmented WHOLE and scored
 per class (:mod:`.validation`); the model with the best ``mean_iou`` is kept as ``best.safetensors``.
 
-Use from Python or the napari widget (in a thread worker)::
+Use from Python (the napari widget runs it in a child process, ``plugin/_subprocess.py``)::
 
     cfg = FinetuneConfig(pairs=[(image_array, labels_array), ...], init="runs/pre/pretrained.safetensors",
                          out_dir="runs/ft", classes=["background", "nucleus"], steps=500)
-    model_path = yield from finetune(cfg, control)     # or iterate and read StopIteration.value
+    model_path = run_generator(finetune(cfg, control))   # core.progress; or "yield from" it
 
 On the command line: ``python src_train/finetune.py --images DIR --masks DIR --init MODEL --out RUN``.
 """
@@ -55,11 +55,10 @@ from .run import (
     start_model,
     write_replica_check,
 )
+from .runlog import BEST_FILE, LAST_FILE
 from .settings import RunOptions, check_patch_fits, check_stage_options, option, total_steps
 from .validation import SELECTION_METRIC, validate_images
 
-BEST_FILE = "best.safetensors"
-LAST_FILE = "last.safetensors"
 PAPER_EPOCHS = 150
 
 
@@ -229,11 +228,11 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         build = lambda: parent.with_new_head("classes", num_classes)  # noqa: E731
         head_note = f"new class head on the backbone of {cfg.init}"
     model, optimizer = start_model(ctx, build, cfg, betas=tuple(cfg.betas))
-    extra_state = dict(ctx.state.extra) if ctx.state is not None else {}
+    resumed = dict(ctx.state.stage_state) if ctx.state is not None else {}
     best: dict[str, Any] = {
-        "best_score": extra_state.get("best_score"),
-        "best_step": extra_state.get("best_step"),
-        "best_metrics": extra_state.get("best_metrics"),
+        "best_score": resumed.get("best_score"),
+        "best_step": resumed.get("best_step"),
+        "best_metrics": resumed.get("best_metrics"),
     }
     latest: dict[str, Any] = {"step": None, "metrics": None}  # the most recent validation
 
@@ -295,8 +294,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         ctx, cfg, stage="finetune", model=model, optimizer=optimizer, batches=batches, loss_fn=loss_fn,
         total_steps=steps, steps_per_epoch=sampler.steps_per_epoch,
         describe="; ".join(lines + describe_notes(ctx, data)), control=control,
-        extra=lambda: {**best, "classes": list(cfg.classes), "normalization": normalization.to_dict(),
-                       "patch_size": cfg.patch_size},
+        model_info=lambda step: model_info(step, latest["metrics"] if latest["step"] == step else None),
+        stage_state=lambda: dict(best),
         validate=validate if val_images else None, validate_every=validate_every,
     )
     write_replica_check(ctx, model)

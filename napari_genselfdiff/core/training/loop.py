@@ -2,7 +2,8 @@
 
 Pretraining and fine-tuning differ only in what they pass in: the batch of step N
 (``batches(step)``), the loss (``loss_fn(model, batch, step) -> {"loss": scalar, ...}``), an
-optional held-out ``validate`` and the checkpoint extras. The loop owns everything else:
+optional held-out ``validate`` and what their checkpoints record (the ModelInfo of the model they
+would export, and their resume state). The loop owns everything else:
 
 - precision: ``autocast`` in bf16/fp16 where chosen (fp32 on CPUs without native bf16), with a
   GradScaler for fp16; optional channels-last memory format;
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from ..inference.device import Precision, autocast
+from ..model_files.schema import ModelInfo
 from ..progress import Returning
 from .checkpoint import save_checkpoint
 from .control import TrainingControl
@@ -51,18 +53,22 @@ class CheckpointPolicy:
     Args:
         run_dir: the run folder.
         stage: "pretrain" or "finetune" (stored, and checked on resume).
+        model_info: ``model_info(step)`` -> the :class:`ModelInfo` of the model the run would export
+            after that step; every checkpoint embeds it.
         every: steps between checkpoints; 0 writes only at the end and on cancel.
         keep: checkpoints to keep. By default, 2.
         config: the run configuration (JSON values) stored in each checkpoint.
-        extra: called at each save for stage extras (JSON values), e.g. the best validation score.
+        stage_state: called at each save for what the stage needs to continue besides the weights
+            (JSON values), e.g. the best validation score so far. By default, nothing.
     """
 
     run_dir: Path
     stage: str
+    model_info: Callable[[int], ModelInfo]
     every: int = 0
     keep: int = 2
     config: dict[str, Any] = field(default_factory=dict)
-    extra: Callable[[], dict[str, Any]] | None = None
+    stage_state: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -193,8 +199,9 @@ def train_loop(
         if main:
             path = save_checkpoint(
                 checkpoint.run_dir, step=step, epoch=epoch_of(step), stage=checkpoint.stage, model=model,
-                optimizer=optimizer, scaler=scaler, config=checkpoint.config,
-                extra=checkpoint.extra() if checkpoint.extra else None, keep=checkpoint.keep,
+                model_info=checkpoint.model_info(step), optimizer=optimizer, scaler=scaler,
+                config=checkpoint.config, stage_state=checkpoint.stage_state() if checkpoint.stage_state else None,
+                keep=checkpoint.keep,
             )
             last_saved = (step, path)
         barrier()

@@ -13,7 +13,7 @@ Use from Python (the napari widget runs it in a child process, ``plugin/_subproc
     gen = pretrain(cfg, control)
     for event in gen:            # ProgressEvent: kind, step, loss, samples_per_s, eta_s, ...
         ...
-    # the model path is the generator's return value (napari's thread_worker: "returned")
+    # the model path is the generator's return value (core.progress.run_generator returns it)
 
 ``images`` may hold folders, files, arrays or ``(name, array)`` tuples. On the command line:
 ``python src_train/pretrain.py --images DIR --out RUN`` (see docs/training.md).
@@ -57,9 +57,9 @@ from .run import (
     step_seed,
     write_replica_check,
 )
+from .runlog import PRETRAINED_FILE
 from .settings import RunOptions, check_patch_fits, check_stage_options, option, total_steps
 
-MODEL_FILE = "pretrained.safetensors"
 PAPER_EPOCHS = 100
 
 
@@ -122,19 +122,10 @@ def _diffusion(cfg: PretrainConfig) -> GaussianDiffusion:
         raise TrainingInputError(f"diffusion settings: {exc}") from exc
 
 
-def _save_result(ctx: RunContext, model: AttentionUNet, cfg: PretrainConfig, diffusion: GaussianDiffusion,
-                 provenance: dict[str, Any]) -> Path | None:
+def _save_result(ctx: RunContext, model: AttentionUNet, info: ModelInfo) -> Path | None:
     path = None
     if ctx.main:
-        info = ModelInfo(
-            architecture=model.config,
-            classes=[],
-            normalization=DEFAULT_NORMALIZATION,
-            patch_size=cfg.patch_size,
-            diffusion=diffusion.to_config(),
-            provenance=provenance,
-        )
-        path = save_trained_model(ctx.run_dir / MODEL_FILE, model, info)
+        path = save_trained_model(ctx.run_dir / PRETRAINED_FILE, model, info)
     barrier()
     return path
 
@@ -184,21 +175,25 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
     summary = data_summary(data, dataset, images=len(data.images))
     lines = [f"{len(data.images)} image(s), {describe_patches(cfg, dataset, sampler.steps_per_epoch)}, "
              f"device {ctx.device}, precision {ctx.precision.value}"]
-    extra = {"diffusion": diffusion.to_config(), "normalization": DEFAULT_NORMALIZATION.to_dict(),
-             "patch_size": cfg.patch_size}
+
+    def model_info(step: int, cancelled: bool = False, **provenance: Any) -> ModelInfo:
+        """The metadata of the model file after ``step`` (checkpoints embed it too)."""
+        values = base_provenance(ctx, cfg, stage="pretrain", steps=step, epochs=sampler.epoch(step),
+                                 cancelled=cancelled)
+        values.update(data=summary, **provenance)
+        return ModelInfo(architecture=arch, classes=[], normalization=DEFAULT_NORMALIZATION,
+                         patch_size=cfg.patch_size, diffusion=diffusion.to_config(), provenance=values)
+
     result = yield from run_stage(
         ctx, cfg, stage="pretrain", model=model, optimizer=optimizer, batches=batches, loss_fn=loss_fn,
         total_steps=steps, steps_per_epoch=sampler.steps_per_epoch,
-        describe="; ".join(lines + describe_notes(ctx, data)), control=control, extra=lambda: extra,
+        describe="; ".join(lines + describe_notes(ctx, data)), control=control, model_info=model_info,
     )
     write_replica_check(ctx, model)
-    net = unwrap(model)
-    provenance = base_provenance(ctx, cfg, stage="pretrain", steps=result.step,
-                                 epochs=sampler.epoch(result.step), cancelled=result.cancelled)
-    provenance.update(data=summary, final_loss=result.last_loss)
     if result.cancelled and result.step == 0:
         return None
-    path = _save_result(ctx, net, cfg, diffusion, provenance)
+    path = _save_result(ctx, unwrap(model),
+                        model_info(result.step, result.cancelled, final_loss=result.last_loss))
     if not result.cancelled:
         yield log_done(ctx, stage="pretrain", result=result, total_steps=steps, epoch=sampler.epoch(result.step),
                        message=f"pretraining done; model written to {path}", path=path)

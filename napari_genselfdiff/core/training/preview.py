@@ -6,8 +6,10 @@ colour means it has not (yet). The napari widget calls, e.g. after each "checkpo
     images = sample_preview(run_dir, n=4, steps=20, size=64)    # (4, 64, 64, 3) uint8
 
 ``source`` may be a pretrained model file, a training checkpoint, or a run folder (its latest
-checkpoint, else its ``pretrained.safetensors``). Reading from files is safe while the run goes on:
-checkpoints are replaced atomically. Do not pass the live training network from another thread.
+checkpoint, else its ``pretrained.safetensors``). Either way the settings (diffusion process,
+normalisation, patch size) come from the :class:`ModelInfo` the file carries: a checkpoint embeds the
+one of the model it would export. Reading from files is safe while the run goes on: checkpoints are
+replaced atomically. Do not pass the live training network from another thread.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..defaults import TRAINING_PATCH
 from ..diffusion import GaussianDiffusion, ddim_sample
 from ..errors import ModelFileError, TrainingInputError
 from ..inference.device import choose_device
@@ -28,6 +29,7 @@ from ..model_files.schema import ModelInfo
 from ..network.unet import AttentionUNet
 from ..normalization import Normalization
 from .checkpoint import METADATA_KEY, find_latest_checkpoint, load_checkpoint
+from .runlog import PRETRAINED_FILE
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -62,32 +64,29 @@ def load_for_sampling(source: Any) -> tuple[AttentionUNet, GaussianDiffusion, No
                 return _from_checkpoint(latest)
             except TrainingInputError:
                 continue
-        model_file = path / "pretrained.safetensors"
+        model_file = path / PRETRAINED_FILE
         if not model_file.is_file():
-            raise TrainingInputError(f"{path}: no checkpoint and no pretrained.safetensors to sample from yet.")
+            raise TrainingInputError(f"{path}: no checkpoint and no {PRETRAINED_FILE} to sample from yet.")
         path = model_file
     if _is_checkpoint(path):
         return _from_checkpoint(path)
     return _from_model(*load_model(path))
 
 
-def _from_model(model: AttentionUNet, info: ModelInfo) -> tuple[AttentionUNet, GaussianDiffusion, Normalization, int]:
+def _from_model(model: AttentionUNet, info: ModelInfo,
+                what: str = "a segmentation model") -> tuple[AttentionUNet, GaussianDiffusion, Normalization, int]:
     if info.head != "noise" or not info.diffusion:
         raise ModelFileError(
-            f"{info.path or 'this model'} is a segmentation model; samples need a pretrained (noise head) model."
+            f"{info.path or 'this model'} is {what}; samples need a pretrained (noise head) model."
         )
     return model, GaussianDiffusion.from_config(**info.diffusion), info.normalization, info.patch_size
 
 
 def _from_checkpoint(path: Path) -> tuple[AttentionUNet, GaussianDiffusion, Normalization, int]:
     state = load_checkpoint(path)
-    if state.stage != "pretrain" or "diffusion" not in state.extra:
-        raise ModelFileError(f"{path} is a fine-tuning checkpoint; samples need a pretraining run.")
-    model = AttentionUNet(state.architecture)
+    model = AttentionUNet(state.info.architecture)
     model.load_state_dict(state.model)
-    diffusion = GaussianDiffusion.from_config(**state.extra["diffusion"])
-    norm = Normalization.from_dict(state.extra["normalization"])
-    return model.eval(), diffusion, norm, int(state.extra.get("patch_size", TRAINING_PATCH))
+    return _from_model(model.eval(), state.info, what="a fine-tuning checkpoint")
 
 
 def sample_preview(

@@ -190,7 +190,8 @@ def run_stage(
     steps_per_epoch: int,
     describe: str,
     control: TrainingControl | None,
-    extra: Callable[[], dict[str, Any]] | None = None,
+    model_info: Callable[[int], ModelInfo],
+    stage_state: Callable[[], dict[str, Any]] | None = None,
     validate: ValidateFn | None = None,
     validate_every: int = 0,
 ) -> Generator[ProgressEvent, None, LoopResult]:
@@ -206,7 +207,9 @@ def run_stage(
         total_steps, steps_per_epoch: the run's length.
         describe: data and device, for the "start" event.
         control: pause / resume / cancel.
-        extra: the stage's resume state written into each checkpoint (e.g. the best score so far).
+        model_info: ``model_info(step)`` -> the ModelInfo of the model the run would export after
+            that step, embedded in each checkpoint.
+        stage_state: the stage's resume state written into each checkpoint (e.g. the best score so far).
     """
     return (yield from logged(
         train_loop(
@@ -216,8 +219,9 @@ def run_stage(
             channels_last=ctx.channels_last, control=control,
             lr_at=lambda step: learning_rate(step, total_steps, cfg.lr, cfg.lr_schedule, cfg.warmup_steps),
             grad_clip=cfg.grad_clip,
-            checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage=stage, every=cfg.checkpoint_every,
-                                        keep=cfg.keep_checkpoints, config=config_to_json(cfg), extra=extra),
+            checkpoint=CheckpointPolicy(run_dir=ctx.run_dir, stage=stage, model_info=model_info,
+                                        every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
+                                        config=config_to_json(cfg), stage_state=stage_state),
             scaler_state=ctx.state.scaler if ctx.state is not None else None,
             validate=validate, validate_every=validate_every,
             stage=stage, describe=describe,

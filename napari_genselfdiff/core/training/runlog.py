@@ -25,6 +25,9 @@ from .events import ProgressEvent
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+PRETRAINED_FILE = "pretrained.safetensors"
+BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
 
 
 def prepare_run_dir(run_dir: str | Path) -> Path:
