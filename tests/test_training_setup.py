@@ -1,7 +1,8 @@
 """What both training stages share, written once (core/training/run.py, settings.py, checkpoint.py):
 the checks of a configuration, the set-up of network / optimizer / resume, and ONE metadata schema --
 a checkpoint embeds the ModelInfo of the model the run would export, and checkpoints of the first
-format (architecture + per-stage "extra" dicts) still load, sample and resume exactly.
+format (architecture + per-stage "extra" dicts) still load, sample and resume exactly. Also: the
+paper's protocol is the configurations' defaults plus src_train/configs/paper.json.
 
 The runs are tiny (a 2-level network, 32-pixel patches, a few steps) on a real H&E crop (the bundled
 sample and its expert nucleus outlines), so each takes seconds on a 2-core CPU.
@@ -9,7 +10,10 @@ sample and its expert nucleus outlines), so each takes seconds on a 2-core CPU.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from napari_genselfdiff.core.training.checkpoint import (
 )
 
 ARCH = {"widths": [8, 16], "groups": 4, "attention_heads": 1, "attention_dim_head": 8}
+ROOT = Path(__file__).resolve().parents[1]
 RUN = dict(patch_size=32, stride=32, batch=2, device="cpu", precision="fp32")
 
 
@@ -178,3 +183,39 @@ def test_both_stages_refuse_a_patch_the_network_cannot_halve_with_one_message(he
             with pytest.raises(TrainingInputError, match=name):
                 cfg.check()
 
+
+# ------------------------------------------------------------------------------ the paper's protocol
+def _common():
+    spec = importlib.util.spec_from_file_location("src_train_common_for_setup", ROOT / "src_train" / "_common.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "src_train"))
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_defaults_plus_paper_json_are_the_paper_protocol():
+    """The reference code (../shared/notes/reference-code-facts.md): full U-Net, 256 px patches at
+    stride 64, T = 1000 scaled-linear with P2 k = gamma = 1, Adam lr 1e-4, batch 8, 100 epochs and
+    flips for pretraining; betas (0.5, 0.999), SS + 1.0 focal, 150 epochs, flips + colour jitter +
+    blur (no 90-degree turns) for fine-tuning."""
+    common = _common()
+    paper = ROOT / "src_train" / "configs" / "paper.json"
+    pre = common.build_config(PretrainConfig, common.make_parser(PretrainConfig, "").parse_args(
+        ["--config", str(paper), "--images", "x"]), "pretrain")
+    fine = common.build_config(FinetuneConfig, common.make_parser(FinetuneConfig, "").parse_args(
+        ["--config", str(paper)]), "finetune")
+    pretrain_module = importlib.import_module("napari_genselfdiff.core.training.pretrain")
+    finetune_module = importlib.import_module("napari_genselfdiff.core.training.finetune")
+    for cfg in (pre, fine):
+        assert (cfg.arch, cfg.patch_size, cfg.stride, cfg.batch, cfg.lr) == ("default", 256, 64, 8, 1e-4)
+        assert (cfg.steps, cfg.epochs, cfg.lr_schedule, cfg.grad_clip) == (None, None, "constant", None)
+        assert cfg.flips and not cfg.rot90
+    assert (pre.schedule, pre.timesteps, pre.p2_k, pre.p2_gamma) == ("scaled_linear", 1000, 1.0, 1.0)
+    assert pretrain_module.PAPER_EPOCHS == 100 and finetune_module.PAPER_EPOCHS == 150
+    assert (list(fine.betas), fine.lam, fine.loss) == ([0.5, 0.999], 1.0, "ss_focal")
+    assert fine.color_jitter and fine.blur and not fine.stain_jitter
+    # paper.json holds only what differs from the defaults
+    written = json.loads(paper.read_text())
+    for section, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
+        default = cls()
+        assert all(getattr(default, k) != v for k, v in written[section].items()), section

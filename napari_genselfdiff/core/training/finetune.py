@@ -64,7 +64,13 @@ PAPER_EPOCHS = 150
 
 @dataclass
 class FinetuneConfig(RunOptions):
-    """Settings of a fine-tuning run (defaults: the paper's protocol).
+    """Settings of a fine-tuning run.
+
+    The defaults are the paper's protocol (its reference code: SS + lambda * focal loss with
+    lambda 1, Adam lr 1e-4 with betas (0.5, 0.999), batch 8, 150 epochs, 256-pixel patches at
+    stride 64, flips + colour jitter + blur) with ONE exception: random 90-degree turns (``rot90``)
+    are on, which the paper does not use (tissue has no preferred orientation, so the turns only
+    add variety); ``src_train/configs/paper.json`` turns them off to run the paper's protocol.
 
     Args:
         images / masks: folders of images and of their masks, paired by name (see
@@ -81,7 +87,7 @@ class FinetuneConfig(RunOptions):
         steps / epochs: run length; steps win. By default, 150 epochs (the paper).
         betas: Adam betas. By default, (0.5, 0.999) (the reference code).
         lam: weight of the focal term. By default, 1.0.
-        flips / rot90 / color_jitter / blur: augmentation. By default, all on.
+        flips / rot90 / color_jitter / blur: augmentation. By default, all on (rot90: not the paper's).
         patch_size / stride / skip_background: patching. By default, 256 / 64 / True.
         validate_every: steps between validations (0: only at the end). By default, once per epoch.
         val_tile: inference tile side for validation. By default, 1024.
