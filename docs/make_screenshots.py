@@ -31,6 +31,7 @@ MONUSEG_TRAIN = ROOT.parent / "shared" / "data" / "monuseg" / "train"
 def bootstrap_model(out_dir: str | Path, steps: int = 300) -> Path:
     """Train a small nucleus model from scratch (headless, on the CPU) and return its file."""
     from napari_genselfdiff.core.network import UNetConfig
+    from napari_genselfdiff.core.progress import Returning
     from napari_genselfdiff.plugin._threading import configure_torch_threads
 
     configure_torch_threads()  # one thread per spare core: oversubscribed cores train several times slower
@@ -49,14 +50,11 @@ def bootstrap_model(out_dir: str | Path, steps: int = 300) -> Path:
         **data, out_dir=str(out_dir), init="scratch", arch=arch, classes=["background", "nucleus"], steps=steps,
         batch=4, patch_size=128, stride=64, lr=1e-3, val_fraction=0.0, checkpoint_every=0, device="cpu",
     )
-    gen = finetune(cfg)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return Path(stop.value)
+    events = Returning(finetune(cfg))
+    for event in events:
         if event.kind == "step" and event.step % 25 == 0:
             print(event.describe(), flush=True)
+    return Path(events.value)
 
 
 def _wait(condition, timeout_s: float = 1200.0) -> None:

@@ -18,6 +18,7 @@ from napari_genselfdiff.core.diffusion import (
     ddpm_sample_progressive,
     make_betas,
 )
+from napari_genselfdiff.core.progress import Returning
 
 
 def _abar_python(betas: list[float]) -> list[float]:
@@ -292,12 +293,8 @@ def test_ddpm_tiny_T_shape_and_oracle():
 
 def _drain(gen):
     """Collect all yielded items and the generator's return value."""
-    items = []
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            return items, stop.value
+    items = Returning(gen)
+    return list(items), items.value
 
 
 def test_progressive_generators_yield_one_event_per_step():

@@ -21,6 +21,7 @@ from napari_genselfdiff.core.inference import InferenceSettings, plan_tiles, seg
 from napari_genselfdiff.core.inference.tiling import blend_window
 from napari_genselfdiff.core.model_files import ModelInfo, default_classes
 from napari_genselfdiff.core.network import AttentionUNet
+from napari_genselfdiff.core.progress import Returning
 
 from conftest import micro_config, synthetic_he
 
@@ -183,14 +184,9 @@ def test_memmap_output_is_filled(micro, tmp_path):
 def test_progress_events_count_every_tile(micro):
     network, info = micro
     settings = InferenceSettings(tile=96, overlap=16, device="cpu", precision="fp32")
-    gen = segment_progressive(network, info, synthetic_he(72, 200, seed=6), settings)
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    progress = Returning(segment_progressive(network, info, synthetic_he(72, 200, seed=6), settings))
+    events = list(progress)
+    result = progress.value
     tiles = [e for e in events if e["stage"] == "tiles"]
     assert tiles[0]["done"] == 0 and tiles[-1]["done"] == tiles[-1]["total"] == result.tiles
     assert [e["done"] for e in tiles] == sorted(e["done"] for e in tiles)

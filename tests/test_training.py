@@ -39,6 +39,7 @@ from napari_genselfdiff.core.errors import MaskInputError, TrainingInputError
 from napari_genselfdiff.core.inference import InferenceSettings, segment
 from napari_genselfdiff.core.model_files import ModelInfo, load_model
 from napari_genselfdiff.core.network import AttentionUNet, UNetConfig
+from napari_genselfdiff.core.progress import Returning
 from napari_genselfdiff.core.training import (
     FinetuneConfig,
     PretrainConfig,
@@ -104,12 +105,8 @@ def _monuseg_pairs(n: int = 3, size: int = 64) -> list:
 
 def _drain(gen):
     """Run a training generator; returns (events, return value)."""
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    events = Returning(gen)
+    return list(events), events.value
 
 
 def _load_script(name: str):
@@ -425,13 +422,11 @@ def test_pause_resume_cancel_from_another_thread_then_resume(tmp_path):
 
 
 def _forward(gen, sink):
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
+    events = Returning(gen)
+    for event in events:
         sink.append(event)
         yield event
+    return events.value
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:

@@ -25,6 +25,8 @@ import os
 from collections.abc import Callable, Generator
 from typing import Any
 
+from ..core.progress import Returning
+
 NOTHREADS_ENV = "GENSELFDIFF_NOTHREADS"
 TORCH_THREADS_ENV = "GENSELFDIFF_TORCH_THREADS"
 
@@ -82,17 +84,17 @@ class SyncWorker:
         self.started.emit()
         try:
             gen = self._func(*self._args, **self._kwargs)
-            while True:
-                if self.abort_requested:
-                    gen.close()
-                    self.aborted.emit()
-                    break
-                try:
-                    value = next(gen)
-                except StopIteration as stop:
-                    self.returned.emit(stop.value)
-                    break
+            events = Returning(gen)
+            # like napari's worker: the abort flag is read before every step, the first one included
+            for value in () if self.abort_requested else events:
                 self.yielded.emit(value)
+                if self.abort_requested:
+                    break
+            if self.abort_requested:
+                gen.close()
+                self.aborted.emit()
+            else:
+                self.returned.emit(events.value)
         except Exception as exc:  # noqa: BLE001 - handed to the errored callbacks, like the thread worker
             self.errored.emit(exc)
         finally:
