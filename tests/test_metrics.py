@@ -29,7 +29,7 @@ from napari_genselfdiff.core.metrics import (
     per_class_scores,
 )
 from napari_genselfdiff.core.data.folders import match_key
-from napari_genselfdiff.core.inference.instances import label_instances
+from napari_genselfdiff.core.inference.instances import instance_defaults, label_instances
 
 PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "hd": 0.0, "hd95": 0.0}
 MONUSEG_TEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg" / "test"
@@ -468,3 +468,13 @@ def test_monuseg_instance_mask_against_itself_and_timing():
     elapsed = time.perf_counter() - start
     assert 0.5 < result["aji"] < 1.0 and 0.5 < result["iou"] < 1.0 and result["hd"] >= 1.0
     assert elapsed < 2.0, f"evaluate_pair took {elapsed:.2f} s on a 1000x1000 pair"
+
+
+def test_instance_defaults_are_the_splitting_defaults_written_once():
+    """bundle_model.py writes these into the bundled model's card; they are label_instances' own."""
+    from napari_genselfdiff.core.defaults import SAMPLE_INSTANCES
+    from napari_genselfdiff.core.io.read import read_array
+
+    assert instance_defaults() == {"split_touching": True, "min_distance": 8.0, "min_size": 30, "h": 1.0}
+    foreground = np.asarray(read_array(SAMPLE_INSTANCES)) > 0  # real expert nucleus outlines
+    np.testing.assert_array_equal(label_instances(foreground, **instance_defaults()), label_instances(foreground))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from napari_genselfdiff.core.inference.instances import instance_defaults  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.store import BUNDLED_DEFAULT, BUNDLED_DIR  # noqa: E402
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(record.get('validation', {}).get('per_image', {}))} held-out MoNuSeg training images, test = the 14 "
         "official MoNuSeg 2018 test images (never used to choose anything)")
     prov["experiment"] = {"record": str(args.record), "command": record["command"]}
-    instances = {"split_touching": True, "min_distance": 8.0, "min_size": 30, "h": 1.0}
+    instances = instance_defaults()
     if args.instances_json is not None:
         instances = json.loads(args.instances_json.read_text())["best"]
     info.postprocess = {"instances": instances}

@@ -15,6 +15,9 @@ become two nuclei.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import h_maxima
@@ -112,3 +115,14 @@ def label_instances(
     labels = relabel_sequential(labels)[0]
     dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
     return labels.astype(dtype)
+
+
+def instance_defaults() -> dict[str, Any]:
+    """The keyword defaults of :func:`label_instances` (split_touching, min_distance, min_size, h):
+    what a model file's ``postprocess["instances"]`` holds when nothing better was tuned. Read from
+    the function's signature, so the defaults are written once."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(label_instances).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
