@@ -32,8 +32,9 @@ from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
-from napari_genselfdiff.core.metrics.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.network import UNetConfig  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
@@ -73,17 +74,15 @@ def score(model_path: Path, folder: Path, stems: list[str], tile: int = 512) -> 
 
 def drive(gen, label: str, log_every: int = 25):
     start = time.perf_counter()
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {stop.value}", flush=True)
-            return stop.value
+    events = Returning(gen)
+    for event in events:
         if event.kind == "step" and (event.step % log_every == 0 or event.step == event.total_steps):
             print(f"[{label}] step {event.step}/{event.total_steps} loss {event.loss:.4f} "
                   f"{event.samples_per_s or 0:.2f} samples/s eta {event.eta_s or 0:.0f} s", flush=True)
         elif event.kind in ("start", "validation", "cancelled"):
             print(f"[{label}] {event.kind}: {event.message} {event.metrics or ''}", flush=True)
+    print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {events.value}", flush=True)
+    return events.value
 
 
 def main(argv: list[str] | None = None) -> int:
