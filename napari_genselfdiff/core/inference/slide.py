@@ -397,6 +397,7 @@ def segment_slide_progressive(
         out_dir = Path(out_dir)
         stem = stem or slide_stem(slide.path)
         store_path, geojson_path = output_paths(out_dir, stem)
+        geojson_partial = geojson_path.with_name(geojson_path.name + ".partial")
         wanted = [store_path] + ([geojson_path] if settings.instances else [])
         existing = [p for p in wanted if p.exists()]
         if existing and not overwrite:
@@ -478,7 +479,7 @@ def segment_slide_progressive(
             network_seconds[0] += time.perf_counter() - t_forward[0]
 
         hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
-        stage = "tiles"
+        stage = "writing the labels of the tiles"
         try:
             if resampled:
                 import zarr
@@ -515,11 +516,13 @@ def segment_slide_progressive(
             # 4. instances -> GeoJSON
             nuclei = 0
             if settings.instances:
-                stage = "nuclei"
+                stage = "writing the nuclei GeoJSON"
                 t = time.perf_counter()
                 labels_model = scratch if resampled else target
+                # Written beside the old one and renamed with the store at the very end, so a failure
+                # before then leaves an earlier GeoJSON as it was.
                 nuclei = yield from _write_instances(
-                    labels_model, geo, info, settings, geojson_path, overwrite=overwrite,
+                    labels_model, geo, info, settings, geojson_partial, overwrite=True,
                     properties={"slide": str(slide.path), "mpp": slide_mpp, "model_mpp": net_mpp,
                                 "coordinates": "level-0 slide pixels, origin top-left corner",
                                 "labels_store": store_path.name, "software": "napari-genselfdiff"},
@@ -528,7 +531,7 @@ def segment_slide_progressive(
                 timings["instances"] = time.perf_counter() - t
 
             # 5. pyramid, metadata, rename
-            stage = "pyramid"
+            stage = "building the coarser levels of the store"
             yield {"stage": "pyramid", "done": 0, "total": 1}
             t = time.perf_counter()
             build_pyramid(store, (y, y + h, x, x + w))
@@ -549,6 +552,8 @@ def segment_slide_progressive(
                      precision=seg.precision, tiles_resumed=seg.tiles_resumed)
             (partial / RESUME_FILE).unlink(missing_ok=True)
             finish_store(partial, store_path, overwrite=overwrite)
+            if settings.instances:
+                geojson_partial.replace(geojson_path)
             return result
         except OSError as exc:
             try:

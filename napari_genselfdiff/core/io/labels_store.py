@@ -31,6 +31,7 @@ the store is opened (:func:`recover_edit`). Memory: the corrected rectangle and 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -322,52 +323,63 @@ def write_labels_region(path: str | Path, x: int, y: int, labels: np.ndarray, *,
 
     import zarr
 
-    edit = path / EDIT_DIR
-    if edit.exists():
-        shutil.rmtree(edit)
-    ops: list[dict[str, Any]] = []
-    staged: list = []
-    touched: list[set[tuple[int, int]]] = []  # chunks rewritten, per level
-    ry0, ry1, rx0, rx1 = y + by0, y + by1, x + bx0, x + bx1  # changed pixels at the current level
-    for k, array in enumerate(store.arrays):
-        if k > 0:  # the changed region one level down (every other pixel, as build_pyramid)
-            ry0, rx0 = ry0 // 2, rx0 // 2
-            ry1, rx1 = min((ry1 + 1) // 2, array.shape[0]), min((rx1 + 1) // 2, array.shape[1])
-        (edit / str(k)).mkdir(parents=True)
-        shutil.copyfile(path / str(k) / ".zarray", edit / str(k) / ".zarray")
-        target = zarr.open_array(str(edit / str(k)), mode="r+", zarr_format=2)
-        staged.append(target)
-        touched.append(set())
-        ch, cw = array.chunks
-        for cy in range(ry0 // ch, (ry1 - 1) // ch + 1):
-            for cx in range(rx0 // cw, (rx1 - 1) // cw + 1):
-                cy0, cx0 = cy * ch, cx * cw
-                cy1, cx1 = min(cy0 + ch, array.shape[0]), min(cx0 + cw, array.shape[1])
-                block = np.asarray(array[cy0:cy1, cx0:cx1]).copy()
-                # The part of this chunk inside the changed region, filled with the new values.
-                py0, py1, px0, px1 = max(ry0, cy0), min(ry1, cy1), max(rx0, cx0), min(rx1, cx1)
-                if k == 0:
-                    new = labels[py0 - y:py1 - y, px0 - x:px1 - x]
-                else:
-                    new = np.asarray(staged[k - 1][2 * py0:2 * py1:2, 2 * px0:2 * px1:2])
-                    # Pixels whose source chunk was not rewritten keep the old level's values.
-                    src = np.asarray(store.arrays[k - 1][2 * py0:2 * py1:2, 2 * px0:2 * px1:2])
-                    inside = _in_chunks(touched[k - 1], store.arrays[k - 1].chunks, 2 * py0, 2 * py1, 2 * px0,
-                                        2 * px1)
-                    new = np.where(inside, new, src)
-                block[py0 - cy0:py1 - cy0, px0 - cx0:px1 - cx0] = new
-                target[cy0:cy1, cx0:cx1] = block
-                kind = "put" if _chunk_path(edit, k, cy, cx).exists() else "delete"
-                ops.append({"level": k, "chunk": [cy, cx], "op": kind})
-                touched[k].add((cy, cx))
     from .atomic import write_text_atomic
 
-    write_text_atomic(edit / _MANIFEST, json.dumps({"status": "committed", "ops": ops}))
+    edit = path / EDIT_DIR
+    try:
+        if edit.exists():
+            shutil.rmtree(edit)
+        ops: list[dict[str, Any]] = []
+        staged: list = []
+        touched: list[set[tuple[int, int]]] = []  # chunks rewritten, per level
+        ry0, ry1, rx0, rx1 = y + by0, y + by1, x + bx0, x + bx1  # changed pixels at the current level
+        for k, array in enumerate(store.arrays):
+            if k > 0:  # the changed region one level down (every other pixel, as build_pyramid)
+                ry0, rx0 = ry0 // 2, rx0 // 2
+                ry1, rx1 = min((ry1 + 1) // 2, array.shape[0]), min((rx1 + 1) // 2, array.shape[1])
+            (edit / str(k)).mkdir(parents=True)
+            shutil.copyfile(path / str(k) / ".zarray", edit / str(k) / ".zarray")
+            target = zarr.open_array(str(edit / str(k)), mode="r+", zarr_format=2)
+            staged.append(target)
+            touched.append(set())
+            ch, cw = array.chunks
+            for cy in range(ry0 // ch, (ry1 - 1) // ch + 1):
+                for cx in range(rx0 // cw, (rx1 - 1) // cw + 1):
+                    cy0, cx0 = cy * ch, cx * cw
+                    cy1, cx1 = min(cy0 + ch, array.shape[0]), min(cx0 + cw, array.shape[1])
+                    block = np.asarray(array[cy0:cy1, cx0:cx1]).copy()
+                    # The part of this chunk inside the changed region, filled with the new values.
+                    py0, py1, px0, px1 = max(ry0, cy0), min(ry1, cy1), max(rx0, cx0), min(rx1, cx1)
+                    if k == 0:
+                        new = labels[py0 - y:py1 - y, px0 - x:px1 - x]
+                    else:
+                        new = np.asarray(staged[k - 1][2 * py0:2 * py1:2, 2 * px0:2 * px1:2])
+                        # Pixels whose source chunk was not rewritten keep the old level's values.
+                        src = np.asarray(store.arrays[k - 1][2 * py0:2 * py1:2, 2 * px0:2 * px1:2])
+                        inside = _in_chunks(touched[k - 1], store.arrays[k - 1].chunks, 2 * py0, 2 * py1, 2 * px0,
+                                            2 * px1)
+                        new = np.where(inside, new, src)
+                    block[py0 - cy0:py1 - cy0, px0 - cx0:px1 - cx0] = new
+                    target[cy0:cy1, cx0:cx1] = block
+                    kind = "put" if _chunk_path(edit, k, cy, cx).exists() else "delete"
+                    ops.append({"level": k, "chunk": [cy, cx], "op": kind})
+                    touched[k].add((cy, cx))
+        write_text_atomic(edit / _MANIFEST, json.dumps({"status": "committed", "ops": ops}))
+    except OSError as exc:
+        shutil.rmtree(edit, ignore_errors=True)
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        raise GenSelfDiffError(
+            f"{path}: {'the disk is full' if full else f'writing failed ({exc})'} while saving the corrections; "
+            "the store is unchanged. Free some space and save again."
+        ) from exc
     _apply_edit(path, edit, ops)
     edits = list(store.attrs.get("genselfdiff", {}).get("edits", []))[-99:]
     edits.append({"region_xywh": list(region), "changed_pixels": int(changed.sum()),
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **({"note": note} if note else {})})
-    set_info(store, edits=edits)
+    try:
+        set_info(store, edits=edits)
+    except OSError:
+        pass  # the correction is in the store; only its entry in the log is missing
     return {"changed_pixels": int(changed.sum()), "region_xywh": region, "chunks": len(ops)}
 
 
