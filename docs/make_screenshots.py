@@ -111,15 +111,131 @@ def default_model_shots() -> int:
     return 0
 
 
+def slide_shots(size: tuple[int, int] = (6144, 8192)) -> int:
+    """The slide workflow (13-16_slide_*.png): a synthetic pyramidal slide opened as a multiscale layer,
+    a drawn rectangle segmented with the bundled model into a labels store, the nuclei GeoJSON drawn
+    over it, and a correction painted and saved back into the store."""
+    work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
+    os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")
+    os.environ["GENSELFDIFF_DATA_DIR"] = str(work / "data")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    import json
+
+    import napari
+
+    from napari_genselfdiff.core.io.labels_store import open_labels_store
+    from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
+    from napari_genselfdiff.core.model_files import bundled_model_path
+    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
+
+    slide = write_synthetic_slide(work / "demo_slide.svs", *size, mpp=0.25, tissue_fraction=0.35, seed=7)
+    print(f"wrote {slide.path} ({slide.width} x {slide.height}, levels {slide.levels})", flush=True)
+    viewer = napari.Viewer(title="napari-genselfdiff")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = SlideSegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GenSelfDiff slide segmentation", area="right")
+    [image] = viewer.open(str(slide.path), plugin="napari-genselfdiff")
+    viewer.canvas.overlays.scale_bar.visible = True
+    # A 1200 x 800 rectangle at a tissue edge (about 70 % tissue by the tissue mask), in world units (um).
+    from scipy import ndimage
+
+    from napari_genselfdiff.core.io.slide import Slide
+    from napari_genselfdiff.core.tissue import tissue_mask
+
+    with Slide(slide.path) as opened:
+        mask = tissue_mask(opened)
+    ds, (bw, bh) = mask.downsample, (1200, 800)
+    share = ndimage.uniform_filter(mask.mask.astype(np.float32), size=(round(bh / ds), round(bw / ds)))
+    margin = np.zeros_like(share, bool)
+    margin[round(bh / ds):-round(bh / ds), round(bw / ds):-round(bw / ds)] = True
+    cy, cx = np.unravel_index(np.argmin(np.where(margin, np.abs(share - 0.7), 9)), share.shape)
+    x0, y0 = int(cx * ds - bw / 2), int(cy * ds - bh / 2)
+    x1, y1 = x0 + bw, y0 + bh
+    mpp = slide.mpp
+    shapes = viewer.add_shapes([[[y0 * mpp, x0 * mpp], [y0 * mpp, x1 * mpp], [y1 * mpp, x1 * mpp], [y1 * mpp, x0 * mpp]]],
+                               shape_type="rectangle", name="regions", edge_color="yellow", face_color="transparent",
+                               edge_width=12, units=("um", "um"))
+    widget.model_edit.setText(str(bundled_model_path()))
+    widget.out_edit.setText(str(work / "out"))
+    widget.scope_combo.setCurrentText("Shapes")
+    widget.shapes_combo.setCurrentText("regions")
+    widget.instances_check.setChecked(True)
+    viewer.reset_view()
+    _settle(2500)
+    _shot(viewer, "13_slide_open.png")
+
+    # Segment the rectangle in the background; the labels store opens over the slide.
+    widget.segment_button.click()
+    _wait(lambda: widget.worker is None, timeout_s=1800)
+    result = widget.last_result
+    if result is None:
+        print(f"segmentation failed: {widget.status.text()}", flush=True)
+        return 1
+    print(widget.status.text(), flush=True)
+    labels = viewer.layers[f"{image.name} labels"]
+    shapes.visible = False
+    viewer.camera.center = ((y0 + y1) / 2 * mpp, (x0 + x1) / 2 * mpp)
+    viewer.camera.zoom = 850 / ((x1 - x0) * mpp)
+    _settle(2500)
+    _shot(viewer, "14_slide_region_segmented.png")
+
+    # The nuclei GeoJSON (level-0 pixel coordinates) drawn as outlines at the slide's scale.
+    doc = json.loads(result.geojson.read_text())
+    polygons = [np.asarray(f["geometry"]["coordinates"][0])[:, ::-1] * mpp for f in doc["features"]
+                if f["geometry"]["type"] == "Polygon"]
+    labels.visible = False
+    viewer.add_shapes(polygons, shape_type="polygon", name=result.geojson.name, edge_color="cyan",
+                      face_color="transparent", edge_width=0.6, units=("um", "um"))
+    # Zoom on the tissue part of the rectangle: the labelled pixel nearest its centre.
+    level0 = open_labels_store(result.labels_store).level0
+    found = np.argwhere(np.asarray(level0[y0:y1, x0:x1]) > 0)
+    cy, cx = (found[np.argmin(((found - [bh // 2, bw // 2]) ** 2).sum(1))] + [y0, x0]) if len(found) else (y0 + 400, x0 + 600)
+    viewer.camera.center = (cy * mpp, cx * mpp)
+    viewer.camera.zoom = 850 / (400 * mpp)
+    _settle(2500)
+    _shot(viewer, "15_slide_geojson.png")
+
+    # Correct: open the field of view for editing, erase one nucleus and paint a new one, save.
+    viewer.layers[result.geojson.name].visible = False
+    labels.visible = True
+    widget.scope_combo.setCurrentText("Field of view")
+    viewer.layers.selection.active = labels
+    widget.edit_button.click()
+    edit = next(layer for layer in viewer.layers if " edit x" in layer.name)
+    h, w = edit.data.shape
+    nuclei = np.argwhere(np.asarray(edit.data) == 1)
+    if len(nuclei):  # erase the nucleus nearest the right third with the fill bucket
+        target = nuclei[np.argmin(((nuclei - [h // 2, 2 * w // 3]) ** 2).sum(1))]
+        edit.fill(tuple(int(v) for v in target), 0)
+    edit.brush_size = 14
+    edit.selected_label = 1
+    for k in range(12):
+        edit.paint((h // 2, w // 3 + 2 * k), 1, refresh=False)  # a new elongated nucleus, left of centre
+    edit.refresh()
+    widget.save_edits_button.click()
+    print(widget.status.text(), flush=True)
+    _settle(2500)
+    _shot(viewer, "16_slide_corrected.png")
+    store = open_labels_store(result.labels_store)
+    print(f"store edits: {store.attrs['genselfdiff'].get('edits')}", flush=True)
+    print(f"finished; work files in {work}", flush=True)
+    viewer.close()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a segmentation model file (default: train a starter model first)")
     parser.add_argument("--bootstrap-steps", type=int, default=300, help="steps of the starter model")
     parser.add_argument("--default-only", action="store_true",
                         help="only the bundled default model on the sample (11_default_model.png, 12_default_segmented.png)")
+    parser.add_argument("--slides-only", action="store_true",
+                        help="only the slide workflow on a synthetic slide with the bundled model (13-16_slide_*.png)")
     args = parser.parse_args(argv)
     if args.default_only:
         return default_model_shots()
+    if args.slides_only:
+        return slide_shots()
 
     work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
     os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")

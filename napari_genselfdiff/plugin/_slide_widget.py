@@ -334,7 +334,7 @@ class SlideSegmentWidget(QWidget):
         kwargs["name"] = f"{self._layer.name} labels{suffix}"
         kwargs["scale"] = tuple(self._layer.scale[-2:])
         kwargs["translate"] = tuple(self._layer.translate[-2:])
-        kwargs.pop("units", None)
+        kwargs["units"] = tuple(self._layer.units[-2:])  # the slide's (napari warns on mixed units)
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         self.viewer.add_labels(data, **kwargs)
@@ -386,7 +386,8 @@ class SlideSegmentWidget(QWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         layer = self.viewer.add_labels(
-            labels, name=name, scale=tuple(scale), translate=tuple(translate), opacity=0.8,
+            labels, name=name, scale=tuple(scale), translate=tuple(translate), units=tuple(store_layer.units[-2:]),
+            opacity=0.8,
             metadata={META_KEY: {"kind": "classes",
                                  EDIT_KEY: {"store": str(source), "x": x, "y": y, "width": w, "height": h}}},
         )
