@@ -142,9 +142,24 @@ class PluginState(QObject):
     def set_job(self, name: str, worker) -> None:
         if worker is None:
             self.jobs.pop(name, None)
+            _release_freed_memory_soon()
         else:
             self.jobs[name] = worker
         self.jobs_changed.emit()
+
+
+def _release_freed_memory_soon() -> None:
+    """After a job: hand the pages its worker thread freed back to the system, in a background thread.
+
+    Each job runs in a new worker thread with its own glibc malloc arena, whose freed pages otherwise
+    stay resident (napari's memory grew by a few MB per fine-tune cycle without this; see
+    benchmarks/finetune_cycles_memory.py).
+    """
+    import threading
+
+    from ..core.allocator import release_freed_memory
+
+    threading.Thread(target=release_freed_memory, name="genselfdiff-release-memory", daemon=True).start()
 
 
 def _bundled() -> Path | None:
