@@ -187,12 +187,12 @@ def test_aji_is_fast_on_a_thousand_instances():
         for j in range(32):
             gt[32 * i : 32 * i + 28, 32 * j : 32 * j + 28] = 32 * i + j + 1
     pred = np.roll(gt, 1, axis=1)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine delays the test but does not inflate it
     value = aggregated_jaccard_index(pred, gt)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     # Each pair: inter 28 x 27 = 756, union 784 + 784 - 756 = 812; all pairs alike -> 756 / 812.
     assert value == pytest.approx(756 / 812)
-    assert elapsed < 1.0
+    assert elapsed < 2.0, f"AJI of 1024 instances took {elapsed:.2f} s of CPU (a quadratic pairing takes minutes)"
 
 
 # --- Hausdorff / HD95 -------------------------------------------------------------------------
@@ -463,11 +463,11 @@ def test_monuseg_instance_mask_against_itself_and_timing():
 
     # Erode every nucleus by one pixel: drop pixels that touch another label or the background.
     eroded = np.where(find_boundaries(gt, mode="inner"), 0, gt)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine delays the test but does not inflate it
     result = evaluate_pair(eroded, gt, instances=True)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert 0.5 < result["aji"] < 1.0 and 0.5 < result["iou"] < 1.0 and result["hd"] >= 1.0
-    assert elapsed < 2.0, f"evaluate_pair took {elapsed:.2f} s on a 1000x1000 pair"
+    assert elapsed < 4.0, f"evaluate_pair took {elapsed:.2f} s of CPU on a 1000x1000 pair"
 
 
 def test_instance_defaults_are_the_splitting_defaults_written_once():

@@ -429,7 +429,7 @@ def _forward(gen, sink):
     return events.value
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
+def _wait_for(condition, timeout: float = 300.0) -> None:  # generous: CI machines can be loaded
     end = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < end, "timed out"
