@@ -254,7 +254,7 @@ def test_slide_widget_cancel_then_segment_again_continues(slide_files, tmp_path,
 
     def cancel_after_the_first_band(event):
         shown(event)
-        record = read_resume(partial)
+        record = read_resume(widget._store_path.with_name(widget._store_path.name + ".partial"))
         if record and record["bands"]:
             widget.cancel()
 
@@ -278,7 +278,8 @@ def test_slide_widget_cancel_then_segment_again_continues(slide_files, tmp_path,
 
     # Another region after a cancel: refused with what differs, until 'Start over' is ticked.
     widget._progress = cancel_after_the_first_band
-    widget.segment_button.click()  # (the finished store is replaced: the widget overwrites)
+    widget.segment_button.click()  # (into s_labels-2.zarr.partial: the finished s_labels.zarr is kept)
+    assert (tmp_path / "out" / "s_labels-2.zarr.partial").is_dir() and (tmp_path / "out" / "s_labels.zarr").is_dir()
     widget._progress = shown
     viewer.add_shapes([[[10.0, 15.0], [10.0, 65.0], [35.0, 65.0], [35.0, 15.0]]], shape_type="rectangle",
                       name="regions")

@@ -13,9 +13,12 @@ A labels store opens as a multiscale Labels layer with the same scale as its sli
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 LABELS_STORE_SUFFIX = "_labels.zarr"
+#: ``<stem>_labels.zarr`` or ``<stem>_labels-2.zarr``, ``-3``, ... (a store written next to an existing one).
+_LABELS_STORE_NAME = re.compile(r"^(?P<stem>.+)_labels(?P<suffix>-\d+)?\.zarr$", re.IGNORECASE)
 
 
 def _single(path) -> Path | None:
@@ -74,7 +77,7 @@ def read_slide(path) -> list[tuple]:
 def get_labels_store_reader(path):
     """npe2 reader hook for ``<stem>_labels.zarr`` folders written by slide segmentation."""
     p = _single(path)
-    if p is None or not p.name.lower().endswith(LABELS_STORE_SUFFIX) or not p.is_dir():
+    if p is None or not _LABELS_STORE_NAME.match(p.name) or not p.is_dir():
         return None
     return read_labels_store
 
@@ -95,9 +98,10 @@ def read_labels_store(path) -> list[tuple]:
     token = uuid.uuid4().hex
     levels = [da.from_zarr(a, name=f"genselfdiff-labels-{token}-{k}") for k, a in enumerate(store.arrays)]
     scale = (store.mpp, store.mpp) if store.mpp else (1.0, 1.0)
-    stem = p.name[: -len(LABELS_STORE_SUFFIX)]
+    named = _LABELS_STORE_NAME.match(p.name)
+    stem, suffix = (named["stem"], named["suffix"] or "") if named else (p.name, "")
     kwargs = {
-        "name": f"{stem} labels",
+        "name": f"{stem} labels{suffix}",
         "multiscale": len(levels) > 1,
         "scale": scale,
         "opacity": 0.6,

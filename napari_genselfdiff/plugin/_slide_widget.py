@@ -15,7 +15,10 @@ scope:
 
 The labels are written to ``<output folder>/<stem>_labels.zarr`` (the slide's folder by default)
 and added as a Labels layer over the slide, at its scale. With **Nuclei**, ``<stem>_nuclei.geojson``
-is written too (QuPath: File > Import objects).
+is written too (QuPath: File > Import objects). A finished store is never replaced (it may hold
+saved corrections): when ``<stem>_labels.zarr`` exists, Segment writes ``<stem>_labels-2.zarr``
+(``-3``, ... the first free name; the GeoJSON takes the same suffix), shown as the layer
+``<slide> labels-2``, and says so; the old store and its layer stay as they are.
 
 **Correcting.** napari does not paint on multiscale Labels layers (``Labels.editable`` is
 ``not multiscale`` in napari 0.9.2; the open napari/napari#1587 reports it since napari 0.3). So
@@ -245,7 +248,13 @@ class SlideSegmentWidget(QWidget):
     # -- running -----------------------------------------------------------------------------------
     def segment(self) -> None:
         from ..core.inference import InferenceSettings
-        from ..core.inference.slide import SlideSettings, segment_slide_progressive
+        from ..core.inference.slide import (
+            SlideSettings,
+            free_output_suffix,
+            output_paths,
+            segment_slide_progressive,
+            slide_stem,
+        )
         from ..core.model_files import load_model
         from . import _notify
 
@@ -269,15 +278,26 @@ class SlideSegmentWidget(QWidget):
         out_dir = Path(self.out_edit.text().strip() or slide_path.parent).expanduser()
         settings = SlideSettings(inference=InferenceSettings(), instances=self.instances_check.isChecked(),
                                  mpp=mpp, region=region)
+        # Never replace a finished store (it may hold saved corrections): the first free name,
+        # <stem>_labels.zarr, else <stem>_labels-2.zarr, -3, ... (an unfinished .partial keeps its name,
+        # so Segment continues it).
+        stem = slide_stem(slide_path)
+        suffix = free_output_suffix(out_dir, stem, instances=settings.instances)
+        store_path = output_paths(out_dir, stem, suffix)[0]
+        kept = [path.name for n in range(1, int(suffix[1:]) if suffix else 1)
+                if (path := output_paths(out_dir, stem, f"-{n}" if n > 1 else "")[0]).exists()]
         self.progress.setValue(0)
         self.segment_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         where = "the whole slide" if region is None else f"x {region[0]}, y {region[1]}, {region[2]} x {region[3]} px"
-        self._say(f"Segmenting {where} of {slide_path.name} ...")
-        self._layer, self._out = layer, out_dir
+        self._kept_note = (f" {', '.join(kept)} {'exists and is' if len(kept) == 1 else 'exist and are'} kept as "
+                           f"{'it is' if len(kept) == 1 else 'they are'} (with any corrections saved); the new "
+                           f"labels are in {store_path.name}." if kept else "")
+        self._say(f"Segmenting {where} of {slide_path.name} into {store_path.name} ...{self._kept_note}")
+        self._layer, self._out, self._store_path, self._suffix = layer, out_dir, store_path, suffix
         self.worker = start_worker(
-            segment_slide_progressive, network, info, slide_path, out_dir, settings, overwrite=True,
-            restart=self.restart_check.isChecked(), start=False,
+            segment_slide_progressive, network, info, slide_path, out_dir, settings, overwrite=False,
+            suffix=suffix, restart=self.restart_check.isChecked(), start=False,
             on_yielded=self._progress, on_returned=self._done, on_errored=self._failed,
             on_aborted=self._cancelled, on_finished=self._finished,
         )
@@ -297,14 +317,14 @@ class SlideSegmentWidget(QWidget):
     def _done(self, result) -> None:
         self.last_result = result
         self.restart_check.setChecked(False)
-        self._show_store(result.labels_store)
-        partial_name = f"{self._layer.name} labels (cancelled, partial)"
+        self._show_store(result.labels_store, suffix=self._suffix)
+        partial_name = f"{self._layer.name} labels{self._suffix} (cancelled, partial)"
         if partial_name in self.viewer.layers:
             self.viewer.layers.remove(partial_name)
         nuclei = f", {result.nuclei} nuclei -> {result.geojson.name}" if result.geojson else ""
         resumed = f" ({result.tiles_resumed} of them done before, continued)" if result.tiles_resumed else ""
         self._say(f"{result.tiles} of {result.tiles_all} tiles (tissue only){resumed} in {result.seconds:.0f} s -> "
-                  f"{result.labels_store}{nuclei}")
+                  f"{result.labels_store}{nuclei}.{self._kept_note}")
 
     def _failed(self, exc: Exception) -> None:
         from . import _notify
@@ -312,12 +332,9 @@ class SlideSegmentWidget(QWidget):
         self._say(_notify.describe(exc, "segment the slide"))
 
     def _cancelled(self) -> None:
-        from ..core.inference.slide import slide_stem
-
-        stem = slide_stem(Path((slide_meta(self._layer) or {}).get("path", "slide")))
-        partial = self._out / f"{stem}_labels.zarr.partial"
+        partial = self._store_path.with_name(self._store_path.name + ".partial")
         if partial.exists():
-            self._show_store(partial, suffix=" (cancelled, partial)")
+            self._show_store(partial, suffix=f"{self._suffix} (cancelled, partial)")
         self._say(f"Cancelled; the tiles finished so far are kept in {partial}. Segment again with the same "
                   "settings to continue from there.")
 
@@ -327,7 +344,8 @@ class SlideSegmentWidget(QWidget):
         self.worker = None
 
     def _show_store(self, path: Path, suffix: str = "") -> None:
-        """Add (or replace) the Labels layer of a store over the slide layer."""
+        """Add (or replace) the Labels layer ``<slide> labels<suffix>`` of a store over the slide layer
+        (a store written next to an existing one has its own suffix, so the old store's layer stays)."""
         from ._slide_reader import read_labels_store
 
         [(data, kwargs, _)] = read_labels_store(str(path))

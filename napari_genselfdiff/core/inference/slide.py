@@ -340,9 +340,27 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """(labels store, nuclei GeoJSON) of a slide's stem in ``out_dir``."""
-    return out_dir / f"{stem}_labels.zarr", out_dir / f"{stem}_nuclei.geojson"
+def output_paths(out_dir: Path, stem: str, suffix: str = "") -> tuple[Path, Path]:
+    """(labels store, nuclei GeoJSON) of a slide's stem in ``out_dir``: ``<stem>_labels<suffix>.zarr``
+    and ``<stem>_nuclei<suffix>.geojson`` (``suffix`` is "" or "-2", "-3", ...)."""
+    return out_dir / f"{stem}_labels{suffix}.zarr", out_dir / f"{stem}_nuclei{suffix}.geojson"
+
+
+def free_output_suffix(out_dir: str | Path, stem: str, *, instances: bool) -> str:
+    """The first suffix ("", "-2", "-3", ...) whose finished outputs do not exist in ``out_dir``.
+
+    Only finished outputs count: an unfinished ``<stem>_labels<suffix>.zarr.partial`` (a cancelled run)
+    does not take its name, so running again continues it. Used by the slide widget, which writes a
+    new store next to an existing one instead of replacing it (and the corrections saved in it).
+    """
+    out_dir = Path(out_dir)
+    n = 1
+    while True:
+        suffix = "" if n == 1 else f"-{n}"
+        store, geojson = output_paths(out_dir, stem, suffix)
+        if not store.exists() and not (instances and geojson.exists()):
+            return suffix
+        n += 1
 
 
 def slide_stem(path: Path) -> str:
@@ -363,12 +381,15 @@ def segment_slide_progressive(
     overwrite: bool = False,
     stem: str | None = None,
     restart: bool = False,
+    suffix: str = "",
 ) -> Generator[dict, None, SlideResult]:
     """Segment a slide into ``out_dir`` (see the module docstring), yielding progress dicts
     ``{"stage", "done", "total"}``; the generator's return value is a :class:`SlideResult`.
 
     Outputs: ``<stem>_labels.zarr`` (always) and ``<stem>_nuclei.geojson`` (with instances). An
     unfinished ``<stem>_labels.zarr.partial`` of the same run is continued; ``restart`` discards it.
+    ``suffix`` ("-2", ...) names the outputs ``<stem>_labels<suffix>.zarr`` and
+    ``<stem>_nuclei<suffix>.geojson`` (see :func:`free_output_suffix`).
 
     Raises:
         SlideError: unreadable slide, no resolution, region outside the slide.
@@ -396,12 +417,15 @@ def segment_slide_progressive(
     try:
         out_dir = Path(out_dir)
         stem = stem or slide_stem(slide.path)
-        store_path, geojson_path = output_paths(out_dir, stem)
+        store_path, geojson_path = output_paths(out_dir, stem, suffix)
         geojson_partial = geojson_path.with_name(geojson_path.name + ".partial")
         wanted = [store_path] + ([geojson_path] if settings.instances else [])
         existing = [p for p in wanted if p.exists()]
         if existing and not overwrite:
-            raise FileExistsError(f"{slide.path}: output {existing[0]} exists; pass --overwrite to replace it.")
+            raise FileExistsError(
+                f"{slide.path}: output {existing[0]} exists; pass --overwrite to replace it (that discards any "
+                "corrections saved in it), or --out another folder."
+            )
         slide_mpp = slide.require_mpp()
         net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
         region = _check_region(slide, settings.region)
