@@ -135,7 +135,8 @@ def test_segmenting_another_region_keeps_the_corrected_store(tmp_path, make_mode
     assert third.labels_store == out / "s_labels-3.zarr"
     assert "s_labels.zarr, s_labels-2.zarr exist and are kept" in widget.status.text()
     assert _files(store_a) == files_a and _files(store_b) == files_b
-    assert {f"{image.name} labels", f"{image.name} labels-2", f"{image.name} labels-3"} <= {lay.name for lay in viewer.layers}
+    names = {lay.name for lay in viewer.layers}
+    assert {f"{image.name} labels", f"{image.name} labels-2", f"{image.name} labels-3"} <= names
 
     # napari opens the suffixed stores with the plugin's reader, named after the store.
     [reopened] = viewer.open(str(store_b), plugin="napari-genselfdiff")
