@@ -24,12 +24,12 @@ Pieces (all by default, in this order):
   --large-net-max, 5000): any real network at 10000x10000 takes far longer than the 10-minute
   budget on a 2-core CPU (its time per megapixel is in the ``segment`` figures).
 - ``ui``: the largest napari event-loop stall while segmenting, as measured and printed by
-  tests/test_plugin_segment.py::test_gui_stall_while_segmenting (run with pytest in a child).
+  tests/plugin/test_plugin_segment.py::test_gui_stall_while_segmenting (run with pytest in a child).
 
 The full run takes about 500 CPU-seconds (under 10 minutes on an idle 2-core machine; about twice
 that when other jobs hold the cores). ``--quick`` shrinks everything (a 256x256 crop, comparisons
 on 128x128, 64-pixel batch-2 training patches, images up to 2000x2000, no ``ui``) so that it
-finishes in about a minute; tests/test_benchmarks_smoke.py runs its pieces on even smaller sizes.
+finishes in about a minute; tests/cli/test_benchmarks_smoke.py runs its pieces on even smaller sizes.
 On a busy machine use ``--threads 1``: two threads contending with other processes were 2.5-3x
 slower than one here. Every figure records the torch thread count, the load average
 when it was taken and the process CPU seconds next to the wall time: on a shared machine wall times
@@ -719,7 +719,7 @@ def _scaling(emit: Emitter, rows: list[dict]) -> None:
 # ---------------------------------------------------------------------------------------------
 # UI stall (measured by the plugin's test)
 # ---------------------------------------------------------------------------------------------
-UI_TEST = "tests/test_plugin_segment.py::test_gui_stall_while_segmenting"
+UI_TEST = "tests/plugin/test_plugin_segment.py::test_gui_stall_while_segmenting"
 
 
 def piece_ui(emit: Emitter, args) -> None:

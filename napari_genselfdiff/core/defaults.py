@@ -2,7 +2,7 @@
 command line, the napari widget, the run configurations, the model file schema) reads it from here.
 
 This module imports only the standard library, so that building the command-line parser stays quick
-and imports neither numpy nor torch (``tests/test_cli.py`` checks it). ``tests/test_defaults.py``
+and imports neither numpy nor torch (``tests/cli/test_cli.py`` checks it). ``tests/core/test_defaults.py``
 fails when a front end's default differs from the one written here.
 """
 

@@ -24,7 +24,7 @@ against the number of corrected fields, mean and spread over seeds.
         --init runs/pre/pretrained.safetensors --k 4 --rounds 6 --steps 150 --seeds 0 1 2 --out runs/al
 
 The full experiment is long on a CPU (strategies x seeds x rounds fine-tunings plus a segmentation
-of every training image per ranked round); ``tests/test_active_learning.py`` runs it at a tiny scale.
+of every training image per ranked round); ``tests/cli/test_active_learning.py`` runs it at a tiny scale.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 from napari_genselfdiff.core.model_files import load_model
 from napari_genselfdiff.core.training import read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GLAS = (ROOT / ".." / "shared" / "data" / "glas_unlabeled" / "images").resolve()
 ARCH = {"widths": [8, 16, 32], "groups": 4, "attention_heads": 2, "attention_dim_head": 8, "blocks_per_level": 1}
 

@@ -32,7 +32,7 @@ from napari_genselfdiff.core.io.labels_store import RESUME_FILE, open_labels_sto
 from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
 
 FAST = InferenceSettings(device="cpu", precision="fp32", tile=128, overlap=16)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

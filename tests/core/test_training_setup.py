@@ -35,7 +35,7 @@ from napari_genselfdiff.core.training.checkpoint import (
 )
 
 ARCH = {"widths": [8, 16], "groups": 4, "attention_heads": 1, "attention_dim_head": 8}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN = dict(patch_size=32, stride=32, batch=2, device="cpu", precision="fp32")
 
 

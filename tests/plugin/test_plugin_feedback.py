@@ -250,7 +250,7 @@ def test_labels_take_their_images_placement_and_replace_instead_of_stacking(setu
     big = viewer.add_image(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), name="big", rgb=True)
     panel = widget.segment_panel
     panel._instances.setChecked(True)
-    panel._uncertainty.setChecked(False)  # the uncertainty layer's place: tests/test_uncertainty.py
+    panel._uncertainty.setChecked(False)  # the uncertainty layer's place: tests/core/test_uncertainty.py
     panel.run([small])
     names = [layer.name for layer in viewer.layers]
     assert names == ["small", "small labels", "small nuclei", "big"]  # on its image, under the other one

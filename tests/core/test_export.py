@@ -25,7 +25,7 @@ from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.model_files import default_classes
 
 CLASSES = default_classes(["background", "nucleus", "stroma"])
-SAMPLE = Path(__file__).resolve().parents[1] / "napari_genselfdiff" / "samples" / "he_nuclei_512.png"
+SAMPLE = Path(__file__).resolve().parents[2] / "napari_genselfdiff" / "samples" / "he_nuclei_512.png"
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

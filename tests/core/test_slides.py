@@ -151,7 +151,7 @@ def test_napari_reader_gives_a_multiscale_layer_with_the_resolution(slides):
 def test_napari_manifest_lists_the_slide_readers():
     import yaml
 
-    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "napari.yaml").read_text())
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "napari.yaml").read_text())
     readers = {r["command"]: r for r in manifest["contributions"]["readers"]}
     assert "*.svs" in readers["napari-genselfdiff.get_slide_reader"]["filename_patterns"]
     order = [r["command"] for r in manifest["contributions"]["readers"]]
@@ -383,7 +383,7 @@ def test_slide_benchmark_prints_its_figures(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "benchmarks" / "slide.py"), "--size", "768", "--tissue", "0.3",
                            "--tile", "256", "--threads", "1", "--workdir", str(tmp_path), "--out", str(tmp_path / "f.jsonl")],
                           capture_output=True, text=True, timeout=600, cwd=root)

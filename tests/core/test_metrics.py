@@ -32,7 +32,7 @@ from napari_genselfdiff.core.data.folders import match_key
 from napari_genselfdiff.core.inference.instances import instance_defaults, label_instances
 
 PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "hd": 0.0, "hd95": 0.0}
-MONUSEG_TEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg" / "test"
+MONUSEG_TEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "monuseg" / "test"
 
 
 def square(shape: tuple[int, int], top: int, left: int, size: int) -> np.ndarray:

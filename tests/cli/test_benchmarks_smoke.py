@@ -19,7 +19,7 @@ import torch
 
 from napari_genselfdiff.core.inference import choose_precision
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NPE2 = Path(sys.executable).with_name("npe2")
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "out", "runs", "*.egg-info", "__pycache__", ".pytest_cache",

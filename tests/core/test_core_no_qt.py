@@ -81,7 +81,7 @@ def test_core_imports_and_segments_without_any_gui_package(tmp_path):
 
 # --- layers inside the core -------------------------------------------------------------------------
 
-CORE = __import__("pathlib").Path(__file__).resolve().parents[1] / "napari_genselfdiff" / "core"
+CORE = __import__("pathlib").Path(__file__).resolve().parents[2] / "napari_genselfdiff" / "core"
 # The bottom rooms of the core: they read and write files and know nothing of models, training,
 # inference or scoring, so everything above may use them without an import cycle.
 LOWER_ROOMS = ("io",)

@@ -56,7 +56,7 @@ from napari_genselfdiff.core.training import (
 from napari_genselfdiff.core.training.checkpoint import restore_rng, save_checkpoint
 from napari_genselfdiff.core.training.distributed import parameter_digest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 GLAS = DATA / "glas_unlabeled" / "images"
 MONUSEG = DATA / "monuseg" / "train"

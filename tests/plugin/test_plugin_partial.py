@@ -211,7 +211,7 @@ def test_finetune_panel_says_what_happened_to_a_killed_run_and_resumes_it(setup,
     assert not ft.config().resume
     ft.resume_box.setChecked(True)
     assert ft.config().resume and ft.config().out_dir == str(tmp_path / "run")
-    # the message of tests/test_reliability.py's kill -9, as the worker reports it
+    # the message of tests/plugin/test_reliability.py's kill -9, as the worker reports it
     ft._on_errored(TrainingProcessDied(
         "the training process was killed (SIGKILL, e.g. by kill -9 or the out-of-memory killer). Its last "
         f"checkpoint (step 6) is kept in {tmp_path / 'run'}; resume from it to continue from that step."))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src_train" / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src_train" / "experiments"))
 
 
 @pytest.mark.slow
