@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.model_files import read_model_info
 
     images = args.images or [str(SAMPLE)]
-    # Fails first, before any image is read, with the "no model is bundled yet" message if need be.
+    # Fails first, before any image is read, if the bundled model file is missing (a clear message).
     info = read_model_info(args.model)
     instances = args.instances or bool((info.postprocess or {}).get("instances") is not None)
     return segment_files(

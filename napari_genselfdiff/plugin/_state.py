@@ -98,7 +98,7 @@ class PluginState(QObject):
             hint = ("pick a model file (.safetensors) or 'Default model (bundled)' in the Model section first"
                     if _bundled() is not None else
                     "pick a model file (.safetensors) in the Model section first "
-                    "(no default model is bundled with this version)")
+                    "(the bundled default model is missing from this installation)")
             raise ModelFileError(f"no model chosen: {hint}.")
         return self._network, self.model_info
 

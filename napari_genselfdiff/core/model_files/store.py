@@ -35,8 +35,9 @@ def resolve_model_path(model: str | Path) -> Path:
         path = bundled_model_path()
         if path is None:
             raise ModelFileError(
-                "no default model is bundled with this version of napari-genselfdiff yet (none trained on a "
-                "CPU budget beat the classical baseline by a margin; see docs/results.md). Pass a model file "
+                "no default model is bundled in this installation: the file "
+                "napari_genselfdiff/models/default_nuclei.safetensors is missing (a damaged install, or a source "
+                "tree without it). Reinstall napari-genselfdiff, or pass a model file "
                 "with --model PATH: fine-tune one in napari's Train tab from a few corrected images, or with "
                 "src_train/finetune.py."
             )

@@ -215,7 +215,7 @@ class ModelPanel(QGroupBox):
             from ...core.model_files import bundled_model_path
 
             self._info.setPlainText(
-                "No model chosen. No default model is bundled with this version: open a model file "
+                "No model chosen. The bundled default model is missing from this installation: open a model file "
                 "(.safetensors) trained with napari-genselfdiff (Browse...), or fine-tune one in the Train tab."
                 if bundled_model_path() is None else
                 "No model chosen: pick the default model or a recent one above, or open a file (Browse...)."
