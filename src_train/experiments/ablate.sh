@@ -7,3 +7,6 @@ $R --name abl_ss_focal --norm batch --stem-stride 2 --loss ss_focal --stain --st
 $R --name abl_group_norm --norm group --stem-stride 2 --loss dice_ce --stain --steps 100
 $R --name abl_no_stain --norm batch --stem-stride 2 --loss dice_ce --steps 100
 $R --name abl_stem_stride1 --norm batch --stem-stride 1 --loss dice_ce --stain --steps 33
+# session 4: the peak learning rate, halved and doubled (the later --lr wins)
+$R --name abl_lr1e-3 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100 --lr 1e-3
+$R --name abl_lr4e-3 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100 --lr 4e-3
