@@ -10,3 +10,6 @@ $R --name abl_stem_stride1 --norm batch --stem-stride 1 --loss dice_ce --stain -
 # session 4: the peak learning rate, halved and doubled (the later --lr wins)
 $R --name abl_lr1e-3 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100 --lr 1e-3
 $R --name abl_lr4e-3 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100 --lr 4e-3
+# session 4: patch side 128 at the base's pixel budget (4x the steps of 256 px), and depth (2 blocks per level)
+$R --name abl_size128 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 400 --size 128
+$R --name abl_blocks2 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100 --blocks 2
