@@ -119,6 +119,17 @@ def synthetic_he(height: int, width: int, *, seed: int = 0, nuclei: int | None =
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch CPU thread (deterministic, and fair to a loaded machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def he_image() -> Callable[..., np.ndarray]:
     """The :func:`synthetic_he` generator: ``he_image(height, width, seed=0)``."""
     return synthetic_he

@@ -65,11 +65,8 @@ PATCH = 32
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def _synthetic_he(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:

@@ -40,11 +40,8 @@ RUN = dict(patch_size=32, stride=32, batch=2, device="cpu", precision="fp32")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
