@@ -51,6 +51,9 @@ DEFAULT_PRECISION = Precision.AUTO.value
 
 # --- training --------------------------------------------------------------------------------------
 
+#: Diffusion steps T of the pretext task (the paper's 1000).
+DIFFUSION_TIMESTEPS = 1000
+
 #: Training patch side in pixels (the paper); also the fallback of model files that do not record it.
 TRAINING_PATCH = 256
 #: Step of the training patch grid in pixels (the paper).

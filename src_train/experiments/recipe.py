@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stain", action="store_true", help="HED stain jitter")
     p.add_argument("--init", default="scratch", help="a pretrained model file, or scratch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timestep", type=int, default=None,
+                   help="timestep index the network is fine-tuned and called at (default: the init model's, 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--validate-every", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=50)
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=args.warmup, grad_clip=1.0, patch_size=args.size, stride=args.size // 4, seed=args.seed,
         loss=args.loss, stain_jitter=args.stain, validate_every=0 if args.final else args.validate_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision="fp32",
-        resume=(run_dir / "checkpoints").exists(), val_tile=512,
+        resume=(run_dir / "checkpoints").exists(), val_tile=512, timestep=args.timestep,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))

@@ -509,3 +509,38 @@ def test_stain_jitter_changes_colour_within_range_and_is_identity_at_zero_streng
     _, m1 = Augmentation(stain=False)(image, mask, np.random.default_rng(5))
     _, m2 = Augmentation(stain=True)(image, mask, np.random.default_rng(5))
     assert np.array_equal(m1, m2)
+
+
+def test_finetune_at_a_small_timestep_is_stored_and_used_by_inference(pretrained_run, tmp_path):
+    """--timestep 50: the network is fine-tuned at t = 50, the model file says so, segmentation calls it at
+    t = 50 (not 0), and a later fine-tune from that file keeps t = 50 unless told otherwise."""
+    _, pretrained, _ = pretrained_run
+    pairs = _monuseg_pairs(2)
+    common = dict(pairs=pairs, arch=ARCH, patch_size=PATCH, stride=PATCH, steps=2, batch=4, validate_every=0,
+                  checkpoint_every=0, val_fraction=0.0, precision="fp32")
+    _, path = _drain(finetune(FinetuneConfig(out_dir=str(tmp_path / "t50"), init=str(pretrained), timestep=50,
+                                             **common)))
+    model, info = load_model(path)
+    assert info.architecture.segment_timestep == 50 and model.config.segment_timestep == 50
+    x = torch.from_numpy(pairs[0][1][:PATCH, :PATCH]).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        default, at_50, at_0 = model(x), model(x, torch.tensor([50])), model(x, torch.tensor([0]))
+    torch.testing.assert_close(default, at_50)
+    assert (default - at_0).abs().max() > 1e-4  # the embedding of t matters: a test that can fail
+    result = segment(model, info, pairs[0][1], InferenceSettings(device="cpu", precision="fp32", tile=64))
+    assert result.labels.shape == pairs[0][1].shape[:2]
+    # a child of the t = 50 model keeps t = 50; an explicit --timestep 0 goes back to the paper's t = 0
+    _, child = _drain(finetune(FinetuneConfig(out_dir=str(tmp_path / "child"), init=str(path), **common)))
+    assert load_model(child)[1].architecture.segment_timestep == 50
+    _, back = _drain(finetune(FinetuneConfig(out_dir=str(tmp_path / "t0"), init=str(path), timestep=0, **common)))
+    assert load_model(back)[1].architecture.segment_timestep == 0
+    with pytest.raises(TrainingInputError, match="outside the diffusion process"):
+        _drain(finetune(FinetuneConfig(out_dir=str(tmp_path / "bad"), init=str(pretrained), timestep=1000, **common)))
+
+
+def test_segment_timestep_zero_is_not_written_so_older_readers_open_the_file():
+    assert "segment_timestep" not in UNetConfig().to_dict()
+    config = UNetConfig().with_segment_timestep(50)
+    assert config.to_dict()["segment_timestep"] == 50 and UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="segment_timestep"):
+        UNetConfig(segment_timestep=-1)

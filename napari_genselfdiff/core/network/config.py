@@ -33,6 +33,11 @@ class UNetConfig:
             convolution brings the features back to full resolution, where one 3x3 convolution sees
             them together with the input image before the head. About 4 times fewer operations per
             pixel; the output is still one value per input pixel.
+        segment_timestep: the timestep index at which a class-head network is called when no t is
+            given (segmentation, fine-tuning, every front end). 0 is the paper's "t = 0"; a small t
+            (e.g. 50) is the input scale a diffusion-pretrained backbone saw with a little noise.
+            Stored in the model file so that inference uses the t the network was trained at;
+            written only when it is not 0, so older readers still open ordinary model files.
     """
 
     widths: tuple[int, ...] = (64, 128, 256, 512)
@@ -46,6 +51,7 @@ class UNetConfig:
     attention_dim_head: int = 32
     level_attention: bool = True
     stem_stride: int = 1
+    segment_timestep: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -56,6 +62,10 @@ class UNetConfig:
                 raise ValueError(f"every width must be divisible by groups={self.groups}; got {w}.")
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, not {self.stem_stride!r}.")
+        if isinstance(self.segment_timestep, bool) or int(self.segment_timestep) != self.segment_timestep \
+                or self.segment_timestep < 0:
+            raise ValueError(f"segment_timestep must be an integer >= 0, not {self.segment_timestep!r}.")
+        object.__setattr__(self, "segment_timestep", int(self.segment_timestep))
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {self.norm!r}.")
         if self.head not in ("noise", "classes"):
@@ -74,9 +84,17 @@ class UNetConfig:
         values.update(head=head, out_channels=out_channels)
         return UNetConfig(**values)
 
+    def with_segment_timestep(self, timestep: int) -> "UNetConfig":
+        """The same network called at another timestep when no t is given."""
+        values = asdict(self)
+        values.update(segment_timestep=timestep)
+        return UNetConfig(**values)
+
     def to_dict(self) -> dict:
         values = asdict(self)
         values["widths"] = list(self.widths)
+        if not values["segment_timestep"]:
+            del values["segment_timestep"]  # the default; older versions read the file unchanged
         return values
 
     @classmethod

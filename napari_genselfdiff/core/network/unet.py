@@ -54,7 +54,8 @@ class AttentionUNet(nn.Module):
 
     Call ``model(x, t)`` with x of shape [B, in_channels, H, W] (H, W multiples of
     ``config.downsample_factor``, normalised to [-1, 1]) and integer timesteps t of shape [B]; t may be
-    omitted for segmentation, where the paper calls the network at t = 0. Returns [B, out_channels, H, W]:
+    omitted for segmentation: the network is then called at ``config.segment_timestep`` (0, the paper's
+    t = 0, unless the model was fine-tuned at another t). Returns [B, out_channels, H, W]:
     predicted noise for the "noise" head, class logits for the "classes" head.
     """
 
@@ -100,8 +101,8 @@ class AttentionUNet(nn.Module):
                 f"input height and width must be multiples of {factor}; got {tuple(x.shape[-2:])}. "
                 "Pad the image (tiled inference does this for you)."
             )
-        if t is None:
-            t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if t is None:  # segmentation: the timestep the network was fine-tuned at (0 in the paper)
+            t = torch.full((x.shape[0],), self.config.segment_timestep, dtype=torch.long, device=x.device)
         temb = self.time_embedding(t)
         stem = self.stem(x)
         h, skips = stem, []

@@ -32,7 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PairedPatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import LoadedPairs, load_pairs
-from ..defaults import DEFAULT_CLASSES, TRAINING_PATCH, TRAINING_STRIDE
+from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_PATCH, TRAINING_STRIDE
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
 from ..model_files import ModelInfo, default_classes, load_model
@@ -91,6 +91,9 @@ class FinetuneConfig(RunOptions):
         patch_size / stride / skip_background: patching. By default, 256 / 64 / True.
         validate_every: steps between validations (0: only at the end). By default, once per epoch.
         val_tile: inference tile side for validation. By default, 1024.
+        timestep: the timestep index at which the network is called while fine-tuning, stored in
+            the model file so that every later use calls it there. By default, the parent model's
+            (0 for a pretrained noise model or from scratch: the paper's t = 0).
         batch, lr, lr_schedule, warmup_steps, grad_clip, checkpoint_every, keep_checkpoints, seed,
             device, precision, channels_last, resume: see :class:`.settings.RunOptions`. grad_clip
             tames the SS loss's spikes on patches with almost no foreground, whose standardised
@@ -127,6 +130,8 @@ class FinetuneConfig(RunOptions):
     skip_background: bool = option(True, "leave out patches that are over 90%% white")
     validate_every: int | None = option(None, "steps between validations (0: only at the end; default: every epoch)")
     val_tile: int = option(1024, "inference tile side for validation")
+    timestep: int | None = option(None, "timestep index the network is called at (default: the parent model's; "
+                                  "0 from scratch or from a pretrained noise model, as in the paper)")
 
     def check(self) -> None:
         """Validate the settings.
@@ -143,6 +148,8 @@ class FinetuneConfig(RunOptions):
             raise TrainingInputError(f"loss must be one of {', '.join(sorted(LOSSES))}, got {self.loss!r}.")
         if self.lam < 0:
             raise TrainingInputError(f"lam must be >= 0, got {self.lam}.")
+        if self.timestep is not None and (isinstance(self.timestep, bool) or self.timestep < 0):
+            raise TrainingInputError(f"timestep must be an index >= 0 (0: the paper's t = 0), got {self.timestep}.")
         if self.validate_every is not None and self.validate_every < 0:
             raise TrainingInputError(f"validate_every must be >= 0, got {self.validate_every}.")
         names = list(self.classes)
@@ -155,9 +162,27 @@ class FinetuneConfig(RunOptions):
 def _initial_network(cfg: FinetuneConfig, num_classes: int) -> tuple[AttentionUNet | None, ModelInfo | None, UNetConfig]:
     """The parent model (or None for scratch) and the architecture of the fine-tuned network."""
     if str(cfg.init).lower() == "scratch":
-        return None, None, resolve_architecture(cfg.arch, cfg.width).with_head("classes", num_classes)
-    parent, info = load_model(cfg.init)
-    return parent, info, info.architecture.with_head("classes", num_classes)
+        parent, info, arch = None, None, resolve_architecture(cfg.arch, cfg.width).with_head("classes", num_classes)
+    else:
+        parent, info = load_model(cfg.init)
+        arch = info.architecture.with_head("classes", num_classes)
+    if cfg.timestep is not None:
+        steps = int(((info.diffusion if info else None) or {}).get("timesteps", DIFFUSION_TIMESTEPS))
+        if cfg.timestep >= steps:
+            raise TrainingInputError(
+                f"timestep {cfg.timestep} is outside the diffusion process's 0..{steps - 1}; "
+                "a small index such as 50 (or 0, the paper's t = 0) is what --timestep is for.")
+        arch = arch.with_segment_timestep(cfg.timestep)
+    return parent, info, arch
+
+
+def _at_timestep(build, timestep: int):
+    """``build`` whose network is called at ``timestep`` when no t is given (its config says so)."""
+    def at_timestep() -> AttentionUNet:
+        net = build()
+        net.config = net.config.with_segment_timestep(timestep)
+        return net
+    return at_timestep
 
 
 def _split(data: LoadedPairs, cfg: FinetuneConfig) -> tuple[list[int], list[int], str]:
@@ -228,11 +253,14 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
 
     if parent is None:
         build, head_note = (lambda: AttentionUNet(arch)), "new class head on a network trained from scratch"
-    elif parent_info.head == "classes" and parent.config == arch:
+    elif parent_info.head == "classes" and parent.config.with_segment_timestep(arch.segment_timestep) == arch:
         build, head_note = (lambda: parent), "kept the parent model's class head (same classes)"
     else:
         build = lambda: parent.with_new_head("classes", num_classes)  # noqa: E731
         head_note = f"new class head on the backbone of {cfg.init}"
+    if parent is not None and parent.config.segment_timestep != arch.segment_timestep:
+        head_note += f"; called at timestep {arch.segment_timestep}"
+        build = _at_timestep(build, arch.segment_timestep)
     model, optimizer = start_model(ctx, build, cfg, betas=tuple(cfg.betas))
     resumed = dict(ctx.state.stage_state) if ctx.state is not None else {}
     best: dict[str, Any] = {
@@ -249,7 +277,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
 
     def loss_fn(net: torch.nn.Module, batch, step: int) -> dict[str, torch.Tensor]:
         x, y, *ignore = batch  # ignore: pixels outside the corrected regions (partial annotations)
-        logits = net(x)  # t = None: timestep 0, as the paper fine-tunes
+        logits = net(x)  # t = None: config.segment_timestep (0 unless --timestep: the paper's t = 0)
         total, parts = criterion(logits.float(), y, ignore[0] if ignore else None)
         return {"loss": total, **parts}
 

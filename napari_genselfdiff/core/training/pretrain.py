@@ -32,7 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import load_images
-from ..defaults import TRAINING_PATCH, TRAINING_STRIDE
+from ..defaults import DIFFUSION_TIMESTEPS, TRAINING_PATCH, TRAINING_STRIDE
 from ..diffusion import SCHEDULES, GaussianDiffusion
 from ..errors import TrainingInputError
 from ..model_files import ModelInfo
@@ -95,7 +95,7 @@ class PretrainConfig(RunOptions):
     steps: int | None = option(None, "training steps (wins over --epochs)")
     epochs: float | None = option(None, f"passes over all patches (default {PAPER_EPOCHS} when --steps is not given)")
     schedule: str = option("scaled_linear", "noise schedule", choices=list(SCHEDULES))
-    timesteps: int = option(1000, "diffusion steps T")
+    timesteps: int = option(DIFFUSION_TIMESTEPS, "diffusion steps T")
     p2_k: float = option(1.0, "P2 weighting k")
     p2_gamma: float = option(1.0, "P2 weighting gamma (0: unweighted L_simple)")
     flips: bool = option(True, "random horizontal/vertical flips")
