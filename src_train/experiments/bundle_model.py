@@ -21,12 +21,42 @@ from napari_genselfdiff.core.inference.instances import instance_defaults  # noq
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.store import BUNDLED_DEFAULT, BUNDLED_DIR  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[2]
+
 #: MoNuSeg's scan resolution (40x), the resolution the bundled model was trained at.
 MONUSEG_MPP = 0.25
 
 
 def _rounded(values: dict) -> dict:
     return {k: round(float(v), 4) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def training_history(record: dict, results: Path) -> list[dict]:
+    """Every training stage behind ``record``'s model, first stage first: a run started ``--init`` from
+    another run's model (``runs/recipe/<name>/...``) or from the bundled model (whose provenance names its
+    own record) continues that run's history. Each stage: run name, command, steps run, the step kept."""
+    stages, seen = [], set()
+    while record is not None and record["name"] not in seen:
+        seen.add(record["name"])
+        stage = {"run": record["name"], "command": record["command"], "steps_run": record["settings"].get("steps")}
+        model = Path(record.get("model", ""))
+        if model.is_file():
+            stage["step_kept"] = load_model(model)[1].provenance.get("steps")
+        stages.insert(0, stage)
+        init = str(record["settings"].get("init", "scratch"))
+        if init == "scratch":
+            break
+        init_path = Path(init)
+        if init_path.name == BUNDLED_DEFAULT:
+            parent_record = json.loads(init_path.with_suffix(".json").read_text())["provenance"]["experiment"]["record"]
+            record_path = Path(parent_record)
+        elif len(init_path.parts) >= 2 and (results / f"{init_path.parent.name}.json").is_file():
+            record_path = results / f"{init_path.parent.name}.json"
+        else:
+            stages.insert(0, {"run": "init", "model": init})
+            break
+        record = json.loads((record_path if record_path.is_absolute() else REPO / record_path).read_text())
+    return stages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="nucleus-splitting settings chosen on training images (tune_instances.py)")
     args = p.parse_args(argv)
     record = json.loads(args.record.read_text())
+    history = training_history(record, args.record.resolve().parent)  # before the bundled file is replaced
     model, info = load_model(record["model"])
     prov = info.provenance
     test = _rounded(record.get("test", {}).get("mean", {}))
@@ -66,14 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         "training_data": f"MoNuSeg 2018 training images ({len(record['train_images'])} labelled images: "
                          f"{', '.join(record['train_images'])}), binary nucleus masks; Kumar et al. IEEE TMI 2017 "
                          "and 2020, CC BY-NC-SA 4.0.",
-        "initialisation": prov.get("parent", "scratch"),
+        "initialisation": history[0].get("model", "scratch") if history else prov.get("parent", "scratch"),
+        "training_history": history,
         "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches, "
                     f"Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')} schedule, {prov.get('warmup_steps')} warm-up "
                     f"steps), gradient clipping {prov.get('grad_clip')}, loss {loss}, augmentation: {aug}; "
                     f"{prov.get('precision')} on {prov.get('device')}; network widths {'-'.join(map(str, arch.widths))}, "
                     f"{arch.blocks_per_level} block(s) per level, {arch.norm} norm, stem stride {arch.stem_stride}, "
                     f"linear attention {'at every level' if arch.level_attention else 'off; full attention at the bottleneck'}, "
-                    "called at timestep 0. Command: " + record["command"],
+                    f"called at timestep {arch.segment_timestep}. Command of this last stage: " + record["command"],
         "metrics": {**test, **{f"validation_{k}": v for k, v in val.items()}},
         "limits": [
             "Trained at 40x magnification (about 0.25 um/px); images at other magnifications are resampled to it "
