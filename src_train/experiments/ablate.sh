@@ -28,3 +28,8 @@ run abl_level_attention --norm batch --stem-stride 2 --loss dice_ce --stain --st
 # patch side 384 at the base's pixel budget (44 steps of 384 px ~ 100 of 256 px); warm-up shortened in
 # proportion (22 of 44 steps, as 50 of 100), else the learning rate would never reach its peak
 run abl_size384 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 44 --size 384 --warmup 22
+# the paper's loss after a cross-entropy warm start: 50 steps of Dice + CE, then 50 more steps (a new
+# 10-step warm-up and cosine cycle) with SS + focal; the control continues with Dice + CE the same way
+run abl_warm_ce50 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 50
+run abl_ce_then_ss_focal --norm batch --stem-stride 2 --loss ss_focal --stain --steps 50 --warmup 10 --init runs/recipe/abl_warm_ce50/best.safetensors
+run abl_ce_then_ce --norm batch --stem-stride 2 --loss dice_ce --stain --steps 50 --warmup 10 --init runs/recipe/abl_warm_ce50/best.safetensors
