@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Ablation queue: one factor at a time against the base recipe, 100 steps each (33 for the 3x costlier stem stride 1).
-# A row whose record (docs/results/recipe/<name>.json) exists is skipped, so the script runs what is missing.
+# A row whose record (docs/results/recipe/<name>.json) exists is skipped, so the script runs what is missing;
+# several workers can run it side by side (a row is claimed by creating runs/recipe/.claims/<name>).
 # Table: python src_train/experiments/recipe_table.py --prefix abl_
 cd "$(dirname "$0")/../.."
 R="env OMP_NUM_THREADS=1 .venv/bin/python src_train/experiments/recipe.py --widths 24 48 96 192 --blocks 1 --size 256 --lr 2e-3 --validate-every 50 --checkpoint-every 50"
 run() {  # name, options that differ from the common ones (the later of two equal options wins)
   name=$1; shift
   [ -f docs/results/recipe/$name.json ] && return 0
+  mkdir -p runs/recipe/.claims && mkdir runs/recipe/.claims/$name 2>/dev/null || return 0
   $R --name $name "$@"
 }
 run abl_base --norm batch --stem-stride 2 --loss dice_ce --stain --steps 100
@@ -31,5 +33,6 @@ run abl_size384 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 44 -
 # the paper's loss after a cross-entropy warm start: 50 steps of Dice + CE, then 50 more steps (a new
 # 10-step warm-up and cosine cycle) with SS + focal; the control continues with Dice + CE the same way
 run abl_warm_ce50 --norm batch --stem-stride 2 --loss dice_ce --stain --steps 50
+while [ ! -f docs/results/recipe/abl_warm_ce50.json ]; do sleep 30; done  # another worker may be running it
 run abl_ce_then_ss_focal --norm batch --stem-stride 2 --loss ss_focal --stain --steps 50 --warmup 10 --init runs/recipe/abl_warm_ce50/best.safetensors
 run abl_ce_then_ce --norm batch --stem-stride 2 --loss dice_ce --stain --steps 50 --warmup 10 --init runs/recipe/abl_warm_ce50/best.safetensors
