@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import ModelFileError
 
@@ -86,9 +86,7 @@ class UNetConfig:
 
     def with_segment_timestep(self, timestep: int) -> "UNetConfig":
         """The same network called at another timestep when no t is given."""
-        values = asdict(self)
-        values.update(segment_timestep=timestep)
-        return UNetConfig(**values)
+        return replace(self, segment_timestep=timestep)
 
     def to_dict(self) -> dict:
         values = asdict(self)
