@@ -157,3 +157,31 @@ def requires_data() -> Callable[..., Path]:
         return path
 
     return check
+
+
+@pytest.fixture
+def disk_full_after():
+    """``with disk_full_after(n):`` the slide labels store accepts ``n`` band writes, then every write fails
+    with ENOSPC ("No space left on device"), as on a full disk; the store writes normally again after."""
+    import contextlib
+    import errno
+
+    from napari_genselfdiff.core.inference.slide import WindowView
+
+    @contextlib.contextmanager
+    def full_after(n: int):
+        original, calls = WindowView.__setitem__, {"n": 0}
+
+        def write(self, key, value):
+            calls["n"] += 1
+            if calls["n"] > n:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            original(self, key, value)
+
+        WindowView.__setitem__ = write
+        try:
+            yield
+        finally:
+            WindowView.__setitem__ = original
+
+    return full_after

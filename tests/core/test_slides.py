@@ -7,7 +7,6 @@ test writes a 20480 x 20480 slide and only reads regions and the tissue mask.
 
 from __future__ import annotations
 
-import errno
 import json
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from napari_genselfdiff.core.inference.slide import (
     ResampledView,
     SlideSettings,
     SlideWriteError,
-    WindowView,
     model_mpp,
     segment_slide,
 )
@@ -323,22 +321,12 @@ def test_existing_outputs_are_not_replaced_without_overwrite(slides, tmp_path, m
     segment_slide(net, info, slides["aperio"], tmp_path, settings, overwrite=True)
 
 
-def test_full_disk_keeps_what_was_written(slides, tmp_path, make_model, monkeypatch):
+def test_full_disk_keeps_what_was_written(slides, tmp_path, make_model, disk_full_after):
     net, info, _ = make_model()
     settings = SlideSettings(inference=FAST, tissue=False)
     first = segment_slide(net, info, slides["aperio"], tmp_path, settings)
     before = np.asarray(open_labels_store(first.labels_store).level0)
-    calls = {"n": 0}
-    original = WindowView.__setitem__
-
-    def full_after_two(self, key, value):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        original(self, key, value)
-
-    monkeypatch.setattr(WindowView, "__setitem__", full_after_two)
-    with pytest.raises(SlideWriteError, match="disk is full.*kept in .*a_labels.zarr.partial"):
+    with disk_full_after(2), pytest.raises(SlideWriteError, match="disk is full.*kept in .*a_labels.zarr.partial"):
         segment_slide(net, info, slides["aperio"], tmp_path, settings, overwrite=True)
     # The earlier result is intact; the partial store holds the bands written before the failure.
     np.testing.assert_array_equal(np.asarray(open_labels_store(first.labels_store).level0), before)

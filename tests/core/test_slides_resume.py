@@ -7,7 +7,6 @@ Slides are synthetic (core/io/synthetic_slide.py), the network is the "micro" U-
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -24,7 +23,6 @@ from napari_genselfdiff.core.inference.slide import (
     ResumeError,
     SlideSettings,
     SlideWriteError,
-    WindowView,
     segment_slide,
     segment_slide_progressive,
 )
@@ -149,24 +147,13 @@ def test_other_settings_are_refused_and_restart_starts_over(slide_files, tmp_pat
     np.testing.assert_array_equal(np.asarray(open_labels_store(fresh.labels_store).level0), expected)
 
 
-def test_a_full_disk_run_continues_once_there_is_space(slide_files, tmp_path, make_model, monkeypatch):
+def test_a_full_disk_run_continues_once_there_is_space(slide_files, tmp_path, make_model, disk_full_after):
     net, info, _ = make_model()
     settings = SlideSettings(inference=FAST, tissue=False)
     expected = np.asarray(open_labels_store(segment_slide(net, info, slide_files["svs"], tmp_path / "ref",
                                                           settings).labels_store).level0)
-    calls = {"n": 0}
-    original = WindowView.__setitem__
-
-    def full_after_three(self, key, value):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        original(self, key, value)
-
-    monkeypatch.setattr(WindowView, "__setitem__", full_after_three)
-    with pytest.raises(SlideWriteError, match="disk is full.*run the same command again: it continues"):
+    with disk_full_after(3), pytest.raises(SlideWriteError, match="disk is full.*run the same command again: it continues"):
         segment_slide(net, info, slide_files["svs"], tmp_path, settings)
-    monkeypatch.setattr(WindowView, "__setitem__", original)
     assert read_resume(tmp_path / "s_labels.zarr.partial")["bands"] == {"0": 3}
     result = segment_slide(net, info, slide_files["svs"], tmp_path, settings)
     assert result.tiles_resumed > 0
