@@ -29,10 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
-from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.network import UNetConfig  # noqa: E402
@@ -74,26 +73,55 @@ def load_pair(folder: Path, stem: str, scale: float = 1.0) -> tuple[str, np.ndar
     return stem, image, resize_mask(mask, image.shape[:2])
 
 
-def score(model_path: Path, folder: Path, stems: list[str], tile: int = 512, scale: float = 1.0) -> dict:
-    """Whole-image pixel F1/IoU (binary masks) and AJI (instance masks) of a model on ``stems``.
+def resize_instances(instances: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Instance ids resampled to ``shape`` by nearest neighbour."""
+    if instances.shape == tuple(shape):
+        return instances
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * instances.shape[0] / shape[0]).astype(np.intp), instances.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * instances.shape[1] / shape[1]).astype(np.intp), instances.shape[1] - 1)
+    return instances[np.ix_(rows, cols)]
 
-    ``scale`` != 1: each image is resampled by ``scale`` before segmentation and the labels are mapped
-    back to the image's own pixels (linear interpolation of the mask, cut at 0.5), so the scores are
-    always against the full-resolution annotations.
+
+def score(model_path: Path, folder: Path, stems: list[str], tile: int = 512, scale: float = 1.0,
+          precision: str = "fp32") -> dict:
+    """Whole-image pixel F1/IoU (binary masks) and AJI / PQ (instance masks) of a model on ``stems``.
+
+    Instances are the model's own (``segment(..., instances=True)``: the watershed for a binary
+    output, the cue's splitting for an instance-aware one), timed apart as ``postprocess_seconds``.
+    ``scale`` != 1: each image is resampled by ``scale`` before segmentation (e.g. 0.5: a 20x scan
+    of the same tissue, segmented as given) and labels and instances are mapped back to the image's own
+    pixels, so the scores are always against the full-resolution annotations.
     """
+    try:
+        from napari_genselfdiff.core.metrics import instance_scores
+    except ImportError:  # before PQ existed: AJI only
+        def instance_scores(pred, gt):
+            return {"aji": evaluate_pair(pred, gt, instances=True)["aji"]}
+
     model, info = load_model(model_path)
     per_image = {}
     start = time.perf_counter()
+    post = 0.0
+    settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=True)
     for stem in stems:
         rgb = read_array(folder / "images" / f"{stem}.tif")
-        result = segment(model, info, rescale_image(rgb, scale), InferenceSettings(tile=tile, device="auto", precision="fp32"))
+        events = Returning(segment_progressive(model, info, rescale_image(rgb, scale), settings))
+        t_post = None
+        for event in events:
+            if event.get("stage") == "instances" and event["done"] == 0:
+                t_post = time.perf_counter()
+        post += time.perf_counter() - t_post
+        result = events.value
         fg = resize_mask(np.asarray(result.labels) > 0, rgb.shape[:2]) > 0
+        inst = resize_instances(np.asarray(result.instances), rgb.shape[:2])
         gt_inst = to_label_image(read_array(folder / "instance_masks" / f"{stem}.png"))
         scores = evaluate_pair(fg.astype(np.uint8), (gt_inst > 0).astype(np.uint8), instances=False)
-        scores["aji"] = evaluate_pair(label_instances(fg), gt_inst, instances=True)["aji"]
+        scores.update({k: v for k, v in instance_scores(inst, gt_inst).items() if k in ("aji", "pq", "dq", "sq", "f1_object")})
         per_image[stem] = scores
     summary = summarize(per_image)
     summary["seconds"] = time.perf_counter() - start
+    summary["postprocess_seconds"] = post
+    summary["output"] = info.output
     return summary
 
 
@@ -134,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                         "-> 0.5 um/px); scores are always against the full-resolution masks")
     p.add_argument("--timestep", type=int, default=None,
                    help="timestep index the network is fine-tuned and called at (default: the init model's, 0)")
+    p.add_argument("--output", default=None, choices=["classes", "contour", "distance", "hover"],
+                   help="the head's output kind (default: the init model's; classes from scratch)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar="F",
+                   help="random rescaling of training patches by a factor in [LOW, HIGH] (log-uniform)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="training precision (bf16: native on AVX-512 bf16 CPUs and GPUs)")
+    p.add_argument("--val-scales", type=float, nargs="+", default=[1.0, 0.5],
+                   help="score the held-out images at these scales (0.5: downsampled 2x, segmented as given)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--validate-every", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=50)
@@ -166,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.subset:
         train_stems = sorted(np.random.default_rng(1000 + args.seed).permutation(train_stems)[: args.subset].tolist())
     pairs = [load_pair(monuseg / "train", s, args.scale) for s in train_stems]
+    instances = {s: resize_instances(to_label_image(read_array(monuseg / "train" / "instance_masks" / f"{s}.png")),
+                                     pairs[k][1].shape[:2]).astype(np.int32)
+                 for k, s in enumerate(train_stems)}
     val_pairs = None if args.final else [load_pair(monuseg / "train", s, args.scale) for s in VALIDATION]
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=args.blocks, norm=args.norm,
                       stem_stride=args.stem_stride, level_attention=args.level_attention,
@@ -175,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps, batch=args.batch, lr=args.lr, betas=[0.9, 0.999], lr_schedule="cosine",
         warmup_steps=args.warmup, grad_clip=1.0, patch_size=args.size, stride=args.size // 4, seed=args.seed,
         loss=args.loss, stain_jitter=args.stain, validate_every=0 if args.final else args.validate_every,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision="fp32",
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision=args.precision,
         resume=(run_dir / "checkpoints").exists(), val_tile=512, timestep=args.timestep,
+        output=args.output, scale_range=args.scale_range, instances=instances,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))
@@ -186,9 +226,11 @@ def main(argv: list[str] | None = None) -> int:
               "architecture": arch.to_dict(), "train_images": train_stems, "model": str(model_path),
               "train_seconds_this_call": seconds, "threads": args.threads, "cpu_count": os.cpu_count()}
     if not args.final:
-        record["validation"] = score(model_path, monuseg / "train", VALIDATION, scale=args.scale)
-        print(f"[{args.name}] validation: " + " ".join(f"{k} {v:.4f}" for k, v in record["validation"]["mean"].items()
-                                                  if isinstance(v, float)), flush=True)
+        for s in args.val_scales:
+            key = "validation" if s == 1.0 else f"validation_x{s:g}"
+            record[key] = score(model_path, monuseg / "train", VALIDATION, scale=args.scale * s)
+            print(f"[{args.name}] {key}: " + " ".join(f"{k} {v:.4f}" for k, v in record[key]["mean"].items()
+                                                    if isinstance(v, float)), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1))
     return 0

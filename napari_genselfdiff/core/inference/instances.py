@@ -126,3 +126,122 @@ def instance_defaults() -> dict[str, Any]:
         for name, parameter in inspect.signature(label_instances).parameters.items()
         if parameter.default is not inspect.Parameter.empty
     }
+
+
+# --- instance-aware outputs (inference/outputs.py): split by the network's own cue ---------------
+
+#: Splitting parameters of each instance-aware output kind (a model file's
+#: ``postprocess["instances"]`` overrides them; tuned on held-out training images, docs/results.md).
+CUE_DEFAULTS: dict[str, dict[str, float]] = {
+    # markers: connected cores where p(interior) > interior_threshold, at least min_marker pixels
+    "contour": {"interior_threshold": 0.5, "min_marker": 8, "min_size": 30},
+    # markers: h-maxima (height h) of the predicted distance map
+    "distance": {"h": 0.15, "min_size": 30, "smooth": 1.0},
+    # HoVer-Net: markers where the direction maps' gradient energy is below energy_threshold
+    "hover": {"energy_threshold": 0.4, "min_marker": 10, "min_size": 30, "smooth": 2.0},
+}
+
+
+def _finish(labels: np.ndarray, foreground: np.ndarray, min_size: int) -> np.ndarray:
+    """Give foreground components without any instance their own id, drop small ones, renumber."""
+    labels = labels.astype(np.int64, copy=False)
+    orphan = foreground & (labels == 0)
+    if orphan.any():
+        extra, _ = ndimage.label(orphan, structure=_CONNECTIVITY)
+        labels = np.where(extra > 0, extra + labels.max(initial=0), labels)
+    sizes = np.bincount(labels.ravel())
+    too_small = sizes < min_size
+    too_small[0] = False
+    labels[too_small[labels]] = 0
+    labels = relabel_sequential(labels)[0]
+    dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
+    return labels.astype(dtype)
+
+
+def split_by_contour(foreground: np.ndarray, interior: np.ndarray, *, interior_threshold: float = 0.5,
+                     min_marker: int = 8, min_size: int = 30) -> np.ndarray:
+    """Nuclei from a contour-class output: cores of p(interior) flooded over the foreground.
+
+    Args:
+        foreground: (H, W) bool nucleus mask (interior or contour).
+        interior: (H, W) probability of "nucleus interior" (not its 1-pixel contour).
+        interior_threshold / min_marker / min_size: marker threshold, smallest marker and nucleus (pixels).
+    """
+    core = (interior > interior_threshold) & foreground
+    markers, _ = ndimage.label(core, structure=_CONNECTIVITY)
+    sizes = np.bincount(markers.ravel())
+    small = sizes < min_marker
+    small[0] = False
+    markers[small[markers]] = 0
+    labels = watershed(-interior, markers, mask=foreground, connectivity=1)
+    return _finish(labels, foreground, int(min_size))
+
+
+def split_by_distance(foreground: np.ndarray, distance: np.ndarray, *, h: float = 0.15, min_size: int = 30,
+                      smooth: float = 1.0) -> np.ndarray:
+    """Nuclei from a predicted distance map: its h-maxima as markers, flooded over the foreground."""
+    d = ndimage.gaussian_filter(distance, smooth) if smooth > 0 else distance
+    d = np.where(foreground, d, 0.0)
+    markers, _ = ndimage.label(h_maxima(d, h).astype(bool), structure=np.ones((3, 3), bool))
+    labels = watershed(-d, markers, mask=foreground, connectivity=1)
+    return _finish(labels, foreground, int(min_size))
+
+
+def split_by_hover(foreground: np.ndarray, hv: np.ndarray, *, energy_threshold: float = 0.4, min_marker: int = 10,
+                   min_size: int = 30, smooth: float = 2.0) -> np.ndarray:
+    """Nuclei from HoVer-Net's horizontal/vertical maps (Graham et al. 2019, its post-processing).
+
+    The maps' gradients are large at the border between two nuclei; pixels of the foreground where
+    the (normalised) gradient energy stays below ``energy_threshold`` are markers.
+    """
+    def normalised(a: np.ndarray) -> np.ndarray:
+        lo, hi = float(a.min()), float(a.max())
+        return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+    h_map, v_map = (ndimage.gaussian_filter(m, smooth) if smooth > 0 else m for m in hv[:2])
+    sobel_h = 1.0 - normalised(ndimage.sobel(normalised(h_map), axis=1))
+    sobel_v = 1.0 - normalised(ndimage.sobel(normalised(v_map), axis=0))
+    energy = np.maximum(sobel_h, sobel_v) * foreground
+    markers = foreground & (energy < energy_threshold)
+    markers = ndimage.binary_opening(ndimage.binary_fill_holes(markers), structure=_CONNECTIVITY)
+    markers, _ = ndimage.label(markers, structure=_CONNECTIVITY)
+    sizes = np.bincount(markers.ravel())
+    small = sizes < min_marker
+    small[0] = False
+    markers[small[markers]] = 0
+    labels = watershed(ndimage.gaussian_filter((1.0 - energy) * foreground, 1.0) * -1.0, markers, mask=foreground,
+                       connectivity=1)
+    return _finish(labels, foreground, int(min_size))
+
+
+_SPLITTERS = {"contour": split_by_contour, "distance": split_by_distance, "hover": split_by_hover}
+
+
+def splitting_parameters(info) -> dict[str, Any]:
+    """The splitting parameters a model uses: its kind's defaults updated by its file's."""
+    kind = getattr(info, "output", "classes")
+    base = instance_defaults() if kind == "classes" else dict(CUE_DEFAULTS[kind])
+    base.update((getattr(info, "postprocess", None) or {}).get("instances") or {})
+    return base
+
+
+def split_nuclei(foreground: np.ndarray, cue: np.ndarray | None, info) -> np.ndarray:
+    """Nucleus instances of a segmentation, the way the model says (its ``output`` and ``postprocess``).
+
+    Args:
+        foreground: (H, W) bool nucleus mask (the labels' foreground).
+        cue: (E, H, W) cue maps of an instance-aware output (:mod:`.outputs`), or None: nuclei are then
+            split by the distance-transform watershed (:func:`label_instances`), as for models
+            without a cue (and for slides, whose cue is not kept).
+        info: the model's :class:`ModelInfo` (``output`` and ``postprocess["instances"]``).
+    """
+    kind = getattr(info, "output", "classes")
+    params = splitting_parameters(info)
+    foreground = np.asarray(foreground) != 0
+    if kind == "classes" or cue is None:
+        known = instance_defaults()
+        return label_instances(foreground, **{k: v for k, v in params.items() if k in known})
+    splitter = _SPLITTERS[kind]
+    accepted = inspect.signature(splitter).parameters
+    maps = cue[0] if kind in ("contour", "distance") else cue
+    return splitter(foreground, maps, **{k: v for k, v in params.items() if k in accepted})

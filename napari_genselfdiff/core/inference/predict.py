@@ -25,6 +25,7 @@ from ..model_files.schema import ModelInfo
 from ..network.unet import AttentionUNet, fused_for_inference
 from ..progress import run_generator  # also imported from here by callers
 from .device import Precision, autocast, choose_device, choose_precision
+from .outputs import CUE_CHANNELS, split_output
 from .tiling import TilePlan, blend_window, column_strips, plan_tiles
 
 
@@ -163,7 +164,10 @@ def segment_progressive(
     max_tile = max(factor, settings.tile // factor * factor)
     overlap = min(settings.overlap, max_tile // 2 - 1)
     plan = plan_tiles(spec.height, spec.width, max_tile=max_tile, overlap=max(overlap, 0), multiple=factor)
-    n_classes = model.config.out_channels
+    n_classes = len(info.classes)
+    n_cue = CUE_CHANNELS.get(info.output, 0)
+    # the cue of an instance-aware output (inference/outputs.py), kept for the splitting only
+    cue = np.zeros((n_cue, spec.height, spec.width), np.float32) if settings.instances and n_cue else None
     label_dtype = np.uint8 if n_classes <= 255 else np.uint16
     labels = out if out is not None else np.zeros((spec.height, spec.width), label_dtype)
     if tuple(labels.shape) != (spec.height, spec.width):
@@ -204,7 +208,7 @@ def segment_progressive(
             continue  # done by an earlier run
         # The blending band: two tile rows high, the strip's tiles wide; memory is bounded by the
         # tile size and max_band_width, whatever the image's size.
-        acc = torch.zeros((n_classes, band_h, strip.x1 - strip.x0), dtype=torch.float32)
+        acc = torch.zeros((n_classes + n_cue, band_h, strip.x1 - strip.x0), dtype=torch.float32)
         weight = torch.zeros((band_h, strip.x1 - strip.x0), dtype=torch.float32)
         keep0, keep1 = strip.keep0, min(strip.keep1, spec.width)
         k0, k1 = keep0 - strip.x0, keep1 - strip.x0
@@ -225,11 +229,14 @@ def segment_progressive(
             if y1 > band_top and c1 > c0:
                 w = weight[: y1 - band_top, c0:c1]
                 # Pixels no computed tile covers (tile_filter) have weight 0 and logits 0: background.
-                logits = acc[:, : y1 - band_top, c0:c1] / (w if tile_filter is None else w.clamp_min(1e-12))
+                blended = acc[:, : y1 - band_top, c0:c1] / (w if tile_filter is None else w.clamp_min(1e-12))
+                logits = blended[:n_classes]
                 x0, x1 = strip.x0 + c0, strip.x0 + c1
                 labels[band_top:y1, x0:x1] = _argmax_classes(logits).numpy().astype(label_dtype, copy=False)
                 if logits_out is not None:
                     logits_out[:, band_top:y1, x0:x1] = logits.numpy()
+                if cue is not None:
+                    cue[:, band_top:y1, x0:x1] = blended[n_classes:].numpy()
             acc[:, : band_h - rows] = acc[:, rows:].clone()
             acc[:, band_h - rows :] = 0
             weight[: band_h - rows] = weight[rows:].clone()
@@ -245,7 +252,8 @@ def segment_progressive(
                     x_in = info.normalization.apply(tiles).to(device).contiguous(memory_format=memory_format)
                     with autocast(device, precision):
                         logits = model(x_in)
-                    logits = logits.float().cpu()
+                    logits = torch.cat([t for t in split_output(logits.float(), info.output, n_classes)
+                                        if t is not None], dim=1).cpu()
                     for (ty, tx), tile_logits in zip(origins, logits):
                         oy, ox = ty - band_top, tx - strip.x0
                         acc[:, oy : oy + plan.tile_h, ox : ox + plan.tile_w] += tile_logits * window
@@ -263,10 +271,9 @@ def segment_progressive(
     instances = None
     if settings.instances:
         yield {"stage": "instances", "done": 0, "total": 1}
-        from .instances import label_instances
+        from .instances import split_nuclei
 
-        params = dict((info.postprocess or {}).get("instances") or {})
-        instances = label_instances(np.asarray(labels) > 0, **params)
+        instances = split_nuclei(np.asarray(labels) > 0, cue, info)
         yield {"stage": "instances", "done": 1, "total": 1}
     return SegmentationResult(
         labels=labels,

@@ -465,7 +465,7 @@ def segment_slide_progressive(
             return mask.any_in((y0 + geo.oy) / f, (y1 + geo.oy) / f, (x0 + geo.ox) / f, (x1 + geo.ox) / f)
 
         # 2. the store (written as .partial, renamed at the end; continued when an earlier run left it)
-        n_classes = model.config.out_channels
+        n_classes = len(info.classes)
         record = {
             "slide": str(slide.path), "slide_mpp": slide_mpp, "slide_mpp_source": slide.mpp_source,
             "model": str(getattr(info, "path", "") or ""), "model_mpp": net_mpp, "model_mpp_source": net_source,
@@ -635,9 +635,8 @@ def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, targ
 
     from ..export.geojson import mask_geometry
     from ..io.atomic import atomic_path
-    from .instances import label_instances
+    from .instances import split_nuclei
 
-    params = dict((info.postprocess or {}).get("instances") or {})
     classes = {c.id: c for c in info.classes}
     B, M = settings.instance_block, settings.instance_margin
     H, W = geo.height, geo.width
@@ -655,7 +654,7 @@ def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, targ
                 wy1, wx1 = min(by + B + M, H), min(bx + B + M, W)
                 window = np.asarray(labels[wy0:wy1, wx0:wx1])
                 if window.any():
-                    inst = label_instances(window > 0, **params)
+                    inst = split_nuclei(window > 0, None, info)  # the cue is not kept for slides
                     for value, sl in enumerate(ndimage.find_objects(inst), start=1):
                         if sl is None:
                             continue

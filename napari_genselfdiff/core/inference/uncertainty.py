@@ -224,7 +224,7 @@ def segment_with_uncertainty(model, info, image, settings=None, *, name: str = "
         raise ValueError(f"uncertainty method must be one of {', '.join(METHODS)}; got {method!r}.")
     settings = settings or InferenceSettings()
     spec = inspect_image(image, allow_gray=settings.allow_gray, name=name)
-    k = model.config.out_channels
+    k = len(info.classes)
     logits = np.zeros((k, spec.height, spec.width), np.float32)
     if method == "entropy":
         result = yield from segment_progressive(model, info, image, settings, logits_out=logits, name=name)

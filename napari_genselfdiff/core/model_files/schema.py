@@ -14,8 +14,14 @@ travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it:
       "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
       "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
       "card": {...} | null,                         # model card: name, intended use, limits
-      "mpp": 0.25                                   # optional: microns per pixel of the training images
+      "mpp": 0.25,                                  # optional: microns per pixel of the training images
+      "output": "contour"                           # optional: the output kind (absent: "classes")
     }
+
+``output`` (:mod:`..inference.outputs`) says what the class head gives besides class logits: an
+instance-aware model's cue (contour class, distance map or HoVer maps) and so how
+``postprocess["instances"]`` splits nuclei. Absent means "classes" (every file written before
+instance-aware outputs existed), so older files keep working unchanged.
 
 ``mpp`` is optional and may be absent (files written before it existed, or models whose training
 resolution is unknown); slide segmentation then assumes 0.25 um/px, MoNuSeg's 40x
@@ -39,6 +45,7 @@ from ..errors import ModelFileError
 from ..network.config import UNetConfig
 from ..normalization import Normalization
 from .classes import ClassInfo, validate_classes
+from .outputs import network_channels
 
 SCHEMA_NAME = "genselfdiff.model"
 SCHEMA_VERSION = 1
@@ -58,6 +65,7 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] | None = None
     mpp: float | None = None
+    output: str = "classes"
     path: Path | None = None
 
     @property
@@ -104,6 +112,7 @@ class ModelInfo:
             "provenance": self.provenance,
             "card": self.card,
             **({"mpp": float(self.mpp)} if self.mpp is not None else {}),
+            **({"output": self.output} if self.output != "classes" else {}),
         }
 
     @classmethod
@@ -132,6 +141,7 @@ class ModelInfo:
                 provenance=dict(values.get("provenance") or {}),
                 card=values.get("card"),
                 mpp=float(values["mpp"]) if values.get("mpp") is not None else None,
+                output=str(values.get("output") or "classes"),
                 path=path,
             )
         except ModelFileError as exc:
@@ -143,7 +153,17 @@ class ModelInfo:
 
     def validate(self) -> None:
         if self.architecture.head == "classes":
-            validate_classes(self.classes, self.architecture.out_channels)
+            if self.output == "classes":
+                validate_classes(self.classes, self.architecture.out_channels)
+            try:
+                channels = network_channels(self.output, len(self.classes))
+            except ValueError as exc:
+                raise ModelFileError(str(exc)) from exc
+            validate_classes(self.classes, len(self.classes))
+            if channels != self.architecture.out_channels:
+                raise ModelFileError(
+                    f"the network has {self.architecture.out_channels} output channels but a {self.output!r} "
+                    f"output with {len(self.classes)} classes needs {channels}.")
         elif self.classes:
             raise ModelFileError("a noise (pretraining) model must not list segmentation classes.")
         if self.mpp is not None and not 0.01 <= self.mpp <= 100:
@@ -157,7 +177,8 @@ class ModelInfo:
         """A few lines for `genselfdiff info` and the widget's model panel."""
         arch = self.architecture
         lines = [
-            f"head: {arch.head} ({arch.out_channels} channels)",
+            f"head: {arch.head} ({arch.out_channels} channels)"
+            + (f", output {self.output} (instance-aware)" if self.output != "classes" else ""),
             f"architecture: widths {'-'.join(map(str, arch.widths))}, {arch.blocks_per_level} blocks/level, "
             f"attention {'every level + bottleneck' if arch.level_attention else 'bottleneck only'}",
             f"classes: {', '.join(self.class_names) if self.classes else '(none: pretraining model)'}",

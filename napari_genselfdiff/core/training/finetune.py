@@ -35,6 +35,8 @@ from ..data.sources import LoadedPairs, load_pairs
 from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_PATCH, TRAINING_STRIDE
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
+from ..losses.instance_aware import InstanceAwareLoss
+from ..model_files.outputs import OUTPUT_KINDS, check_output, network_channels
 from ..model_files import ModelInfo, default_classes, load_model
 from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
@@ -132,6 +134,13 @@ class FinetuneConfig(RunOptions):
     val_tile: int = option(1024, "inference tile side for validation")
     timestep: int | None = option(None, "timestep index the network is called at (default: the parent model's; "
                                   "0 from scratch or from a pretrained noise model, as in the paper)")
+    output: str | None = option(None, "what the head outputs besides classes: classes (nuclei split afterwards by a "
+                                "watershed), contour, distance or hover (instance-aware; default: the parent "
+                                "model's, classes from scratch)", choices=list(OUTPUT_KINDS))
+    scale_range: list[float] | None = option(None, "resample each training patch by a factor drawn log-uniformly "
+                                             "from LOW HIGH (e.g. 0.5 1.5: tolerance of 20x scans); default: none",
+                                             nargs=2, metavar="F")
+    instances: dict[str, Any] | None = None  # image name -> (H, W) instance ids (instance-aware outputs)
 
     def check(self) -> None:
         """Validate the settings.
@@ -152,6 +161,13 @@ class FinetuneConfig(RunOptions):
             raise TrainingInputError(f"timestep must be an index >= 0 (0: the paper's t = 0), got {self.timestep}.")
         if self.validate_every is not None and self.validate_every < 0:
             raise TrainingInputError(f"validate_every must be >= 0, got {self.validate_every}.")
+        if self.output is not None:
+            try:
+                check_output(self.output, len(self.classes))
+            except ValueError as exc:
+                raise TrainingInputError(str(exc)) from exc
+        if self.scale_range is not None and (len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]):
+            raise TrainingInputError(f"scale_range must be LOW HIGH with 0 < LOW <= HIGH, got {self.scale_range}.")
         names = list(self.classes)
         if len(names) < 2:
             raise TrainingInputError(f"give at least two classes (background first), got {names}.")
@@ -159,13 +175,21 @@ class FinetuneConfig(RunOptions):
             raise TrainingInputError(f"class names must differ, got {names}.")
 
 
+def output_kind(cfg: FinetuneConfig, parent_info: ModelInfo | None) -> str:
+    """The output kind of the fine-tuned model: the configured one, else the parent's (classes from scratch)."""
+    if cfg.output is not None:
+        return cfg.output
+    return parent_info.output if parent_info is not None and parent_info.head == "classes" else "classes"
+
+
 def _initial_network(cfg: FinetuneConfig, num_classes: int) -> tuple[AttentionUNet | None, ModelInfo | None, UNetConfig]:
     """The parent model (or None for scratch) and the architecture of the fine-tuned network."""
     if str(cfg.init).lower() == "scratch":
-        parent, info, arch = None, None, resolve_architecture(cfg.arch, cfg.width).with_head("classes", num_classes)
+        channels = network_channels(output_kind(cfg, None), num_classes)
+        parent, info, arch = None, None, resolve_architecture(cfg.arch, cfg.width).with_head("classes", channels)
     else:
         parent, info = load_model(cfg.init)
-        arch = info.architecture.with_head("classes", num_classes)
+        arch = info.architecture.with_head("classes", network_channels(output_kind(cfg, info), num_classes))
     if cfg.timestep is not None:
         steps = int(((info.diffusion if info else None) or {}).get("timesteps", DIFFUSION_TIMESTEPS))
         if cfg.timestep >= steps:
@@ -224,6 +248,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     num_classes = len(classes)
     parent, parent_info, arch = _initial_network(cfg, num_classes)
     normalization: Normalization = parent_info.normalization if parent_info else DEFAULT_NORMALIZATION
+    output = output_kind(cfg, parent_info)
     check_patch_fits(cfg.patch_size, arch)
     ctx = open_run(cfg, stage="finetune", architecture=arch)
 
@@ -246,6 +271,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur,
                                   stain=cfg.stain_jitter),
         normalization=normalization, names=[data.names[i] for i in train_idx],
+        output=output, instances=[(cfg.instances or {}).get(data.names[i]) for i in train_idx],
+        scale_range=tuple(cfg.scale_range) if cfg.scale_range else None,
     )
     sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
     steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
@@ -253,11 +280,12 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
 
     if parent is None:
         build, head_note = (lambda: AttentionUNet(arch)), "new class head on a network trained from scratch"
-    elif parent_info.head == "classes" and parent.config.with_segment_timestep(arch.segment_timestep) == arch:
+    elif (parent_info.head == "classes" and parent_info.output == output
+          and parent.config.with_segment_timestep(arch.segment_timestep) == arch):
         build, head_note = (lambda: parent), "kept the parent model's class head (same classes)"
     else:
-        build = lambda: parent.with_new_head("classes", num_classes)  # noqa: E731
-        head_note = f"new class head on the backbone of {cfg.init}"
+        build = lambda: parent.with_new_head("classes", arch.out_channels)  # noqa: E731
+        head_note = f"new class head ({output} output) on the backbone of {cfg.init}"
     if parent is not None and parent.config.segment_timestep != arch.segment_timestep:
         head_note += f"; called at timestep {arch.segment_timestep}"
         build = _at_timestep(build, arch.segment_timestep)
@@ -271,11 +299,17 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     latest: dict[str, Any] = {"step": None, "metrics": None}  # the most recent validation
 
     criterion = SSFocalLoss(lam=cfg.lam) if cfg.loss == "ss_focal" else LOSSES[cfg.loss]()
+    if output != "classes":
+        criterion = InstanceAwareLoss(output, criterion)
 
     def batches(step: int):
         return batch_for_step(dataset, sampler, step)
 
     def loss_fn(net: torch.nn.Module, batch, step: int) -> dict[str, torch.Tensor]:
+        if output != "classes":  # instance-aware: (images, class targets, cue targets, ignore)
+            x, y, regression, ignore = batch
+            total, parts = criterion(net(x).float(), y, regression, ignore if bool(ignore.any()) else None)
+            return {"loss": total, **parts}
         x, y, *ignore = batch  # ignore: pixels outside the corrected regions (partial annotations)
         logits = net(x)  # t = None: config.segment_timestep (0 unless --timestep: the paper's t = 0)
         total, parts = criterion(logits.float(), y, ignore[0] if ignore else None)
@@ -294,14 +328,16 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             betas=list(cfg.betas), lam=cfg.lam,
             loss=criterion.to_config(),
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
-                          "stain_jitter": cfg.stain_jitter},
+                          "stain_jitter": cfg.stain_jitter,
+                          "scale_range": list(cfg.scale_range) if cfg.scale_range else None},
         )
         return values
 
     def model_info(step: int, metrics: dict[str, float] | None, cancelled: bool = False) -> ModelInfo:
         return ModelInfo(
             architecture=arch, classes=classes, normalization=normalization, patch_size=cfg.patch_size,
-            postprocess=parent_info.postprocess if parent_info else None,
+            postprocess=parent_info.postprocess if parent_info and parent_info.output == output else None,
+            output=output,
             provenance=provenance(step, metrics, cancelled),
         )
 

@@ -59,7 +59,7 @@ def validate_images(
     Returns:
         ``{"iou_<class>", "f1_<class>" for each class, "mean_iou", "mean_f1"}``, means over images.
     """
-    k = info.architecture.out_channels
+    k = len(info.classes)
     names = [metric_name(c.name) for c in info.classes]
     settings = InferenceSettings(tile=tile, overlap=32, device=device, precision=precision, channels_last=channels_last)
     sums = {f"{m}_{n}": 0.0 for n in names for m in ("iou", "f1")}
