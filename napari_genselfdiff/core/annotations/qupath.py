@@ -1,0 +1,588 @@
+"""Read QuPath GeoJSON (objects exported from QuPath, or written by this package) and rasterise it.
+
+What QuPath writes, read from its serializer (qupath/qupath, qupath-core, commit e7662d8 of
+2026-08-07: ``qupath/lib/io/QuPathTypeAdapters.java`` PathObjectTypeAdapter and
+PathObjectCollectionTypeAdapter, ``GsonTools.java`` PathClassTypeAdapter, ``PathIO.java``
+GeoJsonExportOptions, ``ROITypeAdapters.java``):
+
+- File layout: with the FEATURE_COLLECTION option ("Export as FeatureCollection") a
+  ``{"type": "FeatureCollection", "features": [...]}``; without it ONE object is written as a bare
+  Feature and several as a bare JSON array of Features. QuPath reads all three; so do we.
+- A Feature: ``"id"`` (a UUID since v0.4; in v0.2 the Java class name such as "PathCellObject"
+  stood there), ``"geometry"`` (the ROI; ``"plane"`` and ``"isEllipse"`` foreign members may sit in
+  it), for cells ``"nucleusGeometry"`` (the nucleus ROI, beside the cell's own outline), and
+  ``"properties"`` with ``objectType`` ("annotation", "detection", "cell", "tile", "tmaCore";
+  older files: ``object_type`` or ``type``; a missing or unknown type is read as an annotation, as
+  QuPath does), ``name``, ``color`` (the object's own colour: ``[r, g, b]`` or a packed int),
+  ``classification``, ``isLocked`` (only when true), ``measurements`` (an object of name -> number,
+  or before v0.4 a list of ``{"name", "value"}``; "NaN"/"Infinity" as strings), ``metadata``,
+  ``childObjects``.
+- A classification: ``{"name": "Tumor", "color": [r, g, b]}``; a derived class (QuPath's
+  "Tumor: Positive") as ``{"names": ["Tumor", "Positive"], "color": [...]}``; the colour may have a
+  4th (alpha) value, be a single packed int, or (before v0.4) be ``"colorRGB"``; a bare string is a
+  name without colour. Derived names are joined with ": " (PathClass.DELIMITER's default ":" plus
+  a space, as ``PathClass.toString()`` shows them).
+- Coordinates are image pixels at full resolution (level 0 of a slide), x to the right, y down,
+  (0, 0) the top-left CORNER of the top-left pixel (Java2D's convention, which QuPath uses and which
+  ``core/export/geojson.py`` writes).
+
+Rasterising (:func:`rasterize`): a pixel belongs to an object when its CENTRE lies inside the
+object's area (outer rings minus holes, even-odd per polygon), with scikit-image's polygon
+filler. Our exporter traces outlines along pixel edges, so our export read back gives the same pixels
+exactly (tests/core/test_qupath_geojson.py). Objects that overlap: the later one wins, as it is
+drawn over the earlier one in QuPath.
+
+What becomes what (:func:`training_target`, the napari reader ``plugin/_geojson_reader.py``):
+detections and cells (a cell by its ``nucleusGeometry``; a cell without one is left out, noted) are
+objects; annotations are regions that mark where the outlines are complete, unless their class is
+one of the model's foreground classes (hand-drawn nuclei: QuPath's brush and wand tools make
+annotations), then they are objects too. Tiles, TMA cores and root objects are left out (noted).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MaskInputError
+from .regions import UNKNOWN_LABEL
+
+#: file suffixes read as QuPath GeoJSON (what QuPath's "Export objects as GeoJSON" writes).
+GEOJSON_SUFFIXES = (".geojson",)
+
+#: the object types kept (QuPath's names); legacy v0.2 Java class names map onto them.
+OBJECT_KINDS = ("annotation", "detection", "cell")
+_LEGACY_TYPES = {
+    "PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathCellObject": "cell",
+    "PathTileObject": "tile", "TMACoreObject": "tmaCore", "tma_core": "tmaCore", "PathRootObject": "root",
+}
+_KNOWN_TYPES = {"annotation", "detection", "cell", "tile", "tmaCore", "root"}
+
+#: how QuPath shows a derived class ("Tumor: Positive"): PathClass.DELIMITER (":") and a space.
+CLASS_DELIMITER = ": "
+#: class names (compared without case) of annotations that mark complete regions and of those that
+#: mark regions to leave out; QuPath's "Region*" and "Ignore*" classes, our export's corrected regions.
+REGION_CLASSES = ("region*", "region", "corrected region")
+IGNORE_CLASSES = ("ignore*", "ignore")
+
+
+@dataclass
+class QuPathObject:
+    """One object of a QuPath GeoJSON file.
+
+    Attributes:
+        kind: "annotation", "detection" or "cell" (tiles and TMA cores are not kept).
+        polygons: each polygon a list of rings, outer ring first, holes after; a ring is an
+            (n, 2) float array of (x, y) in pixels (corner convention, see the module docstring).
+        class_name: the classification ("Tumor", "Tumor: Positive"), None when unclassified.
+        class_color: the classification's (r, g, b), None when it has none.
+        color: the object's own (r, g, b) (``properties.color``), None when it has none.
+        name: the object's name, None when it has none.
+        id: the feature's id (a UUID string for QuPath >= 0.4), None when it has none.
+        locked: QuPath's ``isLocked``.
+        lines: for annotations drawn as lines or points, their (n, 2) (x, y) points (not rasterised).
+    """
+
+    kind: str
+    polygons: list[list[np.ndarray]]
+    class_name: str | None = None
+    class_color: tuple[int, int, int] | None = None
+    color: tuple[int, int, int] | None = None
+    name: str | None = None
+    id: str | None = None
+    locked: bool = False
+    lines: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the outer rings (``inf`` bounds when there is no polygon)."""
+        if not self.polygons:
+            return math.inf, math.inf, -math.inf, -math.inf
+        pts = np.concatenate([poly[0] for poly in self.polygons])
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+
+@dataclass
+class QuPathFile:
+    """The objects of one GeoJSON file and what was left out.
+
+    Attributes:
+        source: the file (or "GeoJSON" for text given in memory), for messages.
+        objects: the objects kept, in file order.
+        properties: the FeatureCollection's own ``properties`` (this package's slide export writes
+            ``mpp`` there), {} when it has none.
+        notes: one line per kind of thing left out or changed.
+    """
+
+    source: str
+    objects: list[QuPathObject] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def of_kind(self, *kinds: str) -> list[QuPathObject]:
+        return [o for o in self.objects if o.kind in kinds]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) over all objects."""
+        boxes = np.array([o.bounds for o in self.objects if o.polygons] or [(0.0, 0.0, 0.0, 0.0)])
+        return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def _color(value: Any) -> tuple[int, int, int] | None:
+    """[r, g, b], [r, g, b, a] or a packed (A)RGB int (Java's signed int) -> (r, g, b); else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        packed = int(value) & 0xFFFFFF
+        return (packed >> 16) & 255, (packed >> 8) & 255, packed & 255
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return _color(value[0])
+        if len(value) in (3, 4) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return tuple(int(min(max(v, 0), 255)) for v in value[:3])  # type: ignore[return-value]
+    return None
+
+
+def parse_classification(value: Any) -> tuple[str | None, tuple[int, int, int] | None]:
+    """QuPath's ``classification`` -> (name, (r, g, b) or None); (None, None) when unclassified."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return (value or None), None
+    if not isinstance(value, dict) or not value:
+        return None, None
+    names = value.get("names")
+    if isinstance(names, list) and names and value.get("name") is None:
+        name = CLASS_DELIMITER.join(str(n) for n in names)
+    elif value.get("name") is not None:
+        name = str(value["name"])
+    else:
+        return None, None
+    color = _color(value.get("color", value.get("colorRGB")))
+    return (name or None), color
+
+
+def _ring(points: Any, where: str) -> np.ndarray:
+    try:
+        ring = np.asarray(points, dtype=float)
+    except (TypeError, ValueError):
+        raise MaskInputError(f"{where}: a ring's coordinates are not numbers.") from None
+    if ring.ndim != 2 or ring.shape[1] < 2:
+        raise MaskInputError(f"{where}: a ring must be a list of [x, y] positions; got shape {ring.shape}.")
+    ring = ring[:, :2]
+    if not np.isfinite(ring).all():
+        raise MaskInputError(f"{where}: a ring has coordinates that are not finite numbers.")
+    if len(ring) > 1 and np.array_equal(ring[0], ring[-1]):
+        ring = ring[:-1]  # GeoJSON rings are closed; the filler wants them open
+    return ring
+
+
+def _geometry(geometry: Any, where: str) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+    """(polygons, lines/points) of a GeoJSON geometry (GeometryCollections are flattened)."""
+    if geometry is None:
+        return [], []
+    if not isinstance(geometry, dict) or "type" not in geometry:
+        raise MaskInputError(f"{where}: 'geometry' is not a GeoJSON geometry (an object with a 'type').")
+    kind = geometry["type"]
+    coords = geometry.get("coordinates")
+    if kind == "Polygon":
+        rings = [_ring(r, where) for r in coords or []]
+        rings = [r for r in rings if len(r) >= 3]
+        return ([rings] if rings else []), []
+    if kind == "MultiPolygon":
+        polygons = []
+        for poly in coords or []:
+            rings = [r for r in (_ring(r, where) for r in poly) if len(r) >= 3]
+            if rings:
+                polygons.append(rings)
+        return polygons, []
+    if kind == "GeometryCollection":
+        polygons, lines = [], []
+        for part in geometry.get("geometries") or []:
+            p, l = _geometry(part, where)
+            polygons += p
+            lines += l
+        return polygons, lines
+    if kind in ("LineString", "MultiPoint"):
+        return [], [_ring(coords, where)] if coords else []
+    if kind == "MultiLineString":
+        return [], [_ring(c, where) for c in coords or []]
+    if kind == "Point":
+        return [], [_ring([coords], where)] if coords else []
+    raise MaskInputError(f"{where}: unknown geometry type {kind!r} (GeoJSON has Polygon, MultiPolygon, "
+                         "LineString, Point and their Multi forms).")
+
+
+def _object_type(feature: dict, properties: dict) -> str:
+    for key in ("objectType", "object_type", "type"):
+        if isinstance(properties.get(key), str):
+            kind = properties[key]
+            break
+    else:
+        kind = feature.get("id") if feature.get("id") in _LEGACY_TYPES else "annotation"
+    kind = _LEGACY_TYPES.get(kind, kind)
+    return kind if kind in _KNOWN_TYPES else "annotation"  # QuPath: an unknown type is an annotation
+
+
+def _features(data: Any, source: str) -> tuple[list[Any], dict]:
+    """The Features of a FeatureCollection, a bare list, or a single Feature; and the collection's properties."""
+    if isinstance(data, list):
+        return data, {}
+    if isinstance(data, dict):
+        if data.get("type") == "FeatureCollection" or "features" in data:
+            features = data.get("features")
+            if not isinstance(features, list):
+                raise MaskInputError(f"{source}: a FeatureCollection whose 'features' is not a list.")
+            props = data.get("properties")
+            return features, props if isinstance(props, dict) else {}
+        if data.get("type") == "Feature" or "geometry" in data:
+            return [data], {}
+    raise MaskInputError(
+        f"{source}: not QuPath GeoJSON (expected a FeatureCollection, a list of Features or one Feature; "
+        f"found {type(data).__name__}{' of type ' + repr(data.get('type')) if isinstance(data, dict) else ''}). "
+        "In QuPath use File > Export objects as GeoJSON.")
+
+
+def parse_geojson(data: Any, source: str = "GeoJSON", *, cell_part: str = "nucleus",
+                  allow_empty: bool = False) -> QuPathFile:
+    """Objects of parsed GeoJSON (see the module docstring for the layouts read).
+
+    Args:
+        data: the parsed JSON (a dict or a list).
+        source: how to call it in messages (the file name).
+        cell_part: "nucleus" (by default: a cell is its ``nucleusGeometry``) or "cell" (its outline).
+        allow_empty: accept a file without any object (by default refused with a message).
+
+    Raises:
+        MaskInputError: not GeoJSON, a malformed geometry, or (unless ``allow_empty``) no object.
+    """
+    if cell_part not in ("nucleus", "cell"):
+        raise ValueError(f"cell_part must be 'nucleus' or 'cell', not {cell_part!r}.")
+    features, props = _features(data, source)
+    result = QuPathFile(source=source, properties=dict(props))
+    left_out: dict[str, int] = {}
+    no_nucleus = no_area = 0
+    stack = list(reversed(features))
+    k = 0
+    while stack:
+        feature = stack.pop()
+        k += 1
+        where = f"{source}, feature {k}"
+        if not isinstance(feature, dict):
+            raise MaskInputError(f"{where}: a Feature must be a JSON object, not {type(feature).__name__}.")
+        properties = feature.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise MaskInputError(f"{where}: 'properties' must be a JSON object.")
+        children = properties.get("childObjects", properties.get("children"))
+        if isinstance(children, list):  # "Export objects" with the hierarchy: children follow their parent
+            stack.extend(reversed(children))
+        kind = _object_type(feature, properties)
+        if kind not in OBJECT_KINDS:
+            left_out[kind] = left_out.get(kind, 0) + 1
+            continue
+        geometry = feature.get("geometry")
+        if kind == "cell" and cell_part == "nucleus":
+            if feature.get("nucleusGeometry") is None:
+                no_nucleus += 1
+                continue
+            geometry = feature["nucleusGeometry"]
+        polygons, lines = _geometry(geometry, where)
+        if not polygons and (kind != "annotation" or not lines):
+            no_area += 1
+            continue
+        class_name, class_color = parse_classification(properties.get("classification"))
+        ident = feature.get("id")
+        result.objects.append(QuPathObject(
+            kind=kind, polygons=polygons, class_name=class_name, class_color=class_color,
+            color=_color(properties.get("color")), name=properties.get("name") if isinstance(properties.get("name"), str) else None,
+            id=None if ident is None or ident in _LEGACY_TYPES else str(ident),
+            locked=properties.get("isLocked") is True, lines=lines,
+        ))
+    for kind, n in sorted(left_out.items()):
+        result.notes.append(f"{n} {kind} object(s) left out (only annotations, detections and cells are read)")
+    if no_nucleus:
+        result.notes.append(f"{no_nucleus} cell(s) without a nucleusGeometry left out")
+    if no_area:
+        result.notes.append(f"{no_area} object(s) without an area (points, lines or empty polygons) left out")
+    if not result.objects and not allow_empty:
+        what = (f"{len(features)} feature(s), none of them an area" if features
+                else "no objects (an empty collection)")
+        raise MaskInputError(
+            f"{source}: holds {what}. In QuPath select the objects to export (or 'All objects') in "
+            "File > Export objects as GeoJSON.")
+    return result
+
+
+def read_geojson(path: str | Path, **kwargs: Any) -> QuPathFile:
+    """Read a QuPath GeoJSON file (see :func:`parse_geojson` for the arguments).
+
+    Raises:
+        MaskInputError: the file is missing, not UTF-8 JSON (the message gives line and column), or
+            not QuPath GeoJSON.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise MaskInputError(f"{path}: no such file.") from None
+    except UnicodeDecodeError as exc:
+        raise MaskInputError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); "
+                             "is it really GeoJSON?") from None
+    except OSError as exc:
+        raise MaskInputError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if not text.strip():
+        raise MaskInputError(f"{path}: the file is empty. Export the objects again from QuPath "
+                             "(File > Export objects as GeoJSON).")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MaskInputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the file may "
+            "be cut short (an export that did not finish) or edited by hand. Export it again from QuPath."
+        ) from None
+    return parse_geojson(data, path.name, **kwargs)
+
+
+def is_geojson_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in GEOJSON_SUFFIXES
+
+
+# ------------------------------------------------------------------------------------------ rasterising
+
+
+def _window(obj: QuPathObject, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1) of the pixels whose centres can lie inside the object, clipped; None if none."""
+    x0, y0, x1, y1 = obj.bounds
+    if not math.isfinite(x0):
+        return None
+    # pixel c has its centre at c + 0.5: c + 0.5 in (x0, x1)
+    c0, c1 = max(int(math.floor(x0 - 0.5)), 0), min(int(math.ceil(x1 - 0.5)) + 1, shape[1])
+    r0, r1 = max(int(math.floor(y0 - 0.5)), 0), min(int(math.ceil(y1 - 0.5)) + 1, shape[0])
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return r0, r1, c0, c1
+
+
+def object_mask(obj: QuPathObject, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The object's pixels (centres inside its area) as a bool crop and the crop's (row, col) origin.
+
+    None when no pixel centre of the (H, W) image lies inside it.
+    """
+    from skimage.draw import polygon as fill
+
+    window = _window(obj, shape)
+    if window is None:
+        return None
+    r0, r1, c0, c1 = window
+    crop = np.zeros((r1 - r0, c1 - c0), bool)
+    for rings in obj.polygons:
+        area = np.zeros_like(crop) if len(obj.polygons) > 1 else crop
+        for ring in rings:  # even-odd: the outer ring fills, each hole empties again
+            # pixel (r, c) has its centre at (x, y) = (c + 0.5, r + 0.5); skimage tests integer (r, c)
+            rr, cc = fill(ring[:, 1] - 0.5 - r0, ring[:, 0] - 0.5 - c0, crop.shape)
+            area[rr, cc] ^= True
+        if area is not crop:
+            crop |= area
+    if not crop.any():
+        return None
+    return crop, (r0, c0)
+
+
+def rasterize(objects: Sequence[QuPathObject], shape: tuple[int, int], values: Sequence[int] | np.ndarray,
+              *, out: np.ndarray | None = None, dtype: Any = None) -> np.ndarray:
+    """Paint each object with its value (pixel centres inside its area; later objects win).
+
+    Args:
+        objects: the objects.
+        shape: (H, W) of the image, in the objects' pixel frame.
+        values: one label per object (e.g. 1..N for instances, class ids for a class map).
+        out: an array to paint into (by default a new zero array).
+        dtype: of the new array; by default the smallest unsigned type that holds the values.
+    """
+    values = np.asarray(values)
+    if len(values) != len(objects):
+        raise ValueError(f"{len(values)} values for {len(objects)} objects.")
+    if out is None:
+        top = int(values.max(initial=0))
+        dtype = dtype or (np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+        out = np.zeros(tuple(int(s) for s in shape), dtype)
+    for obj, value in zip(objects, values.tolist()):
+        painted = object_mask(obj, out.shape)
+        if painted is None:
+            continue
+        crop, (r0, c0) = painted
+        out[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]][crop] = value
+    return out
+
+
+def check_inside(qfile: QuPathFile, shape: tuple[int, int], objects: Iterable[QuPathObject] | None = None) -> list[str]:
+    """Refuse objects that lie entirely outside the (H, W) image; note those that stick out of it.
+
+    Returns:
+        Notes (one line when some objects are clipped at the image's edge).
+
+    Raises:
+        MaskInputError: some objects cover no pixel of the image (the message says how many, where
+            they lie and how large the image is).
+    """
+    objects = list(qfile.objects if objects is None else objects)
+    h, w = int(shape[0]), int(shape[1])
+    outside, clipped = [], 0
+    for obj in objects:
+        if not obj.polygons:
+            continue
+        x0, y0, x1, y1 = obj.bounds
+        if x1 <= 0.5 or y1 <= 0.5 or x0 >= w - 0.5 or y0 >= h - 0.5:
+            outside.append(obj)
+        elif x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            clipped += 1
+    if outside:
+        boxes = np.array([o.bounds for o in outside])
+        raise MaskInputError(
+            f"{qfile.source}: {len(outside)} of {len(objects)} object(s) lie outside the image "
+            f"({w}x{h} pixels; those objects span x {boxes[:, 0].min():.0f}..{boxes[:, 2].max():.0f}, "
+            f"y {boxes[:, 1].min():.0f}..{boxes[:, 3].max():.0f}). Were they exported from another image, or "
+            "from the whole slide this image is a crop of? Export them from this image in QuPath (coordinates "
+            "are full-resolution pixels of the image they were drawn on).")
+    return [f"{qfile.source}: {clipped} object(s) cut at the image's edge"] if clipped else []
+
+
+# ------------------------------------------------------------------------------------- class matching
+
+
+def _lower(name: str | None) -> str | None:
+    return None if name is None else name.strip().lower()
+
+
+def class_ids(objects: Sequence[QuPathObject], class_names: Sequence[str], source: str) -> np.ndarray:
+    """The class id of each object: its classification matched to ``class_names`` (without case).
+
+    A derived class ("Tumor: Positive") matches by its whole name, else by its first part. An
+    unclassified object is class 1 when there is one foreground class (a nucleus model).
+
+    Raises:
+        MaskInputError: names the model does not know (the message lists them with their counts and
+            the model's classes), or unclassified objects when there are several foreground classes.
+    """
+    lookup = {_lower(n): i for i, n in enumerate(class_names)}
+    ids = np.zeros(len(objects), np.int64)
+    unknown: dict[str, int] = {}
+    unclassified = 0
+    for k, obj in enumerate(objects):
+        name = _lower(obj.class_name)
+        if name is None:
+            unclassified += 1
+            ids[k] = 1
+            continue
+        found = lookup.get(name, lookup.get(name.split(":")[0].strip()))
+        if found is None:
+            unknown[obj.class_name] = unknown.get(obj.class_name, 0) + 1  # type: ignore[index]
+        else:
+            ids[k] = found
+    known = ", ".join(class_names)
+    if unknown:
+        listed = ", ".join(f"'{n}' ({c})" for n, c in sorted(unknown.items(), key=lambda t: -t[1]))
+        raise MaskInputError(
+            f"{source}: class name(s) {listed} are not among the classes ({known}). Name the classes so "
+            f"that they match (e.g. --classes {' '.join(shlex.quote(n) for n in [*class_names[:1], *sorted(unknown)])}), or "
+            "rename the classes in QuPath (names are compared without regard to case).")
+    if unclassified and len(class_names) > 2:
+        raise MaskInputError(
+            f"{source}: {unclassified} object(s) have no classification, and with the classes ({known}) "
+            "there is no single class to give them. Classify them in QuPath, or train with one foreground class.")
+    return ids
+
+
+# ---------------------------------------------------------------------------------- training targets
+
+
+@dataclass
+class GeoJSONTarget:
+    """What one GeoJSON file gives to train or score on.
+
+    Attributes:
+        labels: (H, W) class ids; :data:`UNKNOWN_LABEL` outside the complete regions.
+        instances: (H, W) object ids 1..N (0 background and outside the regions).
+        known: (H, W) bool, the pixels inside the complete regions (all True when the file has no
+            region annotation).
+        notes: what was left out, and whether the whole image was taken as complete.
+    """
+
+    labels: np.ndarray
+    instances: np.ndarray
+    known: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_region(obj: QuPathObject, foreground: set[str]) -> bool:
+    name = _lower(obj.class_name)
+    return obj.kind == "annotation" and (name is None or name not in foreground)
+
+
+def training_target(qfile: QuPathFile, shape: tuple[int, int], class_names: Sequence[str]) -> GeoJSONTarget:
+    """Rasterise a QuPath file for training or scoring over an (H, W) image.
+
+    Objects (see the module docstring) are painted with their class ids (:func:`class_ids`).
+    Annotations that are not objects are regions: unclassified ones, QuPath's "Region*" and our
+    export's "Corrected region" mark where the outlines are complete; "Ignore*" ones are taken out
+    of them again. Outside the complete regions the labels are :data:`UNKNOWN_LABEL` (left out of
+    the loss, as the widget's partial annotations are). A file without a region annotation is
+    complete over the whole image (said in the notes).
+
+    Raises:
+        MaskInputError: objects outside the image, unknown class names, too many classes for
+            partial annotations, or an annotation with a class that is neither a model class nor a region.
+    """
+    shape = (int(shape[0]), int(shape[1]))
+    foreground = {_lower(n) for n in class_names[1:]}
+    objects = [o for o in qfile.objects if o.polygons and not _is_region(o, foreground)]
+    regions = [o for o in qfile.objects if o.polygons and _is_region(o, foreground)]
+    other = sorted({o.class_name for o in regions
+                    if _lower(o.class_name) not in REGION_CLASSES + IGNORE_CLASSES and o.class_name is not None})
+    if other:
+        raise MaskInputError(
+            f"{qfile.source}: annotation class(es) {', '.join(repr(n) for n in other)} are neither one of the "
+            f"classes ({', '.join(class_names)}) nor a region class. Outlines of objects: give them one of the "
+            "classes; regions where the outlines are complete: leave them unclassified or class them 'Region*' "
+            "('Ignore*' regions are left out).")
+    notes = list(qfile.notes) + check_inside(qfile, shape, objects + regions)
+    ids = class_ids(objects, class_names, qfile.source)
+    instances = rasterize(objects, shape, np.arange(1, len(objects) + 1),
+                          dtype=np.int32 if len(objects) >= 65535 else None)
+    lookup = np.concatenate([[0], ids]).astype(np.uint8 if len(class_names) <= 256 else np.uint16)
+    labels = lookup[instances]
+    complete = [o for o in regions if _lower(o.class_name) not in IGNORE_CLASSES]
+    ignored = [o for o in regions if _lower(o.class_name) in IGNORE_CLASSES]
+    if complete:
+        known = rasterize(complete, shape, np.ones(len(complete), np.uint8)).astype(bool)
+        notes.append(f"{qfile.source}: {len(complete)} region annotation(s) mark where the outlines are complete; "
+                     f"{known.mean():.0%} of the image")
+    else:
+        known = np.ones(shape, bool)
+        notes.append(f"{qfile.source}: no region annotation, so the whole image is taken as completely outlined")
+    if ignored:
+        known &= ~rasterize(ignored, shape, np.ones(len(ignored), np.uint8)).astype(bool)
+    if not known.all():
+        if len(class_names) >= UNKNOWN_LABEL:
+            raise MaskInputError(f"{qfile.source}: partial annotations need fewer than {UNKNOWN_LABEL} classes.")
+        labels = labels.copy()
+        labels[~known] = UNKNOWN_LABEL
+        instances = np.where(known, instances, 0)
+    return GeoJSONTarget(labels=labels, instances=instances, known=known, notes=notes)
+
+
+def read_target(path: str | Path, shape: tuple[int, int], class_names: Sequence[str]) -> GeoJSONTarget:
+    """:func:`training_target` of a GeoJSON file."""
+    return training_target(read_geojson(path), shape, class_names)
