@@ -3,6 +3,7 @@
 See :mod:`.store` for the folder layout and the crash-safety rules.
 """
 
+from .instances_sync import SyncReport, sync_instances
 from .regions import UNKNOWN_LABEL, check_regions, regions_mask, whole_image_region
 from .store import INDEX_NAME, AnnotationPair, AnnotationSet, AnnotationSetError
 
@@ -12,7 +13,9 @@ __all__ = [
     "AnnotationPair",
     "AnnotationSet",
     "AnnotationSetError",
+    "SyncReport",
     "check_regions",
     "regions_mask",
+    "sync_instances",
     "whole_image_region",
 ]

@@ -8,6 +8,11 @@ For an image called ``<stem>`` the export folder receives::
     <stem>.geojson         one QuPath object per nucleus/region (see :mod:`.geojson`)
     classes.json           the class ids, names and colours, shared by the folder's masks
 
+Instances follow the labels: before anything is written, each item's instances are brought into
+agreement with its (corrected) labels by :func:`..annotations.instances_sync.sync_instances` (erased
+nuclei removed, painted ones split into new instances, untouched ids kept); the report's notes say
+what changed.
+
 Partial annotations (an item with a ``known`` mask): the masks hold ``UNKNOWN_LABEL`` (255) at the
 pixels outside the corrected regions (instances: 0 there), the GeoJSON holds the objects inside the
 regions plus one "annotation" feature per corrected region (classification "Corrected region",
@@ -238,6 +243,8 @@ def export_items(
                 "Export them to separate folders."
             )
     folder = check_writable(folder)
+    report = ExportReport(folder=folder, items=len(items))
+    items = [_synced(item, report.notes) for item in items]
     plan = [(item, kind, path) for item in items for kind, path in _targets(folder, item, formats)]
     classes_path = folder / CLASSES_FILE
     partial = any(i.partial for i in items)
@@ -256,7 +263,6 @@ def export_items(
     if conflicts and not overwrite:
         raise OverwriteRefused(conflicts)
 
-    report = ExportReport(folder=folder, items=len(items))
     try:
         for item, kind, path in plan:
             labels, instances, geo_labels, geo_instances = _partial_arrays(item)
@@ -290,6 +296,21 @@ def export_items(
         if skipped:
             report.notes.append(f"no instance PNG for {', '.join(skipped)}: more than 65535 nuclei (TIFF written)")
     return report
+
+
+def _synced(item: ExportItem, notes: list[str]) -> ExportItem:
+    """The item with its instances in agreement with its labels (a note when they changed)."""
+    if item.instances is None:
+        return item
+    from dataclasses import replace
+
+    from ..annotations.instances_sync import sync_instances
+
+    instances, changes = sync_instances(item.labels, item.instances)
+    if not changes.changed:
+        return item
+    notes.append(f"instances of {item.stem} updated to agree with its corrected labels ({changes.describe()})")
+    return replace(item, instances=instances)
 
 
 def export_annotation_set(aset, folder: str | Path, **kwargs) -> ExportReport:
