@@ -362,36 +362,47 @@ def is_geojson_path(path: str | Path) -> bool:
 # ------------------------------------------------------------------------------------------ rasterising
 
 
-def _window(obj: QuPathObject, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1) of the pixels whose centres can lie inside the object, clipped; None if none."""
+def _window(obj: QuPathObject, shape: tuple[int, int],
+            origin: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1) of the pixels (of the (H, W) window at ``origin``) whose centres can lie
+    inside the object, clipped to the window; None if none."""
     x0, y0, x1, y1 = obj.bounds
     if not math.isfinite(x0):
         return None
+    oy, ox = origin
     # pixel c has its centre at c + 0.5: c + 0.5 in (x0, x1)
-    c0, c1 = max(int(math.floor(x0 - 0.5)), 0), min(int(math.ceil(x1 - 0.5)) + 1, shape[1])
-    r0, r1 = max(int(math.floor(y0 - 0.5)), 0), min(int(math.ceil(y1 - 0.5)) + 1, shape[0])
+    c0, c1 = max(int(math.floor(x0 - 0.5)) - ox, 0), min(int(math.ceil(x1 - 0.5)) + 1 - ox, shape[1])
+    r0, r1 = max(int(math.floor(y0 - 0.5)) - oy, 0), min(int(math.ceil(y1 - 0.5)) + 1 - oy, shape[0])
     if r0 >= r1 or c0 >= c1:
         return None
     return r0, r1, c0, c1
 
 
-def object_mask(obj: QuPathObject, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
+def object_mask(obj: QuPathObject, shape: tuple[int, int],
+                origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, tuple[int, int]] | None:
     """The object's pixels (centres inside its area) as a bool crop and the crop's (row, col) origin.
 
-    None when no pixel centre of the (H, W) image lies inside it.
+    Args:
+        obj: the object.
+        shape: (H, W) of the image, or of a window of it whose top-left pixel is ``origin``.
+        origin: (row, column) of the window in the image; the crop's origin is in the window.
+
+    Returns:
+        None when no pixel centre of the window lies inside the object.
     """
     from skimage.draw import polygon as fill
 
-    window = _window(obj, shape)
+    window = _window(obj, shape, origin)
     if window is None:
         return None
     r0, r1, c0, c1 = window
+    dy, dx = origin[0] + r0 + 0.5, origin[1] + c0 + 0.5
     crop = np.zeros((r1 - r0, c1 - c0), bool)
     for rings in obj.polygons:
         area = np.zeros_like(crop) if len(obj.polygons) > 1 else crop
         for ring in rings:  # even-odd: the outer ring fills, each hole empties again
             # pixel (r, c) has its centre at (x, y) = (c + 0.5, r + 0.5); skimage tests integer (r, c)
-            rr, cc = fill(ring[:, 1] - 0.5 - r0, ring[:, 0] - 0.5 - c0, crop.shape)
+            rr, cc = fill(ring[:, 1] - dy, ring[:, 0] - dx, crop.shape)
             area[rr, cc] ^= True
         if area is not crop:
             crop |= area
@@ -401,15 +412,17 @@ def object_mask(obj: QuPathObject, shape: tuple[int, int]) -> tuple[np.ndarray, 
 
 
 def rasterize(objects: Sequence[QuPathObject], shape: tuple[int, int], values: Sequence[int] | np.ndarray,
-              *, out: np.ndarray | None = None, dtype: Any = None) -> np.ndarray:
+              *, out: np.ndarray | None = None, dtype: Any = None,
+              origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Paint each object with its value (pixel centres inside its area; later objects win).
 
     Args:
         objects: the objects.
-        shape: (H, W) of the image, in the objects' pixel frame.
+        shape: (H, W) of the image, in the objects' pixel frame (or of a window at ``origin``).
         values: one label per object (e.g. 1..N for instances, class ids for a class map).
         out: an array to paint into (by default a new zero array).
         dtype: of the new array; by default the smallest unsigned type that holds the values.
+        origin: (row, column) of the painted window's top-left pixel in the image.
     """
     values = np.asarray(values)
     if len(values) != len(objects):
@@ -419,12 +432,50 @@ def rasterize(objects: Sequence[QuPathObject], shape: tuple[int, int], values: S
         dtype = dtype or (np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
         out = np.zeros(tuple(int(s) for s in shape), dtype)
     for obj, value in zip(objects, values.tolist()):
-        painted = object_mask(obj, out.shape)
+        painted = object_mask(obj, out.shape, origin)
         if painted is None:
             continue
         crop, (r0, c0) = painted
         out[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]][crop] = value
     return out
+
+
+def scaled(obj: QuPathObject, factor: float) -> QuPathObject:
+    """A copy of ``obj`` with its coordinates multiplied by ``factor`` (a coarser level: 1 / downsample)."""
+    return QuPathObject(kind=obj.kind, polygons=[[ring * factor for ring in poly] for poly in obj.polygons],
+                        class_name=obj.class_name, class_color=obj.class_color, color=obj.color, name=obj.name,
+                        id=obj.id, locked=obj.locked, lines=[line * factor for line in obj.lines])
+
+
+def lazy_levels(objects: Sequence[QuPathObject], values: Sequence[int] | np.ndarray, shape: tuple[int, int], *,
+                chunk: int = 2048, smallest: int = 2048, dtype: Any = np.int32) -> list[Any]:
+    """A lazy pyramid of :func:`rasterize` (dask arrays, chunk by chunk), for images too large to paint whole.
+
+    Level k is downsampled by 4**k (pixel centres tested at that level: a coarse view, not a
+    resampling), down to the first level whose longer side is at most ``smallest``. Each chunk
+    paints only the objects whose bounds meet it.
+    """
+    import dask.array as da
+
+    values = np.asarray(values)
+    levels = []
+    factor = 1
+    while True:
+        objs = objects if factor == 1 else [scaled(o, 1.0 / factor) for o in objects]
+        bounds = np.array([o.bounds for o in objs] or np.zeros((0, 4)))
+        h, w = -(-int(shape[0]) // factor), -(-int(shape[1]) // factor)
+
+        def paint(block_info=None, objs=objs, bounds=bounds):
+            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            hit = np.nonzero((bounds[:, 2] > c0) & (bounds[:, 0] < c1) & (bounds[:, 3] > r0) & (bounds[:, 1] < r1))[0]
+            return rasterize([objs[i] for i in hit], (r1 - r0, c1 - c0), values[hit], dtype=dtype, origin=(r0, c0)) \
+                if len(hit) else np.zeros((r1 - r0, c1 - c0), dtype)
+
+        levels.append(da.map_blocks(paint, dtype=dtype, chunks=da.core.normalize_chunks((chunk, chunk), (h, w)),
+                                    meta=np.zeros((0, 0), dtype)))
+        if max(h, w) <= smallest:
+            return levels
+        factor *= 4
 
 
 def check_inside(qfile: QuPathFile, shape: tuple[int, int], objects: Iterable[QuPathObject] | None = None) -> list[str]:
