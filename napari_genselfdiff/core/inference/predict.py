@@ -71,6 +71,7 @@ class SegmentationResult:
 
     labels: Any
     instances: np.ndarray | None = None
+    cue: np.ndarray | None = None  # (E, H, W) cue of an instance-aware output, when instances were asked for
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
@@ -278,6 +279,7 @@ def segment_progressive(
     return SegmentationResult(
         labels=labels,
         instances=instances,
+        cue=cue,
         notes=notes,
         seconds=time.perf_counter() - start,
         device=str(device),
