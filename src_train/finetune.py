@@ -5,7 +5,10 @@
     python src_train/finetune.py --images DIR --masks DIR --init scratch --arch small --out RUN_DIR
 
 Masks pair with images by name (img1.tif <-> img1.png / img1_mask.png / img1_labels.tif) and hold
-class ids 0..K-1 (0/255 binary masks are read as 0/1). Writes RUN_DIR/best.safetensors (best
+class ids 0..K-1 (0/255 binary masks are read as 0/1). A mask may also be QuPath GeoJSON
+(img1.geojson): its detections and cells are rasterised to the --classes they are classified as
+(names matched without case), and outside its region annotations the pixels are left out of the loss
+(no region annotation: the whole image is complete). Writes RUN_DIR/best.safetensors (best
 whole-image mean IoU on the held-out images) and last.safetensors. See docs/training.md.
 """
 

@@ -8,6 +8,13 @@ table is printed, and ``--json FILE`` writes::
      "mean": {... the same keys ...},
      "n_infinite_hd": int, "unmatched": {"pred": [...], "gt": [...]}, "errors": {name: message}}
 
+Ground truth may also be QuPath GeoJSON (``X.geojson``, QuPath's "Export objects as GeoJSON"):
+its detections and cells (a cell by its nucleus) are rasterised over the prediction's pixels; with
+``--classes`` their classifications are matched to those names (per-class scores with
+``--num-classes``), without it every object is foreground. Only the pixels inside its region
+annotations are scored when it has some (prediction and ground truth are both set to background
+outside them).
+
 JSON has no infinity: an infinite HD/HD95 (exactly one mask empty) and an undefined mean are written
 as null; ``n_infinite_hd`` counts the images with an infinite HD.
 """
@@ -28,7 +35,8 @@ def add_parser(subparsers) -> None:
         epilog="Example: genselfdiff evaluate --pred results/ --gt monuseg/test/instance_masks --json scores.json",
     )
     parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predictions")
-    parser.add_argument("--gt", required=True, type=Path, metavar="DIR", help="folder of ground truth")
+    parser.add_argument("--gt", required=True, type=Path, metavar="DIR",
+                        help="folder of ground truth: masks, or QuPath GeoJSON files (.geojson)")
     parser.add_argument(
         "--instances", action="store_true",
         help="label values are instance ids (e.g. <stem>_instances.tif vs instance masks); AJI uses them as given",
@@ -36,6 +44,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--num-classes", type=int, default=None, metavar="N",
         help="number of classes of class maps, background included; N > 2 adds per-class scores",
+    )
+    parser.add_argument(
+        "--classes", nargs="+", default=None, metavar="NAME",
+        help="class names, background first, that QuPath GeoJSON classifications are matched to "
+        "(without it every GeoJSON object is foreground)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the scores as JSON")
     parser.set_defaults(func=run)
@@ -56,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
         result = evaluate_dirs(
-            args.pred, args.gt, instances=args.instances, num_classes=args.num_classes, progress=progress
+            args.pred, args.gt, instances=args.instances, num_classes=args.num_classes, progress=progress,
+            class_names=args.classes,
         )
     print(format_table(result))
     if args.json is not None:

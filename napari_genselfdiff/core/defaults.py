@@ -13,6 +13,9 @@ from pathlib import Path
 
 #: Image files read by the readers, the command line and the folder loaders (whole slides aside).
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+#: QuPath GeoJSON files (its "Export objects as GeoJSON"), read as masks for training and as ground
+#: truth for scoring (``core/annotations/qupath.py``).
+GEOJSON_SUFFIXES = (".geojson",)
 
 # --- inference -------------------------------------------------------------------------------------
 

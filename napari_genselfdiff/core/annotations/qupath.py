@@ -51,11 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import GEOJSON_SUFFIXES
 from ..errors import MaskInputError
 from .regions import UNKNOWN_LABEL
-
-#: file suffixes read as QuPath GeoJSON (what QuPath's "Export objects as GeoJSON" writes).
-GEOJSON_SUFFIXES = (".geojson",)
 
 #: the object types kept (QuPath's names); legacy v0.2 Java class names map onto them.
 OBJECT_KINDS = ("annotation", "detection", "cell")

@@ -2,6 +2,8 @@
 
 - Image files: .tif, .tiff, .png, .jpg, .jpeg, .bmp (any case), directly in the folder (not in
   sub-folders), sorted by name. Hidden files (starting with ".") are ignored.
+- Masks may also be QuPath GeoJSON files (``.geojson``, :mod:`..annotations.qupath`): ``img1.geojson``
+  pairs with ``img1.tif`` by the same rule.
 - Pairing: an image and a mask pair when their stems are equal after removing ONE trailing
   ``_mask``, ``_labels`` or ``_instances`` (any case) from either (:func:`match_key`), so
   ``TCGA-1.tif`` pairs with ``TCGA-1.png``, ``TCGA-1_mask.png`` or ``TCGA-1_labels.tif``. This is
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..defaults import GEOJSON_SUFFIXES
 from ..errors import TrainingInputError
 from ..io.read import IMAGE_SUFFIXES
 
@@ -40,12 +43,13 @@ def match_key(path: Path) -> str:
     return stem
 
 
-def find_images(folder: str | Path, *, what: str = "image") -> list[Path]:
+def find_images(folder: str | Path, *, what: str = "image", suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name.
 
     Args:
         folder: the folder to search.
         what: what the files are, for messages ("image", "mask").
+        suffixes: the file suffixes looked for (lower case). By default, the image suffixes.
 
     Raises:
         TrainingInputError: the folder does not exist, is not a folder, or holds no image file.
@@ -57,11 +61,11 @@ def find_images(folder: str | Path, *, what: str = "image") -> list[Path]:
         raise TrainingInputError(f"{folder}: not a folder; give the folder that holds the {what} files.")
     files = sorted(
         p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
     )
     if not files:
         raise TrainingInputError(
-            f"{folder}: no {what} files found (looked for {', '.join(IMAGE_SUFFIXES)} directly in the folder)."
+            f"{folder}: no {what} files found (looked for {', '.join(suffixes)} directly in the folder)."
         )
     return files
 
@@ -104,7 +108,7 @@ def pair_images_with_masks(image_dir: str | Path, mask_dir: str | Path) -> Pairi
             shows a few names of each side so a naming mismatch is easy to see).
     """
     images = find_images(image_dir, what="image")
-    masks = find_images(mask_dir, what="mask")
+    masks = find_images(mask_dir, what="mask", suffixes=IMAGE_SUFFIXES + GEOJSON_SUFFIXES)
     result = Pairing()
     by_image = _by_key(images, result.ambiguous)
     by_mask = _by_key(masks, result.ambiguous)
@@ -122,6 +126,6 @@ def pair_images_with_masks(image_dir: str | Path, mask_dir: str | Path) -> Pairi
         raise TrainingInputError(
             f"no image in {image_dir} has a mask in {mask_dir} with the same name "
             f"(images: {some(images)}; masks: {some(masks)}). A mask pairs with an image of the same "
-            "name, optionally ending in _mask or _labels (e.g. img1.tif and img1_mask.png)."
+            "name, optionally ending in _mask or _labels (e.g. img1.tif and img1_mask.png or img1.geojson)."
         )
     return result

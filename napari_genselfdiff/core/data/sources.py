@@ -14,6 +14,10 @@ images and a quarter of the memory of float32.
   export writes) when it also holds class ids other than 0 (a mask of only 0 and 255 stays a binary
   mask). Unknown pixels are stored as :data:`UNKNOWN_LABEL` in ``LoadedPairs.masks`` and are left out
   of the loss (:class:`.datasets.PairedPatchDataset`). Needs at most 255 classes.
+- QuPath GeoJSON masks (``.geojson``, :func:`..annotations.qupath.read_target`): the objects are
+  rasterised to class ids (class names matched to ``class_names``), and the pixels outside the
+  region annotations are unknown, as above; a file without a region annotation covers the whole
+  image (said in ``notes``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..image_input import to_rgb_float
 from ..io.read import read_array
 from ..metrics.evaluation import to_label_image
 from ..annotations.regions import UNKNOWN_LABEL
+from ..defaults import GEOJSON_SUFFIXES
 from .folders import find_images, pair_images_with_masks
 
 #: One image source: a folder, a file, an array, or a (name, array) tuple.
@@ -122,6 +127,20 @@ def mask_to_classes(mask: Any, num_classes: int, shape: tuple[int, int], name: s
     if unknown is not None:
         labels[unknown] = UNKNOWN_LABEL
     return labels
+
+
+def _geojson_classes(path: Path, shape: tuple[int, int], num_classes: int,
+                     class_names: Sequence[str] | None, notes: list[str]) -> np.ndarray:
+    """Class ids (UNKNOWN_LABEL outside the complete regions) of a QuPath GeoJSON mask."""
+    from ..annotations.qupath import read_target
+    from ..defaults import DEFAULT_CLASSES
+
+    names = list(class_names) if class_names else list(DEFAULT_CLASSES) if num_classes == len(DEFAULT_CLASSES) else []
+    if len(names) != num_classes:
+        raise MaskInputError(f"{path}: GeoJSON classes are matched by name; give the {num_classes} class names.")
+    target = read_target(path, shape, names)
+    notes += [line for line in target.notes if "partial annotation" not in line]
+    return target.labels
 
 
 def mark_unknown(labels: np.ndarray, known: Any, name: str, num_classes: int) -> np.ndarray:
@@ -259,12 +278,16 @@ def load_pairs(
         try:
             image_array = read_array(image) if isinstance(image, (str, Path)) else image
             rgb, notes = to_uint8_rgb(image_array, short)
-            mask_array = read_array(mask) if isinstance(mask, (str, Path)) else mask
+            geojson = isinstance(mask, (str, Path)) and Path(mask).suffix.lower() in GEOJSON_SUFFIXES
+            mask_array = None if geojson else read_array(mask) if isinstance(mask, (str, Path)) else mask
         except ImageInputError as exc:
             result.skipped.append((name, str(exc)))
             continue
         mask_name = str(mask) if isinstance(mask, (str, Path)) else f"{short} (mask)"
-        labels = mask_to_classes(mask_array, num_classes, rgb.shape[:2], mask_name, class_names)
+        if geojson:
+            labels = _geojson_classes(Path(mask), rgb.shape[:2], num_classes, class_names, result.notes)
+        else:
+            labels = mask_to_classes(mask_array, num_classes, rgb.shape[:2], mask_name, class_names)
         if known is not None:
             labels = mark_unknown(labels, known, mask_name, num_classes)
         if num_classes < UNKNOWN_LABEL and labels.dtype == np.uint8:

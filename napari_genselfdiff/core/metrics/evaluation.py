@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.folders import INSTANCE_SUFFIX, match_key
+from ..defaults import GEOJSON_SUFFIXES
 from ..errors import GenSelfDiffError, MaskInputError
 from ..io.read import IMAGE_SUFFIXES, read_array
 from .aji import aggregated_jaccard_index
@@ -155,7 +156,8 @@ def evaluate_pair(
     return result
 
 
-def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False) -> dict[str, Path]:
+def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False,
+                  suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
     """Image files of a folder by match key; keys shared by several files go to `errors`.
 
     ``genselfdiff segment --instances`` writes "X_labels.tif" and "X_instances.tif" side by side:
@@ -166,7 +168,7 @@ def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False)
         raise MaskInputError(f"{folder}: no such folder.")
     by_key: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in suffixes:
             by_key.setdefault(match_key(path), []).append(path)
     for key, paths in by_key.items():
         if len(paths) > 1:
@@ -180,6 +182,30 @@ def _files_by_key(folder: Path, errors: dict[str, str], instances: bool = False)
                 f"{', '.join(p.name for p in paths)}. Keep one."
             )
     return {key: paths[0] for key, paths in by_key.items() if len(paths) == 1}
+
+
+def read_ground_truth(path: Path, shape: tuple[int, int], *, instances: bool,
+                      class_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ground truth of a file for a prediction of (H, W) ``shape``: (labels, complete pixels or None).
+
+    A mask file is read as it is (None: all pixels count). A QuPath GeoJSON file
+    (:mod:`..annotations.qupath`) is rasterised over the prediction's frame: its object ids with
+    ``instances``, else class ids matched to ``class_names`` (without names: 1 for every object);
+    the second value is the complete pixels (inside the region annotations; all when there is none).
+    """
+    if path.suffix.lower() not in GEOJSON_SUFFIXES:
+        return to_label_image(read_array(path), str(path)), None
+    from ..annotations.qupath import read_geojson, training_target
+
+    qfile = read_geojson(path)
+    names = list(class_names or ["background", "object"])
+    if not class_names:  # binary: every detection and cell is foreground, whatever its class
+        for obj in qfile.objects:
+            if obj.kind != "annotation":
+                obj.class_name = None
+    target = training_target(qfile, shape, names)
+    gt = target.instances if instances else np.where(target.known, target.labels, 0)
+    return gt, None if target.known.all() else target.known
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -206,6 +232,7 @@ def evaluate_dirs(
     instances: bool = False,
     num_classes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score every prediction in a folder against the ground truth of the same name.
 
@@ -219,6 +246,11 @@ def evaluate_dirs(
         instances: whether label values are instance ids; see `evaluate_pair`.
         num_classes: number of classes of class maps; see `evaluate_pair`.
         progress: called as progress(done, total) after each pair, e.g. to drive a progress bar.
+        class_names: names of the classes (background first) that the classifications of QuPath
+            GeoJSON ground truth (``.geojson`` files in ``gt_dir``) are matched to; without them every
+            GeoJSON object is foreground 1. Outside a GeoJSON's region annotations (where its outlines
+            are not complete) prediction and ground truth are both set to background, so only the
+            regions are scored.
 
     Returns:
         {
@@ -237,13 +269,15 @@ def evaluate_dirs(
         raise MaskInputError("num_classes applies to class maps; instance labels have no classes.")
     errors: dict[str, str] = {}
     preds = _files_by_key(Path(pred_dir), errors, instances)
-    gts = _files_by_key(Path(gt_dir), errors, instances)
+    gts = _files_by_key(Path(gt_dir), errors, instances, IMAGE_SUFFIXES + GEOJSON_SUFFIXES)
     keys = sorted(preds.keys() & gts.keys())
     per_image: dict[str, dict[str, Any]] = {}
     for done, key in enumerate(keys, start=1):
         try:
             pred = to_label_image(read_array(preds[key]), str(preds[key]))
-            gt = to_label_image(read_array(gts[key]), str(gts[key]))
+            gt, known = read_ground_truth(gts[key], pred.shape, instances=instances, class_names=class_names)
+            if known is not None:
+                pred = np.where(known, pred, 0)
             per_image[key] = evaluate_pair(pred, gt, instances=instances, num_classes=num_classes)
         except GenSelfDiffError as exc:  # the message names the file and the fix; go on with the rest
             errors[key] = f"{preds[key].name} vs {gts[key].name}: {exc}"
