@@ -56,11 +56,17 @@ import numpy as np
 from ..errors import GenSelfDiffError
 from ..io.slide import Slide, SlideError
 from .predict import InferenceSettings
+# The one resolution path images and slides share (re-exported here for older callers).
+from .resolution import (  # noqa: F401
+    DEFAULT_MODEL_MPP,
+    RESAMPLE_TOLERANCE,
+    ResampledView,
+    _span,
+    check_mpp,
+    map_back,
+    model_mpp,
+)
 
-#: Resolution assumed for models whose file records none: MoNuSeg's 40x scans (about 0.25 um/px).
-DEFAULT_MODEL_MPP = 0.25
-#: Relative difference of slide and model resolutions below which no resampling is done.
-RESAMPLE_TOLERANCE = 0.05
 
 
 class SlideWriteError(GenSelfDiffError, OSError):
@@ -121,27 +127,6 @@ def _differences(old: dict, new: dict) -> list[str]:
     return out
 
 
-def model_mpp(info) -> tuple[float, str]:
-    """The microns per pixel a model was trained at, and where that came from.
-
-    Looks at ``info.mpp`` (model files that record it), then ``provenance["mpp"]`` and
-    ``card["mpp"]``; models that record none were trained on MoNuSeg (40x) and get
-    :data:`DEFAULT_MODEL_MPP`.
-    """
-    for where, value in (
-        ("model file", getattr(info, "mpp", None)),
-        ("model provenance", (getattr(info, "provenance", None) or {}).get("mpp")),
-        ("model card", (getattr(info, "card", None) or {}).get("mpp")),
-    ):
-        try:
-            v = float(value) if value is not None else None
-        except (TypeError, ValueError):
-            v = None
-        if v and v > 0 and math.isfinite(v):
-            return v, where
-    return DEFAULT_MODEL_MPP, "default (MoNuSeg, 40x)"
-
-
 @dataclass
 class SlideSettings:
     """How to segment a slide.
@@ -199,63 +184,6 @@ class SlideResult:
 
 
 # -- lazy views ----------------------------------------------------------------------------------
-
-
-def _span(key, length: int) -> tuple[int, int]:
-    start, stop, step = key.indices(length)
-    if step != 1:
-        raise ValueError("views support contiguous slices only")
-    return start, max(start, stop)
-
-
-class ResampledView:
-    """A lazy (H * f, W * f, 3) uint8 view of an (H, W, 3|4) array, resampled on read (bilinear).
-
-    Output pixel centres map to source coordinates ``(i + 0.5) / f - 0.5``; when shrinking (f < 1) the
-    window is first smoothed with a Gaussian of sigma ``(1 / f - 1) / 2`` (as scikit-image's resize).
-    Only the source window under the requested slice is read.
-    """
-
-    def __init__(self, source, factor: float):
-        self.source = source
-        self.factor = float(factor)
-        h, w = int(source.shape[0]), int(source.shape[1])
-        self.src_shape = (h, w)
-        self.shape = (max(1, int(round(h * self.factor))), max(1, int(round(w * self.factor))), 3)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 3
-        self.sigma = max(0.0, (1.0 / self.factor - 1.0) / 2.0)
-
-    def _coords(self, start: int, stop: int, n_src: int) -> np.ndarray:
-        return np.clip((np.arange(start, stop) + 0.5) / self.factor - 0.5, 0, n_src - 1)
-
-    def __getitem__(self, key):
-        ky, kx = key[0], key[1]
-        y0, y1 = _span(ky, self.shape[0])
-        x0, x1 = _span(kx, self.shape[1])
-        if y1 <= y0 or x1 <= x0:
-            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-        h, w = self.src_shape
-        cy, cx = self._coords(y0, y1, h), self._coords(x0, x1, w)
-        pad = int(math.ceil(3 * self.sigma)) + 1
-        sy0, sy1 = max(int(np.floor(cy[0])) - pad, 0), min(int(np.floor(cy[-1])) + 2 + pad, h)
-        sx0, sx1 = max(int(np.floor(cx[0])) - pad, 0), min(int(np.floor(cx[-1])) + 2 + pad, w)
-        window = np.asarray(self.source[sy0:sy1, sx0:sx1, :3]).astype(np.float32)
-        if self.sigma > 0.3:
-            from scipy import ndimage
-
-            window = ndimage.gaussian_filter(window, sigma=(self.sigma, self.sigma, 0), mode="nearest")
-        cy, cx = cy - sy0, cx - sx0
-        r0 = np.floor(cy).astype(np.intp)
-        c0 = np.floor(cx).astype(np.intp)
-        r1 = np.minimum(r0 + 1, window.shape[0] - 1)
-        c1 = np.minimum(c0 + 1, window.shape[1] - 1)
-        wy = (cy - r0).astype(np.float32)[:, None, None]
-        wx = (cx - c0).astype(np.float32)[None, :, None]
-        rows = window[r0] * (1 - wy) + window[r1] * wy
-        out = rows[:, c0] * (1 - wx) + rows[:, c1] * wx
-        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        return out if len(key) < 3 else out[..., key[2]]
 
 
 class WindowView:
@@ -428,14 +356,22 @@ def segment_slide_progressive(
             )
         slide_mpp = slide.require_mpp()
         net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
+        if slide.mpp_source == "given":  # a typo (0, nm, dpi) is refused before any work
+            try:
+                check_mpp(slide_mpp, net_mpp, what=f"{slide.path}: the given resolution")
+            except ValueError as exc:
+                raise SlideError(str(exc)) from exc
         region = _check_region(slide, settings.region)
         geo = _geometry(slide, slide_mpp, net_mpp, region)
         notes = list(slide.notes)
+        how = "given" if slide.mpp_source == "given" else f"recorded: {str(slide.mpp_source).removeprefix('file: ')}"
         if abs(geo.f - 1) > 1e-9:
             notes.append(
-                f"slide {slide_mpp:.4g} um/px, model {net_mpp:.4g} um/px ({net_source}): segmented at "
+                f"resolution {slide_mpp:.4g} um/px ({how}), model {net_mpp:.4g} um/px ({net_source}): segmented at "
                 f"{geo.f:.3g}x the slide's pixels (level {geo.level}), labels mapped back to level 0"
             )
+        else:
+            notes.append(f"resolution {slide_mpp:.4g} um/px ({how}); segmented as it is (model {net_mpp:.4g} um/px)")
         # An unfinished store of an earlier run: continue it if it was this same run.
         partial = store_path.with_name(store_path.name + PARTIAL)
         key = _run_key(slide, slide_mpp, net_mpp, region, settings, model_digest(model, info))
@@ -519,9 +455,11 @@ def segment_slide_progressive(
             else:
                 target = WindowView(store.level0, geo.oy, geo.ox, geo.height, geo.width)
             image = WindowView(geo.source, geo.oy, geo.ox, geo.height, geo.width)
+            cue = _cue_store(partial, info, geo, reopen=earlier is not None) if settings.instances else None
             t = time.perf_counter()
             gen = segment_progressive(model, info, image, settings.inference, out=target, name=str(slide.path),
-                                      tile_filter=tile_filter, resume_bands=resume["bands"], on_band=band_done)
+                                      tile_filter=tile_filter, resume_bands=resume["bands"], on_band=band_done,
+                                      cue_out=cue)
             seg = yield from gen
             if seg.tiles_resumed:
                 notes.append(f"continued an interrupted run: {seg.tiles_resumed} of {seg.tiles} tiles were done "
@@ -546,7 +484,7 @@ def segment_slide_progressive(
                 # Written beside the old one and renamed with the store at the very end, so a failure
                 # before then leaves an earlier GeoJSON as it was.
                 nuclei = yield from _write_instances(
-                    labels_model, geo, info, settings, geojson_partial, overwrite=True,
+                    labels_model, geo, info, settings, geojson_partial, overwrite=True, cue=cue,
                     properties={"slide": str(slide.path), "mpp": slide_mpp, "model_mpp": net_mpp,
                                 "coordinates": "level-0 slide pixels, origin top-left corner",
                                 "labels_store": store_path.name, "software": "napari-genselfdiff"},
@@ -563,6 +501,8 @@ def segment_slide_progressive(
             yield {"stage": "pyramid", "done": 1, "total": 1}
             if scratch is not None:
                 shutil.rmtree(partial / "model_resolution", ignore_errors=True)
+            if cue is not None:
+                shutil.rmtree(partial / CUE_STORE, ignore_errors=True)
             total_seconds = time.perf_counter() - start
             result = SlideResult(
                 slide=slide.path, labels_store=store_path, geojson=geojson_path if settings.instances else None,
@@ -609,22 +549,40 @@ def _count_all_tiles(geo: _Geometry, model, inference: InferenceSettings) -> int
 
 
 def _map_back(scratch, level0, geo: _Geometry, region, block: int = 2048):
-    """Nearest-neighbour: level-0 pixel (y, x) takes model pixel floor((y + 0.5) * f) - offset."""
+    """Level-0 labels from the model-resolution ones, block by block (:func:`.resolution.map_back`:
+    the most frequent model label under each slide pixel)."""
     x, y, w, h = region
-    f = geo.f
     blocks = [(by, bx) for by in range(y, y + h, block) for bx in range(x, x + w, block)]
     for i, (by, bx) in enumerate(blocks):
         ey, ex = min(by + block, y + h), min(bx + block, x + w)
-        rows = np.clip(np.floor((np.arange(by, ey) + 0.5) * f).astype(np.intp) - geo.oy, 0, geo.height - 1)
-        cols = np.clip(np.floor((np.arange(bx, ex) + 0.5) * f).astype(np.intp) - geo.ox, 0, geo.width - 1)
-        src = np.asarray(scratch[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        src = map_back(scratch, (by, ey), (bx, ex), geo.f, offset=(geo.oy, geo.ox))  # as images do
         if src.any():
-            level0[by:ey, bx:ex] = src[np.ix_(rows - rows[0], cols - cols[0])]
+            level0[by:ey, bx:ex] = src
         yield {"stage": "mapping labels", "done": i + 1, "total": len(blocks)}
 
 
+CUE_STORE = "instance_cue"
+
+
+def _cue_store(partial: Path, info, geo: _Geometry, *, reopen: bool):
+    """A float16 zarr array for an instance-aware model's cue at the model's resolution (None for other
+    models), kept in the partial store until the nuclei are written, so an interrupted run keeps it."""
+    from .outputs import CUE_CHANNELS
+
+    n = CUE_CHANNELS.get(getattr(info, "output", "classes"), 0)
+    if not n:
+        return None
+    import zarr
+
+    path = partial / CUE_STORE
+    if reopen and path.is_dir():
+        return zarr.open_array(str(path), mode="r+", zarr_format=2)
+    return zarr.open_array(str(path), mode="w", shape=(n, geo.height, geo.width), chunks=(n, 1024, 1024),
+                           dtype="float16", fill_value=0, zarr_format=2)
+
+
 def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, target: Path, *, overwrite: bool,
-                     properties: dict, seed: str):
+                     properties: dict, seed: str, cue=None):
     """Split nuclei block by block and stream them to a GeoJSON file (written atomically).
 
     Returns the number of nuclei (as the generator's return value).
@@ -654,7 +612,8 @@ def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, targ
                 wy1, wx1 = min(by + B + M, H), min(bx + B + M, W)
                 window = np.asarray(labels[wy0:wy1, wx0:wx1])
                 if window.any():
-                    inst = split_nuclei(window > 0, None, info)  # the cue is not kept for slides
+                    cue_window = None if cue is None else np.asarray(cue[:, wy0:wy1, wx0:wx1], dtype=np.float32)
+                    inst = split_nuclei(window > 0, cue_window, info)
                     for value, sl in enumerate(ndimage.find_objects(inst), start=1):
                         if sl is None:
                             continue
