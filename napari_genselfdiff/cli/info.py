@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
         "(read from its metadata; the weights are not loaded).",
         epilog="Example: genselfdiff info nuclei.safetensors",
     )
-    parser.add_argument("model", metavar="MODEL", help="a .safetensors model file, or 'default'")
+    parser.add_argument("model", metavar="MODEL", help="a .safetensors model file, or a bundled model's name ('default', 'nuclei', ...)")
     parser.add_argument("--json", action="store_true", help="print the metadata as JSON instead")
     parser.set_defaults(func=run)
 

@@ -33,8 +33,9 @@ def add_parser(subparsers) -> None:
         help=f"image files or folders (default: the bundled sample {SAMPLE.name})",
     )
     parser.add_argument(
-        "--model", default="default", metavar="PATH|default",
-        help="a .safetensors model file, or 'default' for the bundled model (default: default)",
+        "--model", default="default", metavar="PATH|NAME",
+        help="a .safetensors model file, or the name of a model bundled with the package: 'default' (the "
+             "nuclei model, also 'nuclei') or another file of napari_genselfdiff/models/ by its name (default: default)",
     )
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR", help="output folder (default: out)")
     parser.add_argument("--instances", action="store_true", help="outline nucleus instances (touching nuclei apart)")

@@ -41,8 +41,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of image files")
     parser.add_argument(
-        "--model", default="default", metavar="PATH|default",
-        help="a .safetensors model file, or 'default' for the model bundled with the package (default: default)",
+        "--model", default="default", metavar="PATH|NAME",
+        help="a .safetensors model file, or the name of a model bundled with the package: 'default' (the "
+             "nuclei model, also 'nuclei') or another file of napari_genselfdiff/models/ by its name (default: default)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the outputs (created)")
     add_inference_arguments(parser)

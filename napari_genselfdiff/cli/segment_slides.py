@@ -79,9 +79,10 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
         raise CommandError(f"--workers must be at least 1, not {workers}.")
     if workers or scheduler:
         from ..core.inference.slide_cluster import segment_slides_on_cluster
-        from ..core.model_files import resolve_model_path
+        from ..core.model_files import check_segmentation_model, read_model_info, resolve_model_path
 
         model_path = resolve_model_path(model)
+        check_segmentation_model(read_model_info(model_path))  # before any worker starts
         where = f"scheduler {scheduler}" if scheduler else f"a local cluster of {workers} worker(s)"
         print(f"{len(paths)} slide(s) on {where} -> {out_dir}")
         failed = [0]

@@ -100,8 +100,14 @@ class SlideSegmentWidget(QWidget):
         self.last_result = None
         self.last_saved = None  # changed pixels written by the last Save corrections
         self.slide_combo = QComboBox()
-        self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("model file (.safetensors)")
+        # The model: a bundled one by name (THE registry, core.model_files.bundled_models; the default
+        # model first, chosen) or a file typed or browsed into the same field.
+        self.model_combo = QComboBox()
+        self.model_combo.setEditable(True)
+        self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.model_edit = self.model_combo.lineEdit()
+        self.model_edit.setPlaceholderText("model file (.safetensors) or a bundled model")
+        self._bundled_choices()
         browse = QPushButton("...")
         browse.clicked.connect(self._browse_model)
         self.out_edit = QLineEdit()
@@ -133,7 +139,7 @@ class SlideSegmentWidget(QWidget):
         self.status.setWordWrap(True)
 
         model_row = QHBoxLayout()
-        model_row.addWidget(self.model_edit)
+        model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(browse)
         form = QFormLayout()
         form.addRow("Slide", self.slide_combo)
@@ -195,6 +201,42 @@ class SlideSegmentWidget(QWidget):
             raise SlideError(f"resolution '{text}' is not a positive number of microns per pixel (40x: 0.25).")
         return value
 
+    def _bundled_choices(self) -> None:
+        """Offer the bundled models (the default one first and chosen), as the Model panel does."""
+        from ..core.model_files import bundled_models
+
+        for index, (name, path) in enumerate(bundled_models().items()):
+            self.model_combo.addItem(f"{name} (bundled{', default' if index == 0 else ''})", name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, str(path), 3)  # tooltip: the file
+        self.model_combo.setCurrentIndex(0 if self.model_combo.count() else -1)
+
+    def model_choice(self) -> str:
+        """The model to resolve: a bundled model's name when one of the list is shown, else the text
+        (a file path or a name).
+
+        Raises:
+            SlideError: the field is empty.
+        """
+        text = self.model_edit.text().strip()
+        index = self.model_combo.findText(text)
+        if text and index >= 0 and self.model_combo.itemData(index):
+            return str(self.model_combo.itemData(index))
+        if not text:
+            raise SlideError("choose a model: a bundled one from the list, or a model file (...).")
+        return str(Path(text).expanduser())
+
+    def inference_settings(self):
+        """Device, precision and tile of the annotation widget docked in the same viewer (its Model
+        and Segment panels), else the defaults; nuclei are the slide's own option."""
+        import dataclasses
+
+        from ..core.inference import InferenceSettings
+        from ._state import state_of
+
+        state = state_of(self.viewer)
+        chosen = state.inference_settings() if state is not None and state.inference_settings else InferenceSettings()
+        return dataclasses.replace(chosen, instances=False)
+
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Model files (*.safetensors)")
         if path:
@@ -247,7 +289,6 @@ class SlideSegmentWidget(QWidget):
 
     # -- running -----------------------------------------------------------------------------------
     def segment(self) -> None:
-        from ..core.inference import InferenceSettings
         from ..core.inference.slide import (
             SlideSettings,
             free_output_suffix,
@@ -255,7 +296,7 @@ class SlideSegmentWidget(QWidget):
             segment_slide_progressive,
             slide_stem,
         )
-        from ..core.model_files import load_model
+        from ..core.model_files import resolve_model
         from . import _notify
 
         name = self.slide_combo.currentText()
@@ -267,16 +308,14 @@ class SlideSegmentWidget(QWidget):
         try:
             region = self.region(layer, meta)
             mpp = self._mpp()
-            model_text = self.model_edit.text().strip()
-            if not model_text:
-                raise SlideError("choose a model file first.")
-            network, info = load_model(Path(model_text).expanduser())
+            network, info = resolve_model(self.model_choice())
+            inference = self.inference_settings()
         except Exception as exc:  # noqa: BLE001 - shown to the user as a sentence
             self._say(_notify.describe(exc, "segment the slide"))
             return
         slide_path = Path(meta["path"])
         out_dir = Path(self.out_edit.text().strip() or slide_path.parent).expanduser()
-        settings = SlideSettings(inference=InferenceSettings(), instances=self.instances_check.isChecked(),
+        settings = SlideSettings(inference=inference, instances=self.instances_check.isChecked(),
                                  mpp=mpp, region=region)
         # Never replace a finished store (it may hold saved corrections): the first free name,
         # <stem>_labels.zarr, else <stem>_labels-2.zarr, -3, ... (an unfinished .partial keeps its name,

@@ -6,6 +6,7 @@ its attributes directly (e.g. ``state.ask = lambda title, text: True`` answers e
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,22 @@ def _ask_with_dialog(parent) -> Callable[[str, str], bool]:
     return ask
 
 
+#: The state of the annotation widget docked in each viewer (by id of the viewer), so that the slide
+#: widget of the same viewer segments with the Model panel's device and precision and the Segment
+#: panel's tile. Weak: a closed widget's state goes away.
+_BY_VIEWER: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def state_of(viewer) -> PluginState | None:
+    """The :class:`PluginState` of the annotation widget in ``viewer``, or None if none is docked."""
+    return _BY_VIEWER.get(_viewer_key(viewer))
+
+
+def _viewer_key(viewer) -> int:
+    """The viewer's identity; napari hands plugin widgets a proxy of the viewer, so unwrap it."""
+    return id(getattr(viewer, "__wrapped__", viewer))
+
+
 class PluginState(QObject):
     """Shared state of the panels.
 
@@ -44,6 +61,8 @@ class PluginState(QObject):
         annotations: the open :class:`..core.annotations.AnnotationSet` (None until opened).
         jobs: running workers by name ("segment", "pretrain", "finetune"), from start to finished.
         ask: ``ask(title, text) -> bool``; a Yes/No dialog by default.
+        inference_settings: ``() -> InferenceSettings`` of the Segment panel (tile, overlap, device,
+            precision), set by the widget; None until then. The slide widget reads it.
     """
 
     model_changed = Signal(object)
@@ -62,6 +81,8 @@ class PluginState(QObject):
         self.annotations = None
         self.jobs: dict[str, object] = {}
         self.ask: Callable[[str, str], bool] = _ask_with_dialog(parent)
+        self.inference_settings: Callable[[], object] | None = None
+        _BY_VIEWER[_viewer_key(viewer)] = self
 
     # -- model -------------------------------------------------------------------------------------
 
@@ -74,10 +95,10 @@ class PluginState(QObject):
         Raises:
             ModelFileError: missing, corrupt, pickled or foreign file (nothing changes then).
         """
-        from ..core.model_files import load_model, resolve_model_path
+        from ..core.model_files import resolve_model
 
-        path = resolve_model_path(path)
-        network, info = load_model(path, device="cpu")
+        network, info = resolve_model(path, device="cpu", segmentation=False)  # fine-tuning may start from a noise model
+        path = info.path
         self.model_path, self.model_info, self._network = Path(path), info, network
         if path != _bundled():
             self.settings.add_recent_model(path)

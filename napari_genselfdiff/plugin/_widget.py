@@ -72,6 +72,7 @@ class GenSelfDiffWidget(QWidget):
         self.stop_timeout_s = 120.0
         self.model_panel = ModelPanel(self.state)
         self.segment_panel = SegmentPanel(self.state)
+        self.state.inference_settings = self.segment_panel.inference_settings  # the slide widget's too
         self.annotation_panel = AnnotationPanel(self.state)
         self.export_panel = ExportPanel(self.state)
         self.pretrain_panel = PretrainPanel(self.state)

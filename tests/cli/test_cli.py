@@ -16,9 +16,7 @@ import tifffile
 
 from napari_genselfdiff.cli import common
 from napari_genselfdiff.cli.main import main
-from napari_genselfdiff.core.model_files import bundled_model_path
 
-NO_BUNDLED_MODEL = pytest.mark.skipif(bundled_model_path() is not None, reason="this build bundles a default model")
 
 
 @pytest.fixture
@@ -131,9 +129,11 @@ def test_two_inputs_with_the_same_name_do_not_overwrite_each_other(capsys, tmp_p
     assert tifffile.imread(tmp_path / "o" / "good_labels.tif").shape == (48, 64)  # the first one's
 
 
-@NO_BUNDLED_MODEL
 @pytest.mark.parametrize("command", [["segment", "x.png", "--out", "o"], ["run"], ["info", "default"]])
 def test_default_model_missing_says_how_to_pass_one(capsys, tmp_path, monkeypatch, command):
+    from napari_genselfdiff.core.model_files import store
+
+    monkeypatch.setattr(store, "BUNDLED_DIR", tmp_path / "no-models")  # an install without the bundled file
     monkeypatch.chdir(tmp_path)
     code, stdout, stderr = run_cli(capsys, *command, *(["--model", "default"] if command[0] != "info" else []))
     assert code == 2

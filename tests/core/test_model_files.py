@@ -158,14 +158,50 @@ def test_classes_that_do_not_fit_the_head_are_refused(make_model, tmp_path):
         read_model_info(other)
 
 
-def test_a_missing_file_and_the_unbundled_default_have_clear_messages(tmp_path):
+def test_a_missing_file_and_the_unbundled_default_have_clear_messages(tmp_path, monkeypatch):
+    from napari_genselfdiff.core.model_files import store
+
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "absent.safetensors")
-    if bundled_model_path() is None:
+    monkeypatch.setattr(store, "BUNDLED_DIR", tmp_path / "no-models")  # an install without the bundled file
+    assert bundled_model_path() is None
+    for name in ("default", "nuclei"):
         with pytest.raises(ModelFileError, match="no default model is bundled.*--model PATH"):
-            resolve_model_path("default")
-    else:
-        assert resolve_model_path("default") == bundled_model_path()
+            resolve_model_path(name)
+
+
+def test_bundled_models_are_found_by_name_and_new_ones_join_the_registry(make_model, tmp_path, monkeypatch):
+    """THE registry: every models/<name>.safetensors is offered by its name; "default" and "nuclei" name
+    the default model; a path is a path; an unknown name lists the bundled ones."""
+    from napari_genselfdiff.core.model_files import bundled_models, resolve_model, store
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("default_nuclei", "glands"):
+        path = make_model("micro", name=name)[2]
+        path.rename(folder / path.name)
+    monkeypatch.setattr(store, "BUNDLED_DIR", folder)
+    assert bundled_models() == {"nuclei": folder / "default_nuclei.safetensors", "glands": folder / "glands.safetensors"}
+    assert resolve_model_path("default") == resolve_model_path("nuclei") == folder / "default_nuclei.safetensors"
+    network, info = resolve_model("glands")
+    assert info.path == folder / "glands.safetensors" and info.head == "classes"
+    with pytest.raises(ModelFileError, match="'lungs' is neither a model file nor a bundled model.*nuclei, glands"):
+        resolve_model("lungs")
+    with pytest.raises(ModelFileError, match="no such model file"):
+        resolve_model(tmp_path / "lungs.safetensors")
+
+
+def test_one_refusal_of_a_pretraining_model_for_every_front_end(make_model):
+    """resolve_model refuses a noise model (before reading its weights) with THE message; asked for
+    a fine-tuning start it loads it."""
+    from napari_genselfdiff.core.model_files import pretraining_model_message, resolve_model
+
+    _, _, path = make_model("micro", head="noise", name="noise")
+    with pytest.raises(ModelFileError) as caught:
+        resolve_model(path)
+    assert str(caught.value) == pretraining_model_message(path) and "Fine-tune it" in str(caught.value)
+    network, info = resolve_model(path, segmentation=False)
+    assert info.head == "noise" and not network.training
 
 
 def test_saving_refuses_to_overwrite_when_asked(make_model, tmp_path):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from ..errors import ImageInputError, ModelFileError
+from ..errors import ImageInputError
 from ..progress import Returning
 from .resolution import ResolutionError
 
@@ -31,26 +31,22 @@ ImageSource = tuple
 
 
 def load_segmentation_model(model: str, device_name: str):
-    """Resolve a model ("default" or a path), choose the device and load a class-head model onto it.
+    """Choose the device and load a class-head model onto it (a bundled model's name or a path, through
+    THE resolver, :func:`..model_files.resolve_model`).
 
     Returns:
         (network, info, device).
 
     Raises:
-        ModelFileError: no bundled model; a missing, corrupt or pickled file; a pretraining (noise)
-            model (the message says what to do).
+        ModelFileError: no such bundled model; a missing, corrupt or pickled file; a pretraining
+            (noise) model (the message says what to do).
         ValueError: the device is not available (from :func:`.device.choose_device`).
     """
-    from ..model_files import load_model, resolve_model_path
+    from ..model_files import resolve_model
     from .device import choose_device
 
-    path = resolve_model_path(model)
     device = choose_device(device_name)
-    network, info = load_model(path, device=device)
-    if info.head != "classes":
-        raise ModelFileError(
-            f"{path} is a pretraining (noise) model; segmentation needs a fine-tuned model with classes."
-        )
+    network, info = resolve_model(model, device=device)
     return network, info, device
 
 

@@ -23,13 +23,13 @@ _MODELS: dict[tuple[str, float, str], tuple[Any, Any]] = {}
 
 def _load(model_path: str, device: str):
     """The model, loaded once per worker process (keyed by path, modification time and device)."""
-    from ..model_files import load_model
+    from ..model_files import resolve_model
     from .device import choose_device
 
     key = (model_path, os.path.getmtime(model_path), device)
     if key not in _MODELS:
         _MODELS.clear()
-        network, info = load_model(Path(model_path), device=choose_device(device))
+        network, info = resolve_model(Path(model_path), device=choose_device(device))
         _MODELS[key] = (network, info)
     return _MODELS[key]
 
@@ -45,8 +45,6 @@ def segment_slide_task(model_path: str, slide_path: str, out_dir: str, settings,
         if threads:
             torch.set_num_threads(int(threads))
         network, info = _load(str(model_path), settings.inference.device)
-        if info.head != "classes":
-            raise ValueError(f"{model_path} is a pretraining (noise) model; segmentation needs one with classes.")
         result = segment_slide(network, info, slide_path, out_dir, settings, overwrite=overwrite, restart=restart)
         return {"slide": str(slide_path), "ok": True, "result": result.to_dict()}
     except Exception as exc:  # noqa: BLE001 - every failure is reported per slide, the others go on

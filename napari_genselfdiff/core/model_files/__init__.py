@@ -2,7 +2,15 @@
 
 from .classes import ClassInfo, default_classes
 from .schema import SCHEMA_NAME, SCHEMA_VERSION, ModelInfo
-from .store import bundled_model_path, load_model, read_model_info, resolve_model_path, save_model
+from .resolve import check_segmentation_model, pretraining_model_message, resolve_model
+from .store import (
+    bundled_model_path,
+    bundled_models,
+    load_model,
+    read_model_info,
+    resolve_model_path,
+    save_model,
+)
 
 __all__ = [
     "ClassInfo",
@@ -10,9 +18,13 @@ __all__ = [
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
     "bundled_model_path",
+    "bundled_models",
+    "check_segmentation_model",
     "default_classes",
     "load_model",
+    "pretraining_model_message",
     "read_model_info",
+    "resolve_model",
     "resolve_model_path",
     "save_model",
 ]

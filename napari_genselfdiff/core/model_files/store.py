@@ -19,29 +19,67 @@ BUNDLED_DEFAULT = "default_nuclei.safetensors"
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def bundled_model_path() -> Path | None:
-    """The default model shipped inside the package, or None if this build ships none."""
-    path = BUNDLED_DIR / BUNDLED_DEFAULT
-    return path if path.is_file() else None
+#: The name "default" stands for this bundled model (the nuclei model).
+DEFAULT_MODEL_NAME = "default"
+
+
+def bundled_name(path: str | Path) -> str:
+    """The name a bundled model file is known by: its stem, without a leading ``default_``
+    (``default_nuclei.safetensors`` is "nuclei", ``glands.safetensors`` "glands")."""
+    stem = Path(path).stem
+    return stem[len("default_"):] if stem.startswith("default_") else stem
+
+
+def bundled_models() -> dict[str, Path]:
+    """THE registry of the models shipped inside the package: ``{name: file}``, every
+    ``napari_genselfdiff/models/<name>.safetensors``, the default model first. Adding a model to the
+    package is adding its file there; every front end then offers it by name."""
+    files = sorted(BUNDLED_DIR.glob("*.safetensors"), key=lambda p: (p.name != BUNDLED_DEFAULT, p.name))
+    return {bundled_name(path): path for path in files if path.is_file()}
+
+
+def bundled_model_path(name: str = DEFAULT_MODEL_NAME) -> Path | None:
+    """The bundled model called ``name`` ("default": the default model), or None if this build ships
+    no such model."""
+    if name == DEFAULT_MODEL_NAME:
+        path = BUNDLED_DIR / BUNDLED_DEFAULT
+        return path if path.is_file() else None
+    return bundled_models().get(name)
+
+
+def is_model_name(model: str | Path) -> bool:
+    """Whether ``model`` is written as a model name ("default", "nuclei", ...) rather than a file path:
+    no folder separator and no suffix."""
+    text = str(model)
+    return bool(text) and "/" not in text and "\\" not in text and Path(text).suffix == "" and text not in (".", "..")
 
 
 def resolve_model_path(model: str | Path) -> Path:
-    """Map ``"default"`` to the bundled model and check that a given path exists.
+    """Map a bundled model's name ("default", "nuclei", any name of :func:`bundled_models`) to its
+    file, and check that a given path exists.
 
     Raises:
-        ModelFileError: no bundled model, or the file does not exist.
+        ModelFileError: no such bundled model, or the file does not exist.
     """
-    if str(model) == "default":
-        path = bundled_model_path()
-        if path is None:
+    text = str(model)
+    if is_model_name(text) and not Path(text).is_file():
+        path = bundled_model_path(text)
+        if path is not None:
+            return path
+        names = list(bundled_models())
+        if text == DEFAULT_MODEL_NAME or text == bundled_name(BUNDLED_DEFAULT):
             raise ModelFileError(
                 "no default model is bundled in this installation: the file "
-                "napari_genselfdiff/models/default_nuclei.safetensors is missing (a damaged install, or a source "
+                f"napari_genselfdiff/models/{BUNDLED_DEFAULT} is missing (a damaged install, or a source "
                 "tree without it). Reinstall napari-genselfdiff, or pass a model file "
                 "with --model PATH: fine-tune one in napari's Train tab from a few corrected images, or with "
-                "src_train/finetune.py."
+                "genselfdiff finetune."
             )
-        return path
+        raise ModelFileError(
+            f"{text!r} is neither a model file nor a bundled model ("
+            + (f"bundled: {', '.join(['default'] + names)}" if names else "none is bundled in this installation")
+            + "); pass a .safetensors file or one of those names."
+        )
     path = Path(model).expanduser()
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file.")

@@ -219,13 +219,12 @@ class SegmentPanel(QGroupBox):
             _notify.tell(self._status, _notify.describe(exc, "Loading the model"), "error",
                          toast="Cannot load the model.")
             return None
-        if info.head != "classes":
-            _notify.tell(
-                self._status,
-                "Cannot segment: the chosen model is a pretraining (noise) model. Fine-tune it on corrected "
-                "images first (Train tab), or choose a segmentation model.", "error",
-                toast="Cannot segment with a pretraining model.",
-            )
+        from ...core.model_files import check_segmentation_model
+
+        try:
+            check_segmentation_model(info, "the chosen model")
+        except GenSelfDiffError as exc:
+            _notify.tell(self._status, f"Cannot segment: {exc}", "error", toast="Cannot segment with this model.")
             return None
 
         from ...core.image_input import inspect_image
