@@ -182,3 +182,34 @@ def labels_plane(labels_layer, plane: ImagePlane) -> np.ndarray:
             "Pick the labels made from this image, or segment it again."
         )
     return data
+
+
+def nuclei_layer_for(viewer, labels_layer, plane: ImagePlane | None = None):
+    """The nucleus instances layer that goes with ``labels_layer``, or None.
+
+    The Segment panel gives a result's labels and nuclei one ``result`` id; without one (layers made
+    elsewhere) the nuclei layer is found by name: ``<labels name with ' nuclei' for ' labels'>``, or
+    ``<image> nuclei<slice>``. A layer of another shape is not taken.
+    """
+    from napari.layers import Labels
+
+    shape = np.shape(labels_layer.data)
+    result = layer_meta(labels_layer).get("result")
+    candidates = [layer for layer in viewer.layers if isinstance(layer, Labels) and layer is not labels_layer
+                  and np.shape(layer.data) == shape]
+    if result:
+        for layer in candidates:
+            meta = layer_meta(layer)
+            if meta.get("kind") == "instances" and meta.get("result") == result:
+                return layer
+    names = []
+    if " labels" in labels_layer.name:
+        names.append(labels_layer.name.replace(" labels", " nuclei"))
+    if plane is not None:
+        names.append(f"{plane.layer.name} nuclei{plane.suffix}")
+    for name in names:
+        for layer in candidates:
+            meta = layer_meta(layer)
+            if layer.name == name and not (result and meta.get("result") and meta.get("result") != result):
+                return layer
+    return None

@@ -7,6 +7,11 @@ Partial annotations: **Corrected** says what was checked: the whole image, the c
 rectangles/polygons (ellipses become polygons) of a Shapes layer. Their outlines go from the Shapes
 layer's (or the view's) world coordinates into the image's pixel coordinates and are stored with the
 snapshot; pixels outside them are unknown (left out of fine-tuning, set apart at export).
+
+Nuclei follow the corrected labels: when the labels have a nuclei (instances) layer, "Mark as
+corrected" first brings it into agreement with the labels (:func:`...core.annotations.sync_instances`:
+erased nuclei removed, painted ones split into new nuclei, untouched ones keep their ids), updates the
+nuclei layer in the viewer and stores those instances with the pair.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .._layers import (
     labels_layers,
     labels_plane,
     layer_meta,
+    nuclei_layer_for,
     paired_image,
 )
 
@@ -293,11 +299,7 @@ class AnnotationPanel(QGroupBox):
                     f"the labels layer '{labels_layer.name}' holds label {top}, but its classes are {names}. "
                     f"Paint only with these labels (the label number in the layer controls), or erase label {top}."
                 )
-            instances = None
-            nuclei_name = f"{image_layer.name} nuclei{plane.suffix}"
-            nuclei = self._layer(nuclei_name)
-            if nuclei is not None and np.shape(nuclei.data) == labels.shape:
-                instances = nuclei.data
+            instances, synced = self._synced_nuclei(labels_layer, plane, labels)
             regions = self._corrected_regions(image_layer, labels.shape)
             pair = self.state.annotations.add(
                 np.asarray(plane.data),
@@ -319,13 +321,35 @@ class AnnotationPanel(QGroupBox):
                          toast="Cannot mark as corrected.")
             return None
         self.refresh_list()
+        if synced:
+            nuclei_layer, instances_now, changes = synced
+            if changes.changed:
+                nuclei_layer.data = instances_now  # the viewer shows what was stored
         part = ""
         if pair.partial:
             part = f" Partial: {len(pair.regions)} region(s), {pair.known_mask().mean():.0%} of the image corrected."
+        if synced and synced[2].changed:
+            part += f" Nuclei updated from the corrected labels ({synced[2].describe()})."
         _notify.tell(self._status,
                      f"Saved '{pair.name}' as corrected pair {pair.id} ({len(self.state.annotations)} in the set).{part}",
                      "info", toast=f"Saved corrected pair {pair.id}.")
         return pair
+
+    def _synced_nuclei(self, labels_layer, plane, labels):
+        """``(instances to store, (nuclei layer, instances, SyncReport))`` for the labels' nuclei layer, in
+        agreement with the corrected ``labels``; ``(None, None)`` when the labels have no nuclei layer."""
+        from ...core.annotations import sync_instances
+
+        nuclei = nuclei_layer_for(self.state.viewer, labels_layer, plane)
+        if nuclei is None:
+            return None, None
+        split = None
+        if self.state.model_info is not None:
+            from ...core.inference.instances import splitting_parameters
+
+            split = splitting_parameters(self.state.model_info)
+        instances, changes = sync_instances(labels, np.asarray(nuclei.data), split=split)
+        return instances, (nuclei, instances, changes)
 
     def status_text(self) -> str:
         return self._status.text()

@@ -2,7 +2,8 @@
 
 Writes ``<stem>_labels.tif`` + ``.png``, ``<stem>_instances.tif`` when there are nuclei,
 ``<stem>.geojson`` for QuPath and ``classes.json`` (see :mod:`napari_genselfdiff.core.export`).
-Existing files are replaced only after the user says yes.
+Existing files are replaced only after the user says yes. The nuclei exported are those of the
+corrected labels (:func:`napari_genselfdiff.core.export.export_items` brings them into agreement).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import GenSelfDiffError
 from .. import _notify
-from .._layers import classes_of, layer_meta
+from .._layers import classes_of, layer_meta, nuclei_layer_for
 
 
 class ExportPanel(QGroupBox):
@@ -109,11 +110,8 @@ class ExportPanel(QGroupBox):
                 f"'{layer.name}' holds nucleus instances; select the class labels layer (its nuclei are exported with it)."
             )
         classes = classes_of(layer, self.state.model_info.classes if self.state.model_info else None)
-        instances = None
-        nuclei_name = layer.name.replace(" labels", " nuclei")
-        if nuclei_name != layer.name and nuclei_name in self.state.viewer.layers:
-            candidate = np.asarray(self.state.viewer.layers[nuclei_name].data)
-            instances = candidate if candidate.shape == data.shape else None
+        nuclei = nuclei_layer_for(self.state.viewer, layer)  # brought into agreement with the labels by the export
+        instances = np.asarray(nuclei.data) if nuclei is not None else None
         stem = safe_stem(layer.name.replace(" labels", ""))
         return [ExportItem(stem=stem, labels=data, classes=classes, instances=instances)]
 

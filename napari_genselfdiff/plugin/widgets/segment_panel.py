@@ -13,7 +13,13 @@ Where the result goes: ``<image> labels`` takes its image's placement (the scale
 its Y and X axes) and sits in the layer list directly above its image, so it never covers another
 image. Segmenting an image again replaces the labels it got last time when they are unedited; when
 they were edited, the user is asked, and "No" adds the new result as a separate layer (above the
-old one) instead.
+old one) instead, and the old labels keep their ``<image> nuclei`` layer (each labels layer and
+its nuclei share a ``result`` id in their metadata): nothing the user chose to keep is replaced.
+
+Which model made a layer: every result layer's metadata holds the model file and its name
+(``model``, ``model_name``), and the status line names the model and the layers it made; a
+fine-tuned model that was never scored on held-out images is said to be unchecked, and a higher
+mean uncertainty than the image's previous result is reported.
 
 What to correct next: with **uncertainty map** ticked, each segmentation also gives
 ``<image> uncertainty`` (the normalised entropy of the class probabilities, a hidden image layer
@@ -26,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
+
 import numpy as np
 
 from qtpy.QtWidgets import (
@@ -57,6 +65,16 @@ from .._layers import (
     layer_meta,
 )
 from .._threading import start_worker
+
+
+def _unchecked(info) -> str | None:
+    """A plain warning when ``info`` is a fine-tuned model never scored on held-out images, else None."""
+    provenance = getattr(info, "provenance", None) or {}
+    if provenance.get("stage") != "finetune" or provenance.get("metrics"):
+        return None
+    return (f"'{info.display_name}' is a fine-tuned model that was not checked: it has no held-out score "
+            "(too few corrected images to hold one out), so nothing says it is better than the model it "
+            "started from; compare its labels with the previous ones before relying on them")
 
 
 def _digest(data) -> str:
@@ -248,6 +266,9 @@ class SegmentPanel(QGroupBox):
         self._planes = dict(enumerate(planes))
         self.added, self.outcome = [], None
         self._notes = list(refused)
+        unchecked = _unchecked(info)
+        if unchecked:
+            self._notes.append(unchecked)
         settings = self.inference_settings()
         from napari.utils import progress
 
@@ -302,9 +323,12 @@ class SegmentPanel(QGroupBox):
                 step, self._last_n = value - self._last_n, value
                 self._pbar.update(step)
         elif kind == "result":
-            self._add_layers(self._planes[event["index"]], event["result"])
+            labels = self._add_layers(self._planes[event["index"]], event["result"])
             if event.get("uncertainty") is not None:
                 self._add_uncertainty(self._planes[event["index"]], event["uncertainty"])
+            # the labels are the selected layer (not the uncertainty map added after them), so the
+            # brush and eraser keys act on them
+            self.state.viewer.layers.selection.active = labels
         elif kind == "error":
             message = f"Cannot segment: {event['message']}"
             self._notes.append(message)
@@ -321,6 +345,7 @@ class SegmentPanel(QGroupBox):
             "classes": classes_to_meta(classes),
             "model": str(self.state.model_path),
             "model_name": info.display_name,
+            "result": uuid.uuid4().hex,  # the labels and nuclei of one result share it
         }
         labels, kept_old = self._place(
             plane, f"{image.name} labels{plane.suffix}", result.labels, meta, above=image, mode="ask",
@@ -337,7 +362,7 @@ class SegmentPanel(QGroupBox):
         for note in [*plane.notes, *result.notes]:
             self._notes.append(f"'{image.name}': {note}")
             _notify.warning(f"'{image.name}': {note}")
-        self.state.viewer.layers.selection.active = labels
+        return labels
 
     def _place(self, plane, name: str, data, meta: dict, *, above, mode: str, **kwargs):
         """Put ``data`` where the user expects it; returns ``(layer, kept_old)``.
@@ -354,11 +379,12 @@ class SegmentPanel(QGroupBox):
         previous = self._previous(meta)
         if previous is not None:
             edited = layer_meta(previous).get("digest") != _digest(previous.data)
-            replace = not edited or mode == "replace" or (mode == "ask" and self.state.ask(
+            # "new": the labels this layer follows were kept, so it is kept too (edited or not)
+            replace = mode == "replace" or (mode == "ask" and (not edited or self.state.ask(
                 "Replace the edited labels?",
                 f"'{previous.name}' has been edited since it was segmented. Replace it with the new result? "
                 "(No keeps it and adds the new result as a separate layer.)",
-            ))
+            )))
             if replace:
                 previous.data = data
                 previous.metadata = {**previous.metadata, META_KEY: meta}
@@ -395,11 +421,21 @@ class SegmentPanel(QGroupBox):
         viewer = self.state.viewer
         image = plane.layer
         name = f"{image.name} uncertainty{plane.suffix}"
-        meta = {"kind": "uncertainty", "image_layer": image.name, "slice": list(plane.slice_index)}
+        info = self.state.model_info
+        meta = {"kind": "uncertainty", "image_layer": image.name, "slice": list(plane.slice_index),
+                "model": str(self.state.model_path), "model_name": info.display_name if info else None,
+                "mean": float(np.mean(umap))}
         placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
         if name in viewer.layers and layer_meta(viewer.layers[name]).get("kind") == "uncertainty":
             layer = viewer.layers[name]
+            before = layer_meta(layer)
+            if isinstance(before.get("mean"), float) and meta["mean"] > before["mean"] + 0.005:
+                self._notes.append(
+                    f"'{image.name}{plane.suffix}': mean uncertainty rose from {before['mean']:.3f} "
+                    f"({before.get('model_name') or 'the previous model'}) to {meta['mean']:.3f} with "
+                    f"'{meta['model_name']}': the new model is less sure of this image")
             layer.data = umap
+            layer.metadata = {**layer.metadata, META_KEY: meta}
         else:
             layer = viewer.add_image(umap, name=name, colormap="magma", opacity=0.5, blending="additive",
                                      contrast_limits=(0.0, 1.0), visible=False, metadata={META_KEY: meta},
@@ -447,7 +483,12 @@ class SegmentPanel(QGroupBox):
         self.last_seconds = time.perf_counter() - self._started
         device = self.state.resolved_device()
         self._bar.setValue(1000)
-        text = f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}."
+        info = self.state.model_info
+        made = [layer.name for layer in self.added if layer_meta(layer).get("kind") == "classes"]
+        shown = ", ".join(f"'{name}'" for name in made[:3]) + (f" and {len(made) - 3} more" if len(made) > 3 else "")
+        model = f" with '{info.display_name}'" if info is not None else ""
+        text = f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}{model}" + (
+            f": {shown}." if made else ".")
         if count == 0:
             text = "No image was segmented."
         _notify.tell(self._status, self._with_notes(text), "info" if count else "error",
@@ -460,6 +501,7 @@ class SegmentPanel(QGroupBox):
 
     def _on_aborted(self) -> None:
         self.outcome = "cancelled"
+        self._bar.setValue(0)  # nothing half-done is left showing
         kept = f" ({len(self.added)} layer(s) from finished images kept)" if self.added else ""
         _notify.tell(self._status, self._with_notes(f"Segmentation cancelled{kept}."), "info",
                      toast="Segmentation cancelled.")
