@@ -90,3 +90,29 @@ def test_the_slide_widget_follows_the_model_panel_and_refuses_a_pretraining_mode
     widget.segment_button.click()
     assert widget.last_result is None
     assert pretraining_model_message(noise) in widget.status.text()
+
+
+def test_a_second_bundled_model_is_offered_by_both_widgets(make_napari_viewer, make_model, tmp_path, monkeypatch):
+    """A model added to napari_genselfdiff/models/ (e.g. glands) appears in the Model panel and the
+    slide widget by its name, beside the default one, and the slide widget resolves it by name."""
+    from napari_genselfdiff.core.model_files import resolve_model, store
+    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
+    from napari_genselfdiff.plugin._testing import isolate, open_widget
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("default_nuclei", "glands"):
+        path = make_model(name=name)[2]
+        path.rename(folder / path.name)
+    monkeypatch.setattr(store, "BUNDLED_DIR", folder)
+    isolate(monkeypatch, tmp_path)
+    viewer = make_napari_viewer()
+    main = open_widget(viewer)
+    texts = [text for text, _, _ in main.model_panel.choices()]
+    assert texts[0] == "Default model (bundled)" and "glands (bundled)" in texts
+    assert dict((t, f) for t, f, _ in main.model_panel.choices())["glands (bundled)"] == str(folder / "glands.safetensors")
+    slide = SlideSegmentWidget(viewer)
+    assert [slide.model_combo.itemText(i) for i in range(slide.model_combo.count())] == [
+        "nuclei (bundled, default)", "glands (bundled)"]
+    slide.model_combo.setCurrentIndex(1)
+    assert slide.model_choice() == "glands" and resolve_model(slide.model_choice())[1].path == folder / "glands.safetensors"

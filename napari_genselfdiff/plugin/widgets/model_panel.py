@@ -141,19 +141,24 @@ class ModelPanel(QGroupBox):
                 for i in range(self._choices.count())]
 
     def refresh_choices(self) -> None:
-        from ...core.model_files import bundled_model_path
+        from ...core.model_files import bundled_model_path, bundled_models
 
         self._choices.blockSignals(True)
         self._choices.clear()
         current = str(self.state.model_path) if self.state.model_path else None
         bundled = bundled_model_path()
+        shipped = set(bundled_models().values())
         if current is None:
             self._choices.addItem(_NONE, None)
         if bundled is not None:
             self._choices.addItem(_DEFAULT, str(bundled))
             self._choices.setItemData(self._choices.count() - 1, f"{model_name(bundled)}\n{bundled}", 3)
-        paths = [str(p) for p in self.state.settings.recent_models if bundled is None or Path(p) != bundled]
-        if current is not None and current not in paths and (bundled is None or Path(current) != bundled):
+        for name, path in bundled_models().items():  # the other bundled models (THE registry), by name
+            if path != bundled:
+                self._choices.addItem(f"{name} (bundled)", str(path))
+                self._choices.setItemData(self._choices.count() - 1, f"{model_name(path)}\n{path}", 3)
+        paths = [str(p) for p in self.state.settings.recent_models if Path(p) not in shipped]
+        if current is not None and current not in paths and Path(current) not in shipped:
             paths.append(current)
         names = [model_name(p) for p in paths]
         for path, name in zip(paths, names):
