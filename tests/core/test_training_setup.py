@@ -216,3 +216,21 @@ def test_defaults_plus_paper_json_are_the_paper_protocol():
     for section, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
         default = cls()
         assert all(getattr(default, k) != v for k, v in written[section].items()), section
+
+
+def test_a_finetuned_model_inherits_its_parents_resolution_and_card(he_crop, tmp_path, make_model):
+    """Issue 24, item 5: the child of a model recorded at 0.25 um/px is at 0.25 um/px too, and keeps the
+    card fields that stay true for it (intended use, limits, licence) with its parent's name."""
+    from napari_genselfdiff.core.network import UNetConfig
+
+    card = {"name": "Parent nuclei", "intended_use": "research on H&E", "limits": "40x only",
+            "licence": "CC-BY-4.0", "metrics": {"f1": 0.8}}
+    _, _, parent = make_model(preset=UNetConfig(**ARCH), name="parent", mpp=0.25, card=card)
+    path = run_generator(finetune(_finetune_cfg(he_crop, tmp_path / "child", steps=1, init=str(parent),
+                                                validate_every=0, val_fraction=0.0)))
+    child = load_model(path)[1]
+    assert child.mpp == 0.25
+    assert {k: child.card[k] for k in ("intended_use", "limits", "licence")} == {
+        k: card[k] for k in ("intended_use", "limits", "licence")}
+    assert child.card["fine_tuned_from"] == "Parent nuclei"
+    assert "metrics" not in child.card and child.display_name != "Parent nuclei"  # its own name, not the parent's

@@ -175,6 +175,22 @@ class FinetuneConfig(RunOptions):
             raise TrainingInputError(f"class names must differ, got {names}.")
 
 
+#: the parts of a parent's model card that stay true for a model fine-tuned from it (its name, data,
+#: history and scores describe the parent only)
+INHERITED_CARD_FIELDS = ("intended_use", "limits", "licence")
+
+
+def inherited_card(parent_info: ModelInfo | None) -> dict[str, Any] | None:
+    """The card a fine-tuned model starts with: the parent's :data:`INHERITED_CARD_FIELDS` and its name
+    as ``fine_tuned_from``; None without a parent card (the child's name is derived when it is saved)."""
+    card = parent_info.card if parent_info is not None and isinstance(parent_info.card, dict) else None
+    if not card:
+        return None
+    out = {key: card[key] for key in INHERITED_CARD_FIELDS if key in card}
+    out["fine_tuned_from"] = parent_info.display_name
+    return out
+
+
 def output_kind(cfg: FinetuneConfig, parent_info: ModelInfo | None) -> str:
     """The output kind of the fine-tuned model: the configured one, else the parent's (classes from scratch)."""
     if cfg.output is not None:
@@ -339,6 +355,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             postprocess=parent_info.postprocess if parent_info and parent_info.output == output else None,
             output=output,
             provenance=provenance(step, metrics, cancelled),
+            mpp=parent_info.mpp if parent_info else None,
+            card=inherited_card(parent_info),
         )
 
     def validate(net: torch.nn.Module, step: int) -> Iterator[ProgressEvent]:
