@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train on this many of the 24 training images (a subset drawn with --seed)")
     p.add_argument("--final", action="store_true", help="train on all 30 images (no validation)")
     p.add_argument("--test", action="store_true", help="only score the run's model on the 14 test images")
+    p.add_argument("--rescore", action="store_true",
+                   help="only score the run's model again on the held-out images (at --val-scales)")
     args = p.parse_args(argv)
     import torch
 
@@ -189,6 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     split = json.loads((monuseg / "split.json").read_text())
     run_dir = args.out / args.name
     record_path = RESULTS / f"{args.name}.json"
+    if args.rescore:
+        record = json.loads(record_path.read_text())
+        scale = record["settings"].get("scale", 1.0)
+        for s in args.val_scales:
+            key = "validation" if s == 1.0 else f"validation_x{s:g}"
+            record[key] = score(Path(record["model"]), monuseg / "train", VALIDATION, scale=scale * s)
+            print(f"[{args.name}] {key}: " + " ".join(f"{k} {v:.4f}" for k, v in record[key]["mean"].items()
+                                                    if isinstance(v, float)), flush=True)
+        record_path.write_text(json.dumps(record, indent=1))
+        return 0
     if args.test:
         record = json.loads(record_path.read_text())
         model_path = Path(record["model"])

@@ -148,3 +148,42 @@ def test_finetune_contour_runs_and_segments_instances(tmp_path):
     result = segment(model, info, image, InferenceSettings(tile=64, overlap=16, precision="fp32", instances=True))
     assert result.labels.shape == (96, 96) and set(np.unique(result.labels)) <= {0, 1}
     assert result.instances is not None and result.instances.shape == (96, 96)
+
+
+def test_slides_split_nuclei_with_the_models_cue(tmp_path, monkeypatch):
+    """A slide run keeps an instance-aware model's cue beside the labels and splits each block with it."""
+    import json
+
+    from napari_genselfdiff.core.inference import InferenceSettings
+    from napari_genselfdiff.core.inference import instances as instances_module
+    from napari_genselfdiff.core.inference.slide import SlideSettings, segment_slide
+    from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
+    from napari_genselfdiff.core.network import AttentionUNet
+    from napari_genselfdiff.core.progress import run_generator
+
+    from conftest import micro_config
+
+    torch.manual_seed(0)
+    arch = micro_config(network_channels("hover", 2))
+    net = AttentionUNet(arch).eval()
+    with torch.no_grad():  # foreground everywhere, flat direction maps: one split per block's foreground
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    info = ModelInfo(architecture=arch, classes=default_classes(["background", "nucleus"]), output="hover", mpp=0.25)
+    slide = write_synthetic_slide(tmp_path / "s.svs", 300, 400, mpp=0.25, flavour="aperio", tissue_fraction=0.5,
+                                  tile=128, n_levels=1, seed=1).path
+    seen = []
+    real = instances_module.split_nuclei
+
+    def spy(foreground, cue, model_info):
+        seen.append(None if cue is None else cue.shape)
+        return real(foreground, cue, model_info)
+
+    monkeypatch.setattr(instances_module, "split_nuclei", spy)
+    fast = InferenceSettings(device="cpu", precision="fp32", tile=128, overlap=16)
+    result = segment_slide(net, info, slide, tmp_path / "out",
+                           SlideSettings(inference=fast, tissue=False, instances=True, instance_block=128,
+                                         instance_margin=32))
+    assert seen and all(shape is not None and shape[0] == 2 for shape in seen)
+    assert json.loads(result.geojson.read_text())["type"] == "FeatureCollection"
+    assert not any(p.name == "instance_cue" for p in result.labels_store.rglob("*"))

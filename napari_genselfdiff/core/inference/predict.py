@@ -120,6 +120,7 @@ def segment_progressive(
     *,
     out=None,
     logits_out=None,
+    cue_out=None,
     name: str = "image",
     tile_filter=None,
     resume_bands: dict[int, int] | None = None,
@@ -135,6 +136,10 @@ def segment_progressive(
         out: optional (H, W) array to write labels into (e.g. a memmap or zarr array for huge images).
         logits_out: optional (classes, H, W) float array that receives the blended logits band by band
             (e.g. for probability maps, or to compare tiled and whole-image outputs); None skips them.
+        cue_out: optional (E, H, W) array that receives the blended cue of an instance-aware output
+            (:mod:`.outputs`) band by band, e.g. a zarr array for a slide whose nuclei are split
+            block by block afterwards; by default the cue is kept in memory only when
+            ``settings.instances`` asks for nuclei.
         name: how to call the image in messages.
         tile_filter: optional ``f(y0, y1, x0, x1) -> bool`` over tile windows (image pixels); tiles for
             which it is False are neither read nor computed (e.g. glass on a slide: see
@@ -168,7 +173,10 @@ def segment_progressive(
     n_classes = len(info.classes)
     n_cue = CUE_CHANNELS.get(info.output, 0)
     # the cue of an instance-aware output (inference/outputs.py), kept for the splitting only
-    cue = np.zeros((n_cue, spec.height, spec.width), np.float32) if settings.instances and n_cue else None
+    cue = cue_out if cue_out is not None or not n_cue else (
+        np.zeros((n_cue, spec.height, spec.width), np.float32) if settings.instances else None)
+    if cue is not None and tuple(cue.shape) != (n_cue, spec.height, spec.width):
+        raise ValueError(f"cue_out shape {tuple(cue.shape)} differs from {(n_cue, spec.height, spec.width)}.")
     label_dtype = np.uint8 if n_classes <= 255 else np.uint16
     labels = out if out is not None else np.zeros((spec.height, spec.width), label_dtype)
     if tuple(labels.shape) != (spec.height, spec.width):
@@ -274,12 +282,12 @@ def segment_progressive(
         yield {"stage": "instances", "done": 0, "total": 1}
         from .instances import split_nuclei
 
-        instances = split_nuclei(np.asarray(labels) > 0, cue, info)
+        instances = split_nuclei(np.asarray(labels) > 0, None if cue is None else np.asarray(cue), info)
         yield {"stage": "instances", "done": 1, "total": 1}
     return SegmentationResult(
         labels=labels,
         instances=instances,
-        cue=cue,
+        cue=cue if cue_out is None else None,
         notes=notes,
         seconds=time.perf_counter() - start,
         device=str(device),
