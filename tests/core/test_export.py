@@ -223,3 +223,30 @@ def test_every_exported_polygon_is_valid_on_random_and_real_objects():
     labels, instances = _sample_objects()
     features = labels_to_geojson(labels, CLASSES, instances=instances)["features"]
     _check_valid_and_exact(features, {v: instances == v for v in range(1, int(instances.max()) + 1)})
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder that takes no files)")
+def test_a_system_folder_that_exists_is_said_to_be_unwritable_not_missing():
+    """Issue 24, item 6: /proc exists but takes no new file (even for root); the message said "No such
+    file or directory"."""
+    with pytest.raises(ExportError) as caught:
+        export_items("/proc", [ExportItem("a", np.ones((4, 4), np.uint8), CLASSES)])
+    message = str(caught.value)
+    assert "permission denied" in message and "the folder exists" in message and "folder of your own" in message
+    assert "No such file" not in message
+
+
+def test_permission_and_read_only_errors_are_named(tmp_path, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    def refuse(code):
+        def mkstemp(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        return mkstemp
+
+    for code, words in ((errno.EACCES, "permission denied"), (errno.EROFS, "read-only file system")):
+        monkeypatch.setattr(tempfile, "mkstemp", refuse(code))
+        with pytest.raises(ExportError, match=words):
+            export_items(tmp_path, [ExportItem("a", np.ones((4, 4), np.uint8), CLASSES)])

@@ -121,3 +121,16 @@ def test_read_tile_reads_only_the_window_in_every_layout():
         assert tile.shape == (5, 6, 3)
         full, _ = to_rgb_float(image)
         np.testing.assert_array_equal(tile, full[2:7, 3:9])
+
+
+def test_a_corrupt_tiff_is_said_to_be_corrupt_not_empty(tmp_path):
+    """Issue 24, item 6: a TIFF header over garbage (tifffile finds no page) said "the image is empty
+    (shape (0,))"."""
+    from napari_genselfdiff.core.io.read import read_array
+
+    path = tmp_path / "broken.tif"
+    path.write_bytes(b"II*\x00" + b"\xf0\xff\xff\x7f" + bytes(range(256)) * 16)  # first page far past the end
+    with pytest.raises(ImageInputError) as caught:
+        read_array(path)
+    message = str(caught.value)
+    assert "corrupt or unreadable" in message and "empty" not in message and "shape" not in message

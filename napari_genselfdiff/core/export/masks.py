@@ -183,9 +183,28 @@ def check_writable(folder: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ExportError(f"cannot write to the export folder {folder} ({reason}). Choose another folder.") from exc
+        raise ExportError(_unwritable(folder, exc)) from exc
     return folder
+
+
+def _unwritable(folder: Path, exc: OSError) -> str:
+    """Why files cannot be written in ``folder`` and what to do, in words that match what the user sees
+    (a folder that exists is never said to be missing)."""
+    import errno
+
+    where = f"cannot write to the export folder {folder}"
+    own = "Choose a folder of your own, e.g. one in your home folder."
+    if folder.is_dir():
+        if exc.errno == errno.EROFS:
+            return f"{where}: it is on a read-only file system. {own}"
+        if exc.errno == errno.ENOSPC:
+            return f"{where}: no space left on the device. Free some space or choose a folder on another disk."
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT):
+            # ENOENT here: a system folder (such as /proc) that exists but takes no new files
+            return (f"{where}: permission denied (the folder exists, but no file can be created in it: a system "
+                    f"folder, or one you may not write to). {own}")
+    reason = exc.strerror or str(exc)
+    return f"{where} ({reason}). {own}"
 
 
 def _targets(folder: Path, item: ExportItem, formats: Sequence[str]) -> list[tuple[str, Path]]:

@@ -49,6 +49,11 @@ def read_array(path: str | Path) -> np.ndarray:
             "The file may be corrupt or truncated; re-export it from the scanner software."
         ) from exc
     array = np.asarray(array)
+    if array.ndim < 2:  # e.g. a TIFF header over garbage: tifffile finds no page and returns shape (0,)
+        raise ImageInputError(
+            f"{path}: the file is corrupt or unreadable: no image could be decoded from it "
+            f"({path.stat().st_size} bytes, no readable image page). Re-export or copy it again from its source."
+        )
     if array.size == 0:
         raise ImageInputError(f"{path}: the image is empty (shape {array.shape}).")
     return array
