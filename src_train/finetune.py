@@ -9,21 +9,21 @@ class ids 0..K-1 (0/255 binary masks are read as 0/1). A mask may also be QuPath
 (img1.geojson): its detections and cells are rasterised to the --classes they are classified as
 (names matched without case), and outside its region annotations the pixels are left out of the loss
 (no region annotation: the whole image is complete). Writes RUN_DIR/best.safetensors (best
-whole-image mean IoU on the held-out images) and last.safetensors. See docs/training.md.
+whole-image mean IoU on the held-out images) and last.safetensors. The same as
+``genselfdiff finetune`` (napari_genselfdiff/cli/train.py). See docs/training.md.
 """
 
 from __future__ import annotations
 
 import sys
 
-from _common import make_parser, run_main
+import _common  # noqa: F401  (puts the repository on sys.path)
 
-from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune
+from napari_genselfdiff.cli.train import main as train_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(FinetuneConfig, __doc__.splitlines()[0])
-    return run_main(FinetuneConfig, finetune, parser.parse_args(argv), "finetune")
+    return train_main("finetune", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,25 @@
 """Self-supervised diffusion pretraining on unlabeled H&E images (GenSelfDiff-HIS stage 1).
 
-    python src_train/pretrain.py --images DIR [DIR ...] --out RUN_DIR [--arch tiny|small|default]
+    python src_train/pretrain.py --images DIR [DIR ...] --out RUN_DIR [--arch nuclei|tiny|small|paper]
         [--size 256] [--stride 64] [--steps N | --epochs E] [--batch 8] [--lr 1e-4] [--resume]
     python src_train/pretrain.py --config src_train/configs/cpu.json --images DIR --out RUN_DIR
     python -m torch.distributed.run --nproc_per_node=4 src_train/pretrain.py --images DIR --out RUN_DIR
 
-Writes RUN_DIR/pretrained.safetensors (+ checkpoints/, metrics.jsonl, config.json). See docs/training.md.
+The same as ``genselfdiff pretrain`` (napari_genselfdiff/cli/train.py). Writes
+RUN_DIR/pretrained.safetensors (+ checkpoints/, metrics.jsonl, config.json). See docs/training.md.
 """
 
 from __future__ import annotations
 
 import sys
 
-from _common import make_parser, run_main
+import _common  # noqa: F401  (puts the repository on sys.path)
 
-from napari_genselfdiff.core.training.pretrain import PretrainConfig, pretrain
+from napari_genselfdiff.cli.train import main as train_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(PretrainConfig, __doc__.splitlines()[0])
-    return run_main(PretrainConfig, pretrain, parser.parse_args(argv), "pretrain")
+    return train_main("pretrain", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

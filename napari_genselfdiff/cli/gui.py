@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         import napari
     except ImportError as exc:
         raise CommandError(
-            f"napari cannot be imported ({exc}); install the GUI extras: pip install 'napari-genselfdiff[qt]'."
+            f"napari cannot be imported ({exc}); install the GUI extra: pip install 'napari-genselfdiff[gui]' (napari and a Qt binding)."
         ) from exc
 
     viewer = napari.Viewer(title="napari-genselfdiff")

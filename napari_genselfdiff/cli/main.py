@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import evaluate, gui, info, run, segment
+from . import evaluate, gui, info, run, segment, train
 from .common import CommandError
 
 
@@ -21,13 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="genselfdiff",
         description=(
             "GenSelfDiff-HIS segmentation of H&E images: segment images with a model file, evaluate "
-            "predictions against ground truth, inspect a model, or open the napari plugin."
+            "predictions against ground truth, inspect a model, train one (pretrain, finetune), or open "
+            "the napari plugin."
         ),
         epilog="Run 'genselfdiff COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, segment, evaluate, info, gui):
+    for module in (run, segment, evaluate, info, train, gui):
         module.add_parser(subparsers)
     return parser
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..core.allocator import keep_freed_memory
     from ..core.errors import GenSelfDiffError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in train.COMMANDS:  # training: its own parser, from the training configuration
+        return train.main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command in ("segment", "evaluate", "run"):
         keep_freed_memory()  # fewer page faults in the network's buffers (see core/allocator.py)

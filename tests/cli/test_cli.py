@@ -269,3 +269,29 @@ def test_gui_opens_napari_with_the_widget_docked_and_the_image_open(capsys, monk
     assert "warning" not in stderr
     assert seen["layers"] == ["good"]
     assert any("napari-genselfdiff" in name for name in seen["docks"])
+
+
+def test_training_from_the_package_genselfdiff_finetune_and_pretrain(capsys, tmp_path):
+    """`genselfdiff finetune` / `pretrain` take src_train's flags and config files: a one-step
+    fine-tune from scratch writes its models; bad input is one line and exit code 2."""
+    import json
+
+    from conftest import synthetic_he
+
+    for name in ("img", "msk"):
+        (tmp_path / name).mkdir()
+    image = synthetic_he(48, 48, seed=4)
+    iio.imwrite(tmp_path / "img" / "a.png", image)
+    iio.imwrite(tmp_path / "msk" / "a.png", (image.mean(axis=-1) < 140).astype(np.uint8))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"finetune": {"arch": {"widths": [8, 16], "groups": 4, "attention_heads": 1,
+                                                         "attention_dim_head": 8}, "precision": "fp32"}}))
+    code, stdout, stderr = run_cli(capsys, "finetune", "--images", tmp_path / "img", "--masks", tmp_path / "msk",
+                                   "--init", "scratch", "--config", config, "--steps", "1", "--size", "32",
+                                   "--val-fraction", "0", "--device", "cpu", "--out", tmp_path / "run")
+    assert code == 0, stderr
+    assert f"model: {tmp_path / 'run'}" in stdout and (tmp_path / "run" / "last.safetensors").is_file()
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run_cli(capsys, "pretrain", "--images", tmp_path / "empty", "--out", tmp_path / "r")
+    assert code == 2 and stderr.startswith("error: ") and "no image files found" in stderr
+    assert len(stderr.strip().splitlines()) == 1
