@@ -120,6 +120,33 @@ def test_round_trip_on_the_real_slide_in_level0_pixels(requires_data, tmp_path):
     assert frame["shape"] == (h, w) and frame["mpp"] == pytest.approx(slide.mpp)
 
 
+def test_scanline_fill_paints_what_skimage_paints_on_random_polygons():
+    from skimage.draw import polygon as fill
+
+    from napari_genselfdiff.core.annotations.qupath import QuPathObject
+
+    rng = np.random.default_rng(7)
+    objects, expected = [], []
+    for k in range(60):  # star-shaped polygons with float vertices, some beyond the image's edges
+        n = int(rng.integers(3, 12))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radius = rng.uniform(2, 25, n)
+        centre = rng.uniform(-10, 110, 2)
+        ring = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)], axis=1)
+        objects.append(QuPathObject(kind="detection", polygons=[[ring]]))
+        mask = np.zeros((90, 100), bool)
+        rr, cc = fill(ring[:, 1] - 0.5, ring[:, 0] - 0.5, mask.shape)
+        mask[rr, cc] = True
+        expected.append(mask)
+    ours = rasterize(objects, (90, 100), np.arange(1, 61))
+    theirs = np.zeros((90, 100), np.int64)
+    for k, mask in enumerate(expected, start=1):
+        theirs[mask] = k  # later objects win
+    assert np.array_equal(ours, theirs) and ours.any()
+    # a window of the image paints the window's part
+    assert np.array_equal(rasterize(objects, (30, 40), np.arange(1, 61), origin=(50, 35)), ours[50:80, 35:75])
+
+
 # ---------------------------------------------------------------------------------- QuPath's quirks
 
 

@@ -27,8 +27,9 @@ GeoJsonExportOptions, ``ROITypeAdapters.java``):
   ``core/export/geojson.py`` writes).
 
 Rasterising (:func:`rasterize`): a pixel belongs to an object when its CENTRE lies inside the
-object's area (outer rings minus holes, even-odd per polygon), with scikit-image's polygon
-filler. Our exporter traces outlines along pixel edges, so our export read back gives the same pixels
+object's area (outer rings minus holes: the even-odd rule), the rule of scikit-image's
+``skimage.draw.polygon``, done as one numpy scanline fill over all objects (checked against
+scikit-image in the tests; 20,000 nuclei in well under the 2 s target). Our exporter traces outlines along pixel edges, so our export read back gives the same pixels
 exactly (tests/core/test_qupath_geojson.py). Objects that overlap: the later one wins, as it is
 drawn over the earlier one in QuPath.
 
@@ -46,6 +47,7 @@ import math
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,7 @@ class QuPathObject:
     locked: bool = False
     lines: list[np.ndarray] = field(default_factory=list)
 
-    @property
+    @cached_property
     def bounds(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the outer rings (``inf`` bounds when there is no polygon)."""
         if not self.polygons:
@@ -140,6 +142,8 @@ class QuPathFile:
 
 def _color(value: Any) -> tuple[int, int, int] | None:
     """[r, g, b], [r, g, b, a] or a packed (A)RGB int (Java's signed int) -> (r, g, b); else None."""
+    if type(value) is list and len(value) == 3 and all(type(v) is int and 0 <= v <= 255 for v in value):
+        return value[0], value[1], value[2]  # the usual [r, g, b]
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -360,59 +364,33 @@ def is_geojson_path(path: str | Path) -> bool:
 # ------------------------------------------------------------------------------------------ rasterising
 
 
-def _window(obj: QuPathObject, shape: tuple[int, int],
-            origin: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1) of the pixels (of the (H, W) window at ``origin``) whose centres can lie
-    inside the object, clipped to the window; None if none."""
-    x0, y0, x1, y1 = obj.bounds
-    if not math.isfinite(x0):
-        return None
-    oy, ox = origin
-    # pixel c has its centre at c + 0.5: c + 0.5 in (x0, x1)
-    c0, c1 = max(int(math.floor(x0 - 0.5)) - ox, 0), min(int(math.ceil(x1 - 0.5)) + 1 - ox, shape[1])
-    r0, r1 = max(int(math.floor(y0 - 0.5)) - oy, 0), min(int(math.ceil(y1 - 0.5)) + 1 - oy, shape[0])
-    if r0 >= r1 or c0 >= c1:
-        return None
-    return r0, r1, c0, c1
-
-
-def object_mask(obj: QuPathObject, shape: tuple[int, int],
-                origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """The object's pixels (centres inside its area) as a bool crop and the crop's (row, col) origin.
-
-    Args:
-        obj: the object.
-        shape: (H, W) of the image, or of a window of it whose top-left pixel is ``origin``.
-        origin: (row, column) of the window in the image; the crop's origin is in the window.
-
-    Returns:
-        None when no pixel centre of the window lies inside the object.
-    """
-    from skimage.draw import polygon as fill
-
-    window = _window(obj, shape, origin)
-    if window is None:
-        return None
-    r0, r1, c0, c1 = window
-    dy, dx = origin[0] + r0 + 0.5, origin[1] + c0 + 0.5
-    crop = np.zeros((r1 - r0, c1 - c0), bool)
-    for rings in obj.polygons:
-        area = np.zeros_like(crop) if len(obj.polygons) > 1 else crop
-        for ring in rings:  # even-odd: the outer ring fills, each hole empties again
-            # pixel (r, c) has its centre at (x, y) = (c + 0.5, r + 0.5); skimage tests integer (r, c)
-            rr, cc = fill(ring[:, 1] - dy, ring[:, 0] - dx, crop.shape)
-            area[rr, cc] ^= True
-        if area is not crop:
-            crop |= area
-    if not crop.any():
-        return None
-    return crop, (r0, c0)
+def _edges(objects: Sequence[QuPathObject]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ring edges of the objects: (start (E, 2), end (E, 2), object index (E,))."""
+    rings = [ring for obj in objects for poly in obj.polygons for ring in poly]
+    if not rings:
+        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(objects)), [sum(len(r) for poly in o.polygons for r in poly) for o in objects])
+    start = np.concatenate(rings)
+    lengths = np.fromiter((len(r) for r in rings), np.int64, len(rings))
+    first = np.cumsum(lengths) - lengths
+    nxt = np.arange(1, len(start) + 1)
+    nxt[first + lengths - 1] = first  # each ring closes on its first point
+    return start, start[nxt], owner
 
 
 def rasterize(objects: Sequence[QuPathObject], shape: tuple[int, int], values: Sequence[int] | np.ndarray,
               *, out: np.ndarray | None = None, dtype: Any = None,
               origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Paint each object with its value (pixel centres inside its area; later objects win).
+    """Paint each object with its value: the pixels whose centres lie inside its area.
+
+    An even-odd scanline fill of all objects at once, in numpy: for each pixel row, the centre line
+    y = r + 0.5 crosses the rings of an object at sorted x positions, and the pixels whose centre
+    x = c + 0.5 lies between the 1st and 2nd, 3rd and 4th... crossing are the object's (holes and the
+    parts of a MultiPolygon fall out of the even-odd rule; an edge spans the rows whose centre lies in
+    [y_min, y_max), so a vertex on a centre line counts once). It paints the same pixels as
+    scikit-image's ``skimage.draw.polygon`` at pixel centres (tests/core/test_qupath_geojson.py
+    checks both on random polygons) about 20x faster for many small objects, which the per-object
+    calls cannot be. Objects that overlap: the later one wins.
 
     Args:
         objects: the objects.
@@ -425,17 +403,66 @@ def rasterize(objects: Sequence[QuPathObject], shape: tuple[int, int], values: S
     values = np.asarray(values)
     if len(values) != len(objects):
         raise ValueError(f"{len(values)} values for {len(objects)} objects.")
+    fresh = out is None
     if out is None:
         top = int(values.max(initial=0))
         dtype = dtype or (np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
         out = np.zeros(tuple(int(s) for s in shape), dtype)
-    for obj, value in zip(objects, values.tolist()):
-        painted = object_mask(obj, out.shape, origin)
-        if painted is None:
-            continue
-        crop, (r0, c0) = painted
-        out[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]][crop] = value
+    h, w = out.shape
+    oy, ox = origin
+    p0, p1, owner = _edges(objects)
+    if not len(owner):
+        return out
+    ymin, ymax = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
+    # rows r (of the window) whose centre oy + r + 0.5 lies in [ymin, ymax)
+    r_lo = np.clip(np.ceil(ymin - 0.5 - oy), 0, h).astype(np.int64)
+    r_hi = np.clip(np.ceil(ymax - 0.5 - oy), 0, h).astype(np.int64)
+    count = r_hi - r_lo
+    keep = count > 0
+    p0, p1, owner, r_lo, count = p0[keep], p1[keep], owner[keep], r_lo[keep], count[keep]
+    if not len(owner):
+        return out
+    edge = np.repeat(np.arange(len(owner)), count)
+    row = r_lo[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count))
+    y0, y1 = p0[edge, 1], p1[edge, 1]
+    x0, x1 = p0[edge, 0], p1[edge, 0]
+    x = x0 + (row + oy + 0.5 - y0) * (x1 - x0) / (y1 - y0)
+    obj = owner[edge]
+    order = np.lexsort((x, row, obj))
+    x, row, obj = x[order], row[order], obj[order]
+    # crossings pair up within each (object, row): [0, 1], [2, 3], ...
+    xa, xb, row, obj = x[0::2], x[1::2], row[0::2], obj[0::2]
+    c_lo = np.clip(np.ceil(xa - 0.5 - ox), 0, w).astype(np.int64)
+    c_hi = np.clip(np.ceil(xb - 0.5 - ox), 0, w).astype(np.int64)
+    length = c_hi - c_lo
+    keep = length > 0
+    c_lo, row, obj, length = c_lo[keep], row[keep], obj[keep], length[keep]
+    if fresh and _paint_runs(out, row * w + c_lo, length, values[obj].astype(out.dtype, copy=False)):
+        return out
+    span = np.repeat(np.arange(len(length)), length)
+    flat = row[span] * w + c_lo[span] + (np.arange(len(span)) - np.repeat(np.cumsum(length) - length, length))
+    # in object order, so a later object's pixels are written after an earlier one's
+    out.reshape(-1)[flat] = values[obj[span]].astype(out.dtype, copy=False)
     return out
+
+
+def _paint_runs(out: np.ndarray, start: np.ndarray, length: np.ndarray, value: np.ndarray) -> bool:
+    """Write runs (flat start, length, value) into a zero ``out`` in one pass, as a run-length decode.
+
+    Returns False (nothing written) when runs overlap: then the caller paints pixel by pixel, in order.
+    """
+    order = np.argsort(start, kind="stable")
+    start, length, value = start[order], length[order], value[order]
+    end = start + length
+    if len(start) > 1 and bool((start[1:] < end[:-1]).any()):
+        return False
+    gaps = start - np.concatenate([[0], end[:-1]])
+    lengths = np.empty(2 * len(start) + 1, np.int64)
+    lengths[0:-1:2], lengths[1::2], lengths[-1] = gaps, length, out.size - (end[-1] if len(end) else 0)
+    values = np.zeros(len(lengths), out.dtype)
+    values[1::2] = value
+    out.reshape(-1)[:] = np.repeat(values, lengths)
+    return True
 
 
 def scaled(obj: QuPathObject, factor: float) -> QuPathObject:
