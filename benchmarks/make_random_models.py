@@ -1,12 +1,12 @@
 """Write randomly initialised class-head model files of the named presets, for timing the CLI.
 
-    python benchmarks/make_random_models.py OUT_DIR [PRESET ...]     (default presets: default small)
+    python benchmarks/make_random_models.py OUT_DIR [PRESET ...]     (default presets: paper small)
 
 Each file is OUT_DIR/<preset>_random.safetensors: 2 classes (background, nucleus), random weights, so
 its labels mean nothing; the time per image is what a trained model of that size takes. Then e.g.
 
     genselfdiff segment ../shared/data/monuseg/test/images/TCGA-2Z-A9J9-01A-01-TS1.tif \\
-        --model OUT_DIR/default_random.safetensors --out /tmp/bench --device cpu --overwrite
+        --model OUT_DIR/paper_random.safetensors --out /tmp/bench --device cpu --overwrite
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     out = Path(argv[0])
-    for preset in argv[1:] or ["default", "small"]:
+    for preset in argv[1:] or ["paper", "small"]:
         torch.manual_seed(0)
         config = PRESETS[preset].with_head("classes", 2)
         network = AttentionUNet(config)

@@ -785,7 +785,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     q = args.quick
     args.size = args.size or (256 if q else 1000)
     args.compare_size = args.compare_size or (128 if q else args.size)
-    args.nets = args.nets or (["tiny", "small"] if q else ["tiny", "small", "default"])
+    args.nets = args.nets or (["tiny", "small"] if q else ["nuclei", "tiny", "small", "paper"])
     if args.large_sizes is None:
         args.large_sizes = [1000, 2000] if q else [2500, 5000, 10000]
     args.tiff_sizes = args.tiff_sizes if args.tiff_sizes is not None else ([2000] if q else [10000])

@@ -86,11 +86,15 @@ def class_colour(class_id: int) -> tuple[int, int, int, int]:
     """
     return CLASS_PALETTE[class_id % len(CLASS_PALETTE)] if class_id else CLASS_PALETTE[0]
 
+#: The network a training run builds when none is named (``--arch``; a key of
+#: ``core.network.config.PRESETS``): the bundled nuclei model's, which trains on a CPU.
+TRAINING_ARCH = "nuclei"
+
 #: The napari widget trains on a CPU in the foreground of someone's work, so its training panels start
-#: smaller than the paper's settings: these network presets (smallest first; every name is a key of
+#: smaller than the paper's settings: these network presets (cheapest first; every name is a key of
 #: ``core.network.config.PRESETS``), this preset, patch side and batch.
-WIDGET_PRESETS = ("tiny", "small", "default")
-WIDGET_PRESET = "small"
+WIDGET_PRESETS = ("nuclei", "tiny", "small", "paper")
+WIDGET_PRESET = "nuclei"
 WIDGET_TRAINING_PATCH = 128
 WIDGET_TRAINING_BATCH = 4
 

@@ -260,10 +260,30 @@ def test_config_layering(tmp_path):
     assert (cfg.steps, cfg.epochs, cfg.batch, cfg.timesteps, cfg.arch) == (7, None, 4, 100, ARCH)
     cfg = common.build_config(PretrainConfig, parser.parse_args(["--config", str(cfg_file), "--batch", "2"]), "pretrain")
     assert (cfg.epochs, cfg.batch) == (3, 2)
-    for name in ("paper", "cpu"):
+    for name in ("paper", "cpu", "nuclei"):
         for section, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
             values = common._config_file(str(ROOT / "src_train" / "configs" / f"{name}.json"), section)
             cls(**values).check()
+
+
+def test_training_builds_the_shipped_network_by_default_and_its_recipe_is_a_config_file():
+    """--arch defaults to the bundled model's network; src_train/configs/nuclei.json is the recipe that
+    made it (its network, loss and stain jitter); the former preset name "default" reads as "paper"."""
+    from napari_genselfdiff.core.model_files import bundled_model_path, read_model_info
+    from napari_genselfdiff.core.network.config import PRESETS
+    from napari_genselfdiff.core.training import resolve_architecture
+
+    common = _load_script("_common")
+    assert PretrainConfig().arch == FinetuneConfig().arch == "nuclei"
+    assert resolve_architecture() == PRESETS["nuclei"]
+    assert resolve_architecture("default") == PRESETS["paper"] and "default" not in PRESETS
+    parser = common.make_parser(FinetuneConfig, "test")
+    cfg = common.build_config(FinetuneConfig, parser.parse_args(
+        ["--config", str(ROOT / "src_train" / "configs" / "nuclei.json")]), "finetune")
+    assert (cfg.loss, cfg.stain_jitter, cfg.lr, cfg.lr_schedule, cfg.grad_clip) == ("dice_ce", True, 2e-3, "cosine", 1.0)
+    if bundled_model_path() is not None:
+        shipped = read_model_info(bundled_model_path()).architecture
+        assert resolve_architecture(cfg.arch).with_head("classes", 2) == shipped.with_head("classes", 2)
 
 
 # ------------------------------------------------------------------------------------------- control & checkpoints

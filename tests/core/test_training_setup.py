@@ -204,7 +204,7 @@ def test_defaults_plus_paper_json_are_the_paper_protocol():
     pretrain_module = importlib.import_module("napari_genselfdiff.core.training.pretrain")
     finetune_module = importlib.import_module("napari_genselfdiff.core.training.finetune")
     for cfg in (pre, fine):
-        assert (cfg.arch, cfg.patch_size, cfg.stride, cfg.batch, cfg.lr) == ("default", 256, 64, 8, 1e-4)
+        assert (cfg.arch, cfg.patch_size, cfg.stride, cfg.batch, cfg.lr) == ("paper", 256, 64, 8, 1e-4)
         assert (cfg.steps, cfg.epochs, cfg.lr_schedule, cfg.grad_clip) == (None, None, "constant", None)
         assert cfg.flips and not cfg.rot90
     assert (pre.schedule, pre.timesteps, pre.p2_k, pre.p2_gamma) == ("scaled_linear", 1000, 1.0, 1.0)

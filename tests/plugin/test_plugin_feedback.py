@@ -168,8 +168,8 @@ def test_network_box_shows_the_start_models_network(setup, make_model):
     widget.pretrain_panel.model_ready.emit(pretrained)
     assert ft.arch.currentText() == "small (32-64-128-256)"
     ft.start_from.setCurrentText(START_SCRATCH)
-    assert ft.arch.isEnabled() and ft.arch.currentText() == "small"
-    assert [ft.arch.itemText(i) for i in range(ft.arch.count())] == ["tiny", "small", "default"]
+    assert ft.arch.isEnabled() and ft.arch.currentText() == "nuclei"  # WIDGET_PRESET
+    assert [ft.arch.itemText(i) for i in range(ft.arch.count())] == ["nuclei", "tiny", "small", "paper"]
     ft.arch.setCurrentText("tiny")
     ft.arch.activated.emit(0)
     ft.start_from.setCurrentText(START_CURRENT)

@@ -110,13 +110,18 @@ class UNetConfig:
             raise ModelFileError(f"the architecture in this model file is invalid: {exc}") from exc
 
 
-#: Named sizes. "default" is the paper's network; "small" is the CPU-friendly one (about 1/4 the width);
-#: "nuclei" is the bundled nucleus model's network (BatchNorm, stride-2 stem, attention only at the
+#: Named sizes. "paper" is the paper's network (43.9 M parameters; called "default" before, see
+#: PRESET_ALIASES); "small" is the CPU-friendly one (about 1/4 the width); "nuclei" is the bundled
+#: nucleus model's network and the training default (BatchNorm, stride-2 stem, attention only at the
 #: bottleneck: about 4x fewer operations per pixel than "tiny"; docs/results.md has the measurements).
 PRESETS: dict[str, UNetConfig] = {
     "nuclei": UNetConfig(widths=(24, 48, 96, 192), blocks_per_level=1, norm="batch", stem_stride=2,
                          level_attention=False, attention_dim_head=16),
-    "default": UNetConfig(widths=(64, 128, 256, 512)),
+    "paper": UNetConfig(widths=(64, 128, 256, 512)),
     "small": UNetConfig(widths=(32, 64, 128, 256)),
     "tiny": UNetConfig(widths=(16, 32, 64, 128), attention_dim_head=16),
 }
+
+#: Former preset names, still read from old run folders and config files: "default" was the paper's
+#: network (renamed "paper", since "default" also named the bundled model and the --arch default).
+PRESET_ALIASES: dict[str, str] = {"default": "paper"}

@@ -32,7 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PairedPatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import LoadedPairs, load_pairs
-from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_PATCH, TRAINING_STRIDE
+from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_ARCH, TRAINING_PATCH, TRAINING_STRIDE
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
 from ..losses.instance_aware import InstanceAwareLoss
@@ -111,7 +111,7 @@ class FinetuneConfig(RunOptions):
     out_dir: str = option("runs/finetune", "run folder: checkpoints, metrics.jsonl, best/last model files",
                           flag="--out", metavar="RUN_DIR")
     init: str = option("scratch", "pretrained model file to start from, or 'scratch'", metavar="PRETRAINED")
-    arch: Any = option("default", "network size preset (when training from scratch)", choices=sorted(PRESETS))
+    arch: Any = option(TRAINING_ARCH, "network size preset (when training from scratch)", choices=sorted(PRESETS))
     width: int | None = option(None, "base width W (from scratch): widths W,2W,4W,8W")
     classes: list[str] = option(factory=lambda: list(DEFAULT_CLASSES), help="class names, background first",
                                 nargs="+", metavar="NAME")

@@ -32,7 +32,7 @@ from ..data.augment import Augmentation
 from ..data.datasets import PatchDataset, batch_for_step
 from ..data.sampler import StepSampler
 from ..data.sources import load_images
-from ..defaults import DIFFUSION_TIMESTEPS, TRAINING_PATCH, TRAINING_STRIDE
+from ..defaults import DIFFUSION_TIMESTEPS, TRAINING_ARCH, TRAINING_PATCH, TRAINING_STRIDE
 from ..diffusion import SCHEDULES, GaussianDiffusion
 from ..errors import TrainingInputError
 from ..model_files import ModelInfo
@@ -70,7 +70,8 @@ class PretrainConfig(RunOptions):
     Args:
         images: image folders, files, arrays or (name, array) tuples.
         out_dir: the run folder (checkpoints, metrics.jsonl, the model file).
-        arch: network preset ("default" as in the paper, "small", "tiny"), or a UNetConfig / its dict.
+        arch: network preset ("nuclei", the bundled model's, by default; "paper" as in the paper, "small",
+            "tiny"), or a UNetConfig / its dict.
         width: base width W (widths W, 2W, 4W, 8W) instead of the preset's. By default, the preset's.
         patch_size: training patch side. By default, 256 (the paper).
         stride: patch grid step. By default, 64 (the paper).
@@ -88,7 +89,7 @@ class PretrainConfig(RunOptions):
                                nargs="+", metavar="DIR")
     out_dir: str = option("runs/pretrain", "run folder: checkpoints, metrics.jsonl, the model file",
                           flag="--out", metavar="RUN_DIR")
-    arch: Any = option("default", "network size preset", choices=sorted(PRESETS))
+    arch: Any = option(TRAINING_ARCH, "network size preset", choices=sorted(PRESETS))
     width: int | None = option(None, "base width W: widths W,2W,4W,8W (overrides the preset's widths)")
     patch_size: int = option(TRAINING_PATCH, "patch side in pixels", flag="--size")
     stride: int = option(TRAINING_STRIDE, "patch grid step in pixels")
