@@ -38,9 +38,9 @@ def _settle(ms: int = 400) -> None:
 def main() -> int:
     import imageio.v3 as iio
     import napari
+    from qupath_geojson import qupath_cells
 
     from napari_genselfdiff.core.io.read import read_array
-    from qupath_geojson import qupath_cells
 
     work = Path(tempfile.mkdtemp(prefix="genselfdiff-qupath-"))
     shutil.copy(SAMPLES / "he_nuclei_512.png", work / "he_nuclei_512.png")

@@ -138,13 +138,13 @@ def read_geojson_layers(path) -> list[tuple]:
     notes = list(qfile.notes) + [frame["how"]]
     if frame["shape"] is not None:
         notes += check_inside(qfile, frame["shape"])
-    x0, y0, x1, y1 = qfile.bounds
+    _, _, x1, y1 = qfile.bounds
     shape = frame["shape"] or (max(int(np.ceil(y1)), 1), max(int(np.ceil(x1)), 1))
     scale = (frame["mpp"], frame["mpp"]) if frame["mpp"] else (1.0, 1.0)
     common: dict[str, Any] = {"scale": scale}
     if frame["mpp"]:
         common["units"] = ("um", "um")
-    image = frame["image"] or (path.stem[: -len(_OWN_SUFFIX)] if path.stem.endswith(_OWN_SUFFIX) else path.stem)
+    image = frame["image"] or path.stem.removesuffix(_OWN_SUFFIX)
     names: dict[str | None, int] = {}  # class name -> palette index (first seen first)
     layers: list[tuple] = []
 

@@ -29,12 +29,12 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..annotations.regions import UNKNOWN_LABEL
+from ..defaults import GEOJSON_SUFFIXES
 from ..errors import ImageInputError, MaskInputError, TrainingInputError
 from ..image_input import to_rgb_float
 from ..io.read import read_array
 from ..metrics.evaluation import to_label_image
-from ..annotations.regions import UNKNOWN_LABEL
-from ..defaults import GEOJSON_SUFFIXES
 from .folders import find_images, pair_images_with_masks
 
 #: One image source: a folder, a file, an array, or a (name, array) tuple.
