@@ -156,7 +156,8 @@ def read_geojson_layers(path) -> list[tuple]:
             data: Any = rasterize(objects, shape, ids, dtype=np.int32 if len(objects) >= 65535 else None)
             multiscale = False
         else:
-            data, multiscale = lazy_levels(objects, ids, shape), True
+            levels = lazy_levels(objects, ids, shape)
+            data, multiscale = (levels if len(levels) > 1 else levels[0]), len(levels) > 1
         colors = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
         colors.update({int(i): _rgba(o, k) for i, o, k in zip(ids, objects, indexes)})
         features = pd.DataFrame({

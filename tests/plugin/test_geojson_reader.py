@@ -60,3 +60,18 @@ def test_broken_geojson_is_refused_with_its_reason(tmp_path):
     with pytest.raises(MaskInputError, match="not valid JSON .*line 1, column"):
         reader(str(tmp_path / "cut.geojson"))
     assert get_geojson_reader(str(tmp_path / "x.tif")) is None
+
+
+def test_large_frames_open_as_a_lazy_pyramid_with_the_same_pixels(tmp_path, monkeypatch):
+    from napari.layers import Labels
+
+    from napari_genselfdiff.plugin import _geojson_reader
+
+    inst = read_array(SAMPLES / "he_nuclei_512_instances.png").astype(np.int64)
+    (tmp_path / "big.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": qupath_cells(inst, kind="detection")}))
+    monkeypatch.setattr(_geojson_reader, "DENSE_PIXELS", 100_000)  # as if the objects spanned a whole slide
+    data, kwargs, kind = _geojson_reader.read_geojson_layers(tmp_path / "big.geojson")[0]
+    assert kind == "labels" and type(data).__module__.startswith("dask")  # painted chunk by chunk when shown
+    extent = data.shape  # no image beside the file: from (0, 0) to the objects' far corner
+    assert np.array_equal(np.asarray(data), relabel_sequential(inst)[0][: extent[0], : extent[1]])
+    assert Labels(data, **kwargs).data is data
