@@ -35,13 +35,9 @@ def _scrolling(*panels: QWidget) -> QScrollArea:
 
 def _collapsible(title: str, panel: QWidget) -> QWidget:
     """``panel`` in a section that starts folded; a click on its title opens it."""
-    from superqt import QCollapsible
+    from ._fit import section
 
-    section = QCollapsible(title)
-    section.setContentsMargins(0, 0, 0, 0)
-    section.addWidget(panel)
-    section.collapse(animate=False)
-    return section
+    return section(title, panel)
 
 
 class GenSelfDiffWidget(QWidget):
@@ -82,8 +78,8 @@ class GenSelfDiffWidget(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(_scrolling(self.model_panel, self.segment_panel), "Segment")
         self.tabs.addTab(_scrolling(self.annotation_panel, self.export_panel), "Correct")
-        self.pretrain_section = _collapsible("Pretrain on unlabeled images (optional, slow on a CPU)",
-                                             self.pretrain_panel)
+        self.pretrain_section = _collapsible("Pretrain on unlabeled images (optional)", self.pretrain_panel)
+        self.pretrain_section.setToolTip("Diffusion pretraining on images without labels: optional, and slow on a CPU.")
         self.tabs.addTab(_scrolling(self.finetune_panel, self.pretrain_section), "Train")
         from .widgets.finetune_panel import START_PRETRAINED
 
@@ -95,7 +91,10 @@ class GenSelfDiffWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.tabs)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(360)  # the narrowest the panels fit (tests/plugin/test_plugin_layout.py)
+        from ._fit import fit_narrow
+
+        fit_narrow(self)  # every tab fits the dock's width (narrower than the panels' natural widths)
 
         self._close_filter = _CloseFilter(self)
         self._watched = None

@@ -36,7 +36,7 @@ class FolderList(QWidget):
         super().__init__(parent)
         self.caption = caption
         self._list = QListWidget()
-        self._list.setMaximumHeight(60)
+        self._list.setMaximumHeight(80)  # room for its minimum (about 70 px), so it is never squeezed
         add, remove = QPushButton("Add folder..."), QPushButton("Remove")
         add.clicked.connect(self._on_add)
         remove.clicked.connect(self._on_remove)

@@ -87,6 +87,7 @@ class ModelPanel(QGroupBox):
         device_row.addWidget(self._device)
         device_row.addWidget(self._precision)
         device_row.addWidget(self._device_label, 1)
+        self._device_label.setWordWrap(True)  # "uses cuda (bf16)" wraps rather than widening the dock
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addLayout(device_row)
