@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from napari_genselfdiff.core.inference.instances import instance_defaults  # noqa: E402
+from napari_genselfdiff.core.inference.instances import CUE_DEFAULTS, instance_defaults  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.store import BUNDLED_DEFAULT, BUNDLED_DIR  # noqa: E402
 
@@ -47,8 +47,11 @@ def training_history(record: dict, results: Path) -> list[dict]:
         if init == "scratch":
             break
         init_path = Path(init)
-        if init_path.name == BUNDLED_DEFAULT:
-            parent_record = json.loads(init_path.with_suffix(".json").read_text())["provenance"]["experiment"]["record"]
+        mirror = init_path.with_suffix(".json")
+        if init_path.name == BUNDLED_DEFAULT or (mirror.is_file() and "experiment" in
+                                                 json.loads(mirror.read_text()).get("provenance", {})):
+            # the bundled model, or a kept copy of an earlier one (src_train/checkpoints/nuclei_v1.*)
+            parent_record = json.loads(mirror.read_text())["provenance"]["experiment"]["record"]
             record_path = Path(parent_record)
         elif len(init_path.parts) >= 2 and (results / f"{init_path.parent.name}.json").is_file():
             record_path = results / f"{init_path.parent.name}.json"
@@ -80,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(record.get('validation', {}).get('per_image', {}))} held-out MoNuSeg training images, test = the 14 "
         "official MoNuSeg 2018 test images (never used to choose anything)")
     prov["experiment"] = {"record": str(args.record), "command": record["command"]}
-    instances = instance_defaults()
+    instances = instance_defaults() if info.output == "classes" else dict(CUE_DEFAULTS[info.output])
     if args.instances_json is not None:
-        instances = json.loads(args.instances_json.read_text())["best"]
+        best = json.loads(args.instances_json.read_text())["best"]
+        instances = dict(best.get("params", best))  # tune_splitting.py rows carry their params
     info.postprocess = {"instances": instances}
     info.mpp = MONUSEG_MPP
     arch = info.architecture
@@ -92,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     info.card = {
         "name": "GenSelfDiff nuclei (MoNuSeg)",
         "display_name": f"nuclei (H&E, 40x), trained on {len(record['train_images'])} MoNuSeg images",
+        "output": info.output,
         "intended_use": "Nucleus segmentation (background / nucleus, optional instances) of H&E-stained "
                         "histopathology fields, as a starting point that a pathologist corrects in napari.",
         "training_data": f"MoNuSeg 2018 training images ({len(record['train_images'])} labelled images: "
-                         f"{', '.join(record['train_images'])}), binary nucleus masks; Kumar et al. IEEE TMI 2017 "
+                         f"{', '.join(record['train_images'])}), "
+                         + ("binary nucleus masks" if info.output == "classes" else "instance masks (all 30 have them)")
+                         + "; Kumar et al. IEEE TMI 2017 "
                          "and 2020, CC BY-NC-SA 4.0.",
         "initialisation": history[0].get("model", "scratch") if history else prov.get("parent", "scratch"),
         "training_history": history,
@@ -109,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": {**test, **{f"validation_{k}": v for k, v in val.items()}},
         "limits": [
             "Trained at 40x magnification (about 0.25 um/px); images at other magnifications are resampled to it "
-            "where their resolution is known.",
+            "where their resolution is known or estimated"
+            + (f"; training patches were rescaled by {settings['scale_range'][0]:g}-{settings['scale_range'][1]:g}x, "
+               "so it tolerates scans near 20x without resampling." if settings.get("scale_range") else "."),
             "H&E only, on the stain variation of 30 TCGA slides from a few organs (with stain jitter in training); "
             "other stains or strong colour casts need fine-tuning on corrected examples.",
             "A small network trained on a CPU budget: it is a starting point for correction, not a diagnostic device.",
-            "Touching nuclei are split by a watershed on the distance transform; clumps can still be merged.",
+            ("Touching nuclei are split by a watershed on the distance transform; clumps can still be merged."
+             if info.output == "classes" else
+             f"Touching nuclei are split by the network's own {info.output} output (output kind '{info.output}', "
+             "splitting parameters chosen on held-out training images); slides split them block by block."),
         ],
         "licence": "Weights derived from MoNuSeg (CC BY-NC-SA 4.0): non-commercial use, share alike.",
     }

@@ -17,8 +17,10 @@ declare -A ROWS=(
   [ih_distance]="--output distance"
   [ih_hover]="--output hover"
   [ih_contour_scale]="--output contour --scale-range 0.5 1.5"
+  [ih_hover_scale]="--output hover --scale-range 0.5 1.5"
+  [ih_distance_scale]="--output distance --scale-range 0.5 1.5"
 )
-ORDER=(ih_classes ih_contour ih_distance ih_hover ih_contour_scale)
+ORDER=(ih_classes ih_contour ih_distance ih_hover ih_hover_scale ih_distance_scale)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   [ -f "docs/results/recipe/$name.json" ] && { echo "skip $name (recorded)"; continue; }

@@ -26,16 +26,15 @@ from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa
 from napari_genselfdiff.core.inference.instances import CUE_DEFAULTS, split_nuclei  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
-from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
-from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
+from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 from recipe import VALIDATION, REPO, rescale_image, resize_instances  # noqa: E402
 
 GRIDS = {
     "contour": {"interior_threshold": (0.3, 0.4, 0.5, 0.6), "min_marker": (4, 8, 16), "min_size": (20, 30)},
-    "distance": {"h": (0.05, 0.1, 0.15, 0.25), "smooth": (0.0, 1.0, 2.0), "min_size": (20, 30)},
-    "hover": {"energy_threshold": (0.3, 0.4, 0.5, 0.6), "smooth": (1.0, 2.0), "min_marker": (5, 10), "min_size": (30,)},
+    "distance": {"h": (0.05, 0.1, 0.2), "smooth": (0.0, 1.0, 2.0), "min_size": (8, 20, 30)},
+    "hover": {"energy_threshold": (0.3, 0.4, 0.5, 0.6), "smooth": (1.0, 2.0), "min_marker": (3, 10), "min_size": (8, 30)},
     "classes": {"h": (0.5, 1.0), "min_distance": (6.0, 8.0, 10.0), "min_size": (20, 30)},
 }
 
@@ -48,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     import torch
+
+    try:
+        from napari_genselfdiff.core.metrics import instance_scores
+    except ImportError:  # before PQ existed: AJI only
+        def instance_scores(pred, gt):
+            return {"aji": evaluate_pair(pred, gt, instances=True)["aji"]}
 
     torch.set_num_threads(1)
     model, info = load_model(args.model)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"params": params, "cpu_seconds_per_image": (time.process_time() - start) / len(cases)}
         for s, scores in per_scale.items():
             for key in ("aji", "pq", "f1_object"):
-                row[f"{key}_x{s:g}"] = float(np.mean([sc[key] for sc in scores]))
+                if key in scores[0]:
+                    row[f"{key}_x{s:g}"] = float(np.mean([sc[key] for sc in scores]))
         row["aji_mean"] = float(np.mean([row[f"aji_x{s:g}"] for s in per_scale]))
         rows.append(row)
         print(json.dumps(row), flush=True)
