@@ -1,11 +1,15 @@
 """``genselfdiff evaluate``: score a folder of predicted masks against a folder of ground truth.
 
 Files pair by name (``X_labels.tif`` with ``X.png``; see :func:`..core.data.folders.match_key`). Each image
-is scored whole (IoU, F1, AJI, HD, HD95; per class for class maps with ``--num-classes`` > 2), the
+is scored whole (IoU, F1, AJI, PQ/DQ/SQ, object F1, HD, HD95; GlaS object Dice and Hausdorff with
+``--glas``; per class for class maps with ``--num-classes`` > 2), the
 table is printed, and ``--json FILE`` writes::
 
-    {"per_image": {name: {"iou", "f1", "aji", "hd", "hd95"[, "per_class"]}},
-     "mean": {... the same keys ...},
+    {"per_image": {name: {"iou", "f1", "aji", "pq", "dq", "sq", "f1_object", "hd", "hd95"
+                          [, "object_dice", "object_hd"], "counts": {...}[, "per_class"]}},
+     "mean": {... the same score keys: PER-IMAGE means, the figures to quote ...},
+     "pooled": {"aji", "pq", "dq", "sq", "f1_object"}: counts summed over the images first,
+     ["groups": {prefix: {"n", "mean", "pooled"}} with --by-prefix,]
      "n_infinite_hd": int, "unmatched": {"pred": [...], "gt": [...]}, "errors": {name: message}}
 
 Ground truth may also be QuPath GeoJSON (``X.geojson``, QuPath's "Export objects as GeoJSON"):
@@ -29,7 +33,7 @@ from pathlib import Path
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score predicted masks against ground truth (IoU, F1, AJI, HD, HD95)",
+        help="score predicted masks against ground truth (IoU, F1, AJI, PQ, object F1, HD, HD95; GlaS)",
         description="Score every predicted mask in --pred against the ground truth of the same name in "
         "--gt, on whole images, and print a table.",
         epilog="Example: genselfdiff evaluate --pred results/ --gt monuseg/test/instance_masks --json scores.json",
@@ -49,6 +53,15 @@ def add_parser(subparsers) -> None:
         "--classes", nargs="+", default=None, metavar="NAME",
         help="class names, background first, that QuPath GeoJSON classifications are matched to "
         "(without it every GeoJSON object is foreground)",
+    )
+    parser.add_argument(
+        "--glas", action="store_true",
+        help="also score the GlaS contest's object Dice and object Hausdorff (Sirinukunwattana et al. 2017); "
+        "use with --instances for gland label maps",
+    )
+    parser.add_argument(
+        "--by-prefix", action="store_true",
+        help="also report means per name prefix before the first '_' (GlaS testA_* and testB_* apart)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the scores as JSON")
     parser.set_defaults(func=run)
@@ -70,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = evaluate_dirs(
             args.pred, args.gt, instances=args.instances, num_classes=args.num_classes, progress=progress,
-            class_names=args.classes,
+            class_names=args.classes, glas=args.glas, by_prefix=args.by_prefix,
         )
     print(format_table(result))
     if args.json is not None:

@@ -178,7 +178,8 @@ def test_evaluate_prints_a_table_and_writes_strict_json(capsys, tmp_path):
     assert "AJI" in stdout and "mean (n=2)" in stdout
     data = json.loads(report.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
     assert set(data["per_image"]) == {"a", "b"}
-    assert set(data["per_image"]["a"]) == {"iou", "f1", "aji", "hd", "hd95"}
+    assert set(data["per_image"]["a"]) == {"iou", "f1", "aji", "pq", "dq", "sq", "f1_object", "hd", "hd95", "counts"}
+    assert "per-image mean" in stdout and set(data["pooled"]) == {"aji", "pq", "dq", "sq", "f1_object"}
     assert data["per_image"]["a"]["iou"] == 1.0 and data["per_image"]["a"]["hd"] == 0.0
     assert data["per_image"]["b"]["hd"] is None  # infinite in JSON terms
     assert data["n_infinite_hd"] == 1

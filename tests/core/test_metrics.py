@@ -31,7 +31,12 @@ from napari_genselfdiff.core.metrics import (
 from napari_genselfdiff.core.data.folders import match_key
 from napari_genselfdiff.core.inference.instances import instance_defaults, label_instances
 
-PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "hd": 0.0, "hd95": 0.0}
+PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "pq": 1.0, "dq": 1.0, "sq": 1.0, "f1_object": 1.0, "hd": 0.0, "hd95": 0.0}
+
+
+def scores(result: dict) -> dict:
+    """A result of evaluate_pair without its "counts" (the numbers pooled scores are summed from)."""
+    return {key: value for key, value in result.items() if key != "counts"}
 MONUSEG_TEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "monuseg" / "test"
 
 
@@ -316,8 +321,11 @@ def test_evaluate_pair_binary_0_255_against_0_1():
     result = evaluate_pair(pred, gt, instances=False)
     # One connected instance on each side, so AJI = IoU = 12/20 (see the IoU test); F1 = 24/32.
     # HD: the rings are shifted by one column -> 1.
-    assert result == pytest.approx({"iou": 0.6, "f1": 0.75, "aji": 0.6, "hd": 1.0, "hd95": 1.0})
-    assert evaluate_pair(gt, gt, instances=False) == PERFECT
+    # PQ: the one pair has IoU 0.6 > 0.5, so DQ 1, SQ 0.6; the prediction covers 12/16 > 50 % of the
+    # ground-truth square, so the GlaS object F1 is 1.
+    assert scores(result) == pytest.approx({"iou": 0.6, "f1": 0.75, "aji": 0.6, "pq": 0.6, "dq": 1.0, "sq": 0.6,
+                                            "f1_object": 1.0, "hd": 1.0, "hd95": 1.0})
+    assert scores(evaluate_pair(gt, gt, instances=False)) == PERFECT
 
 
 def test_evaluate_pair_instances_flag_decides_what_aji_sees():
@@ -407,7 +415,7 @@ def test_evaluate_dirs_pairs_files_and_reports_problems(tmp_path):
     result = evaluate_dirs(pred_dir, gt_dir, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert set(result["per_image"]) == {"a", "b"}
-    assert result["per_image"]["a"] == PERFECT
+    assert scores(result["per_image"]["a"]) == PERFECT
     assert result["per_image"]["b"]["iou"] == 0.0 and math.isinf(result["per_image"]["b"]["hd"])
     # Means: IoU (1 + 0) / 2; HD leaves out b's inf -> a's 0.0, and b is counted.
     assert result["mean"]["iou"] == pytest.approx(0.5)
@@ -459,7 +467,7 @@ def test_monuseg_instance_mask_against_itself_and_timing():
 
     gt = read_array(sorted(folder.glob("*.png"))[0])
     assert gt.shape == (1000, 1000)
-    assert evaluate_pair(gt, gt, instances=True) == PERFECT
+    assert scores(evaluate_pair(gt, gt, instances=True)) == PERFECT
 
     # Erode every nucleus by one pixel: drop pixels that touch another label or the background.
     eroded = np.where(find_boundaries(gt, mode="inner"), 0, gt)

@@ -2,6 +2,8 @@
 
 - pixel: IoU and Dice/F1 of masks, per-class scores of class maps.
 - aji: the Aggregated Jaccard Index of Kumar et al. 2017 (and AJI+, named as such).
+- objects: panoptic quality (PQ, DQ, SQ at IoU > 0.5), the GlaS object F1, object Dice and object
+  Hausdorff (Sirinukunwattana et al. 2017); instance_scores: AJI, PQ, DQ, SQ, object F1 of one pair.
 - hausdorff: Hausdorff distance and HD95 between mask boundaries, in pixels.
 - evaluation: score a pair of masks or two folders, and print the result as a table.
 
@@ -18,6 +20,14 @@ from .evaluation import (
     format_table,
     to_label_image,
 )
+from .objects import (
+    glas_scores,
+    instance_scores,
+    object_dice,
+    object_hausdorff,
+    objects_f1,
+    panoptic_quality,
+)
 from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
 from .pixel import confusion_matrix, dice, iou, per_class_scores
 
@@ -32,6 +42,12 @@ __all__ = [
     "evaluate_dirs",
     "evaluate_pair",
     "format_table",
+    "glas_scores",
+    "instance_scores",
+    "object_dice",
+    "object_hausdorff",
+    "objects_f1",
+    "panoptic_quality",
     "hausdorff_and_hd95",
     "hausdorff_distance",
     "hd95",

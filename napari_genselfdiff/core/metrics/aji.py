@@ -93,6 +93,34 @@ def _empty_score(pred: np.ndarray, gt: np.ndarray) -> float | None:
     return None
 
 
+def _aji_sums(table: _Overlaps) -> tuple[int, int]:
+    """AJI's C and U (Kumar et al. 2017, Algorithm 1) from a contingency table; AJI = C / U.
+
+    Summed over images they give a pooled AJI. An empty map on one side gives C = 0 and U = the other
+    side's area; both empty give (0, 0).
+    """
+    if table.inter.size == 0:
+        return 0, int(table.gt_area[1:].sum() + table.pred_area[1:].sum())
+    iou = table.inter / table.union
+    # Best prediction per ground-truth instance: sort by gt id, then IoU descending, then pred id
+    # ascending (lexsort's last key is the primary one), and keep the first row of each gt id.
+    order = np.lexsort((table.pred_id, -iou, table.gt_id))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = table.gt_id[order][1:] != table.gt_id[order][:-1]
+    best = order[first]
+
+    inter_sum = table.inter[best].sum()
+    union_sum = table.union[best].sum()
+    matched_gt = np.zeros(table.gt_area.size, dtype=bool)
+    matched_gt[table.gt_id[best]] = True
+    used_pred = np.zeros(table.pred_area.size, dtype=bool)
+    used_pred[table.pred_id[best]] = True
+    # Index 0 is the background count in both area tables and must never enter U.
+    union_sum += table.gt_area[1:][~matched_gt[1:]].sum()
+    union_sum += table.pred_area[1:][~used_pred[1:]].sum()
+    return int(inter_sum), int(union_sum)
+
+
 def aggregated_jaccard_index(pred: np.ndarray, gt: np.ndarray) -> float:
     """Aggregated Jaccard Index of Kumar et al. 2017 (their Algorithm 1).
 
@@ -124,24 +152,7 @@ def aggregated_jaccard_index(pred: np.ndarray, gt: np.ndarray) -> float:
     empty = _empty_score(pred, gt)
     if empty is not None:
         return empty
-    table = _overlaps(pred, gt)
-    iou = table.inter / table.union
-    # Best prediction per ground-truth instance: sort by gt id, then IoU descending, then pred id
-    # ascending (lexsort's last key is the primary one), and keep the first row of each gt id.
-    order = np.lexsort((table.pred_id, -iou, table.gt_id))
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = table.gt_id[order][1:] != table.gt_id[order][:-1]
-    best = order[first]
-
-    inter_sum = table.inter[best].sum()
-    union_sum = table.union[best].sum()
-    matched_gt = np.zeros(table.gt_area.size, dtype=bool)
-    matched_gt[table.gt_id[best]] = True
-    used_pred = np.zeros(table.pred_area.size, dtype=bool)
-    used_pred[table.pred_id[best]] = True
-    # Index 0 is the background count in both area tables and must never enter U.
-    union_sum += table.gt_area[1:][~matched_gt[1:]].sum()
-    union_sum += table.pred_area[1:][~used_pred[1:]].sum()
+    inter_sum, union_sum = _aji_sums(_overlaps(pred, gt))
     return float(inter_sum / union_sum)
 
 
