@@ -250,3 +250,22 @@ def test_permission_and_read_only_errors_are_named(tmp_path, monkeypatch):
         monkeypatch.setattr(tempfile, "mkstemp", refuse(code))
         with pytest.raises(ExportError, match=words):
             export_items(tmp_path, [ExportItem("a", np.ones((4, 4), np.uint8), CLASSES)])
+
+
+def test_auto_object_type_follows_the_model_classes():
+    """Gland objects become QuPath annotations classified "Gland"; nuclei stay detections."""
+    from napari_genselfdiff.core.export.geojson import object_type_of
+    from napari_genselfdiff.core.model_files.classes import ClassInfo
+
+    labels = np.zeros((10, 10), np.uint8)
+    labels[1:4, 1:4], labels[6:9, 6:9] = 1, 2
+    classes = [ClassInfo(0, "background", (0, 0, 0, 0)), ClassInfo(1, "nucleus", (255, 215, 0, 255)),
+               ClassInfo(2, "Gland", (0, 160, 255, 255))]
+    features = labels_to_geojson(labels, classes)["features"]  # object_type "auto" by default
+    kinds = {f["properties"]["classification"]["name"]: f["properties"]["objectType"] for f in features}
+    assert kinds == {"nucleus": "detection", "Gland": "annotation"}
+    forced = labels_to_geojson(labels, classes, object_type="detection")["features"]
+    assert {f["properties"]["objectType"] for f in forced} == {"detection"}
+    assert object_type_of("gland") == "annotation" and object_type_of("Tumor") == "detection"
+    with pytest.raises(ValueError, match="object_type"):
+        labels_to_geojson(labels, classes, object_type="cell")

@@ -18,7 +18,9 @@ become a MultiPolygon; holes become interior rings.
 Each Feature carries ``properties = {"objectType": "annotation" | "detection", "classification":
 {"name": class name, "color": [r, g, b]}}`` as QuPath writes and reads them (File > Import objects,
 or drag the .geojson file onto the image). "detection" objects are light and suit hundreds of nuclei;
-"annotation" objects can be edited in QuPath.
+"annotation" objects can be edited in QuPath. ``object_type="auto"`` (the default) decides per class,
+from the model's class names: objects of a class in ``ANNOTATION_CLASSES`` (glands: large, few,
+edited by hand in QuPath) are annotations, every other object (nuclei) a detection.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ from scipy import ndimage
 from ..model_files.classes import ClassInfo, default_classes
 
 OBJECT_TYPES = ("detection", "annotation")
+OBJECT_TYPE_CHOICES = ("auto",) + OBJECT_TYPES
+"""What ``object_type`` may be: "auto" (per class, see `object_type_of`) or one type for every object."""
+
+ANNOTATION_CLASSES = ("gland",)
+"""Class names (compared without case) whose objects "auto" exports as QuPath annotations."""
+
+
+def object_type_of(class_name: str, object_type: str = "auto") -> str:
+    """The QuPath object type of an object of ``class_name``: ``object_type`` itself unless it is "auto",
+    then "annotation" for a class of ``ANNOTATION_CLASSES`` (e.g. the gland model's "Gland") and
+    "detection" for every other class (nuclei)."""
+    if object_type != "auto":
+        return object_type
+    return "annotation" if class_name.strip().lower() in ANNOTATION_CLASSES else "detection"
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
 # Directed pixel edges, walked with the object on the right-hand side (screen coordinates, y down),
@@ -167,7 +183,7 @@ def labels_to_features(
     classes: Sequence[ClassInfo] | None = None,
     *,
     instances: np.ndarray | None = None,
-    object_type: str = "detection",
+    object_type: str = "auto",
     id_seed: str = "",
 ) -> list[dict[str, Any]]:
     """One GeoJSON Feature per object (see the module docstring for what an object is).
@@ -176,7 +192,8 @@ def labels_to_features(
         labels: (H, W) class ids, 0 = background.
         classes: the classes (names and colours); ids without a record get "class <id>".
         instances: optional (H, W) instance ids; objects are then the instances.
-        object_type: "detection" (by default; light, for many nuclei) or "annotation" (editable).
+        object_type: "auto" (by default: per class, `object_type_of`: glands are annotations, nuclei
+            detections), "detection" (light, for many nuclei) or "annotation" (editable), for all.
         id_seed: text mixed into the features' UUIDs (e.g. the file stem), so ids are stable across
             exports of the same image and distinct between images.
 
@@ -186,8 +203,8 @@ def labels_to_features(
     Raises:
         ValueError: unknown object type, or shapes that differ.
     """
-    if object_type not in OBJECT_TYPES:
-        raise ValueError(f"object_type must be one of {OBJECT_TYPES}, not {object_type!r}.")
+    if object_type not in OBJECT_TYPE_CHOICES:
+        raise ValueError(f"object_type must be one of {OBJECT_TYPE_CHOICES}, not {object_type!r}.")
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D (H, W); got shape {labels.shape}.")
@@ -223,7 +240,7 @@ def labels_to_features(
                 "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{id_seed}/{number}")),
                 "geometry": geometry,
                 "properties": {
-                    "objectType": object_type,
+                    "objectType": object_type_of(info.name, object_type),
                     "classification": {"name": info.name, "color": [int(c) for c in info.color[:3]]},
                 },
             }
@@ -231,7 +248,7 @@ def labels_to_features(
     return features
 
 
-def labels_to_geojson(labels, classes=None, *, instances=None, object_type: str = "detection",
+def labels_to_geojson(labels, classes=None, *, instances=None, object_type: str = "auto",
                       id_seed: str = "") -> dict[str, Any]:
     """A GeoJSON FeatureCollection of :func:`labels_to_features` (QuPath imports it as is)."""
     return {

@@ -227,7 +227,7 @@ def export_items(
     items: Sequence[ExportItem],
     *,
     formats: Sequence[str] = FORMATS,
-    object_type: str = "detection",
+    object_type: str = "auto",
     overwrite: bool = False,
 ) -> ExportReport:
     """Write every item's files and one classes.json into ``folder``.
@@ -236,7 +236,8 @@ def export_items(
         folder: the export folder (created).
         items: the masks; their stems must be distinct.
         formats: any of "tif", "png", "geojson". By default all three.
-        object_type: QuPath object type of the GeoJSON features, "detection" or "annotation".
+        object_type: QuPath object type of the GeoJSON features: "auto" (glands annotations, nuclei
+            detections, by class name; see :func:`.geojson.object_type_of`), "detection" or "annotation".
         overwrite: replace existing files. By default an existing target raises
             :class:`OverwriteRefused` before anything is written.
 

@@ -50,9 +50,10 @@ class ExportPanel(QGroupBox):
         for box in (self._tif, self._png, self._geojson):
             box.setChecked(True)
         self._object_type = QComboBox()
-        self._object_type.addItems(["detection", "annotation"])
+        self._object_type.addItems(["auto", "detection", "annotation"])
         self._object_type.setToolTip(
-            "QuPath object type: detections are light (many nuclei); annotations can be edited in QuPath."
+            "QuPath object type: auto = by class (glands annotations, nuclei detections); detections are "
+            "light (many nuclei); annotations can be edited in QuPath."
         )
         self._export = QPushButton("Export")
         self._status = QLabel()

@@ -1,0 +1,203 @@
+"""The gland-model recipe (GlaS, Sirinukunwattana et al. MedIA 2017): one fine-tuning run per call,
+scored on a VALIDATION split of the 85 GlaS training images (never testA / testB), and ``--test`` for
+the final report on testA and testB, apart.
+
+The 85 official training images are split once by patient (splits.csv): the 16 images of patients 3,
+5 and 6 (8 benign, 8 malignant) are held out for validation, the other 69 train. GlaS images are 20x
+(about 0.62 um/px) and are used as they are; glands are class 1, and gland INSTANCES are made the way
+``genselfdiff segment --model glands --instances`` makes them: the connected components of the gland
+mask (no watershed split), components under ``GLAND_MIN_SIZE`` pixels removed (core.inference.instances
+with the bundled gland model's postprocess settings, written into the model file by bundle_glands.py).
+
+    python src_train/experiments/glas.py --name glas_nuclei_init --init napari_genselfdiff/models/default_nuclei.safetensors \\
+        --steps 900 --precision bf16
+
+Each run writes ``<out>/<name>/`` (checkpoints every --checkpoint-every steps: resumable, rerun the same
+command) and ``docs/results/glas/<name>.json`` (command, settings, wall time, validation scores: pixel
+F1/IoU, GlaS object F1 / object Dice / object Hausdorff, per-image means). ``--final`` trains on all 85
+images (no validation). ``--test`` scores a finished run's model on testA and testB (the report only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
+from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.io.read import read_array  # noqa: E402
+from napari_genselfdiff.core.metrics import glas_scores  # noqa: E402
+from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
+from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.network import UNetConfig  # noqa: E402
+from napari_genselfdiff.core.progress import Returning  # noqa: E402
+from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results" / "glas"
+
+#: Patients of the GlaS training set held out for validation (16 images: 8 benign, 8 malignant).
+VALIDATION_PATIENTS = {"3", "5", "6"}
+
+#: GlaS resolution: 20x, 0.620 um/px (Sirinukunwattana et al. 2017).
+GLAS_MPP = 0.62
+
+#: Gland instances: connected components of the mask, no watershed, at least this many pixels.
+GLAND_MIN_SIZE = 200
+GLAND_POSTPROCESS = {"split_touching": False, "min_size": GLAND_MIN_SIZE, "min_distance": 0.0, "h": 0.0}
+
+
+def read_split(glas: Path) -> dict[str, list[tuple[str, str]]]:
+    """{"train" | "testA" | "testB": [(name, patient), ...]} from splits.csv, names in numeric order."""
+    rows: dict[str, list[tuple[str, str]]] = {}
+    with open(glas / "splits.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["split"], []).append((row["name"], row["patient_id"]))
+    return {k: sorted(v, key=lambda r: int(r[0].rsplit("_", 1)[1])) for k, v in rows.items()}
+
+
+def load_pair(glas: Path, name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    image = read_array(glas / "images" / f"{name}.jpg")
+    mask = (read_array(glas / "masks" / f"{name}.png") > 0).astype(np.uint8)
+    return name, image, mask
+
+
+def gland_instances(foreground: np.ndarray) -> np.ndarray:
+    """Gland instances of a binary gland mask, as the bundled gland model makes them."""
+    return label_instances(foreground, **GLAND_POSTPROCESS)
+
+
+def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32", tile: int = 512) -> dict:
+    """Per-image pixel F1/IoU, GlaS object F1 / Dice / Hausdorff, AJI / PQ of a model on ``names``
+    (summarised per name prefix too: testA and testB apart)."""
+    model, info = load_model(model_path)
+    settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=False)
+    per_image = {}
+    start = time.perf_counter()
+    for name in names:
+        rgb = read_array(glas / "images" / f"{name}.jpg")
+        result = Returning(segment_progressive(model, info, rgb, settings))
+        for _ in result:
+            pass
+        fg = np.asarray(result.value.labels) > 0
+        pred = gland_instances(fg)
+        gt = to_label_image(read_array(glas / "masks" / f"{name}.png"))
+        scores = evaluate_pair(pred, gt, instances=True)
+        scores.update(glas_scores(pred, gt))
+        per_image[name] = scores
+    summary = summarize(per_image, by_prefix=True)
+    summary["seconds"] = time.perf_counter() - start
+    return summary
+
+
+def drive(gen, label: str, log_every: int = 25):
+    start = time.perf_counter()
+    events = Returning(gen)
+    for event in events:
+        if event.kind == "step" and (event.step % log_every == 0 or event.step == event.total_steps):
+            print(f"[{label}] step {event.step}/{event.total_steps} loss {event.loss:.4f} "
+                  f"{event.samples_per_s or 0:.2f} samples/s eta {event.eta_s or 0:.0f} s", flush=True)
+        elif event.kind in ("start", "validation", "cancelled"):
+            print(f"[{label}] {event.kind}: {event.message} {event.metrics or ''}", flush=True)
+    print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {events.value}", flush=True)
+    return events.value
+
+
+def _print(label: str, summary: dict) -> None:
+    for prefix, group in summary.get("groups", {}).items():
+        print(f"[{label}] {prefix} (n={group['n']}): " + " ".join(
+            f"{k} {v:.4f}" for k, v in group["mean"].items() if isinstance(v, float)), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True)
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "glas")
+    p.add_argument("--widths", type=int, nargs="+", default=[24, 48, 96, 192])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=900)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "ss_focal"])
+    p.add_argument("--init", default="scratch", help="a model file (e.g. the bundled nuclei model), or scratch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=None, help="train on this many of the 69 (drawn with --seed)")
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--validate-every", type=int, default=150)
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--final", action="store_true", help="train on all 85 training images (no validation)")
+    p.add_argument("--test", action="store_true", help="only score the run's model on testA and testB")
+    p.add_argument("--model", type=Path, default=None, help="with --test: score this model file instead")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    glas = args.data / "glas"
+    if not (glas / "splits.csv").is_file():
+        print(f"error: {glas}/splits.csv not found; pass --data.", file=sys.stderr)
+        return 2
+    split = read_split(glas)
+    run_dir = args.out / args.name
+    record_path = RESULTS / f"{args.name}.json"
+    if args.test:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {"name": args.name}
+        model_path = args.model or Path(record["model"])
+        names = [n for n, _ in split["testA"]] + [n for n, _ in split["testB"]]
+        record["test"] = score(model_path, glas, names)
+        record["test_command"] = "python src_train/experiments/glas.py " + shlex.join(argv or sys.argv[1:])
+        record["test_model"] = str(model_path)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=1))
+        _print(args.name, record["test"])
+        return 0
+
+    train = [n for n, patient in split["train"] if args.final or patient not in VALIDATION_PATIENTS]
+    val = [n for n, patient in split["train"] if patient in VALIDATION_PATIENTS]
+    if args.subset:
+        train = sorted(np.random.default_rng(1000 + args.seed).permutation(train)[: args.subset].tolist(),
+                       key=lambda n: int(n.rsplit("_", 1)[1]))
+    pairs = [load_pair(glas, n) for n in train]
+    val_pairs = None if args.final else [load_pair(glas, n) for n in val]
+    arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=1, norm="batch", stem_stride=2,
+                      attention_dim_head=16)
+    cfg = FinetuneConfig(
+        pairs=pairs, val_pairs=val_pairs, val_fraction=0.0, out_dir=str(run_dir), init=args.init, arch=arch,
+        classes=["background", "gland"], steps=args.steps, batch=args.batch, lr=args.lr, betas=[0.9, 0.999],
+        lr_schedule="cosine", warmup_steps=args.warmup, grad_clip=1.0, patch_size=args.size,
+        stride=args.size // 4, seed=args.seed, loss=args.loss, stain_jitter=True,
+        validate_every=0 if args.final else args.validate_every, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=1, precision=args.precision, resume=(run_dir / "checkpoints").exists(), val_tile=512,
+    )
+    start = time.perf_counter()
+    model_path = Path(drive(finetune(cfg), args.name))
+    seconds = time.perf_counter() - start
+    record = {"name": args.name, "command": "python src_train/experiments/glas.py " + shlex.join(argv or sys.argv[1:]),
+              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "architecture": arch.to_dict(), "train_images": train, "validation_images": [] if args.final else val,
+              "model": str(model_path), "train_seconds_this_call": seconds, "threads": args.threads,
+              "cpu_count": os.cpu_count()}
+    if not args.final:
+        record["validation"] = score(model_path, glas, val)
+        _print(args.name, record["validation"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
