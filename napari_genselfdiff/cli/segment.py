@@ -154,6 +154,14 @@ def segment_files(
         return _finish(n_failed, len(slides) + len(failures), out_dir)
     network, info, device = load_for_segmentation(model, args.device)
     settings = inference_settings(args, instances=instances)
+    given_mpp = getattr(args, "mpp", None)
+    if given_mpp is not None:  # refused once, before any image, with what to type instead
+        from ..core.inference.resolution import ResolutionError, check_mpp, model_mpp
+
+        try:
+            check_mpp(given_mpp, model_mpp(info)[0], what="--mpp")
+        except ResolutionError as exc:
+            raise CommandError(str(exc)) from exc
     precision = choose_precision(device, settings.precision).value
     classes = ", ".join(info.class_names)
     print(f"model: {info.path} (classes: {classes})")
@@ -167,7 +175,7 @@ def segment_files(
         n_failed += segment_slides(slides, model=model, out_dir=out_dir, args=args, instances=instances,
                                    overwrite=overwrite, loaded=(network, info))
     n_failed += _segment_paths(paths, network, info, settings, out_dir, write_instances=write_instances,
-                               overlay=overlay, overwrite=overwrite)
+                               overlay=overlay, overwrite=overwrite, mpp=given_mpp)
     return _finish(n_failed, len(paths) + len(slides) + len(failures), out_dir)
 
 
@@ -177,9 +185,12 @@ _PER_IMAGE_ERRORS = (GenSelfDiffError, CommandError, OSError, ValueError, Memory
 
 
 def _segment_paths(paths: list[Path], network, info, settings, out_dir: Path, *, write_instances: bool,
-                   overlay: bool, overwrite: bool) -> int:
+                   overlay: bool, overwrite: bool, mpp: float | None = None) -> int:
     """Segment and write each image over the core's driver (one summary line each, a tqdm bar per
-    image, a bad image reported in one line). Returns the number that failed."""
+    image, a bad image reported in one line). Each image is segmented at the model's resolution from
+    ``mpp`` (--mpp), else what its file records, else an estimate, else the model's; its line says
+    which. Returns the number that failed."""
+    from ..core.io.resolution import recorded_mpp
     from tqdm import tqdm
 
     from ..core.inference.driver import segment_images
@@ -214,20 +225,21 @@ def _segment_paths(paths: list[Path], network, info, settings, out_dir: Path, *,
 
         return load
 
-    sources = [(str(path), loader(path, out)) for path, out in zip(paths, outputs)]
+    sources = [(str(path), loader(path, out), recorded_mpp(path)) for path, out in zip(paths, outputs)]
 
     n_failed = 0
     bar = None
     started = 0.0
     try:
-        for event in segment_images(network, info, sources, settings, errors=_PER_IMAGE_ERRORS):
+        for event in segment_images(network, info, sources, settings, errors=_PER_IMAGE_ERRORS, mpp=mpp,
+                                    mpp_detail="--mpp"):
             kind, path = event["kind"], paths[event["index"]]
             if kind == "start":
                 started = time.perf_counter()
             elif kind == "progress":
                 if bar is None:
                     bar = tqdm(desc=path.name, unit="tile", leave=False, disable=None, file=sys.stderr)
-                if event["stage"] == "tiles":
+                if event["stage"] in ("tiles", "estimating resolution"):
                     bar.total = event["total"]
                     bar.n = event["done"]
                     bar.refresh()
@@ -243,7 +255,7 @@ def _segment_paths(paths: list[Path], network, info, settings, out_dir: Path, *,
             elif kind == "result":
                 try:
                     _write_one(path, outputs[event["index"]], event["image"], event["result"], info,
-                               started=started, overwrite=overwrite)
+                               started=started, overwrite=overwrite, resolution=event.get("resolution"))
                 except _PER_IMAGE_ERRORS as exc:
                     n_failed += 1
                     _report(_describe(path, exc))
@@ -276,7 +288,8 @@ def _report(message: str) -> None:
     print("error: " + " ".join(message.split()), file=sys.stderr)
 
 
-def _write_one(path: Path, outputs: _Outputs, image, result, info, *, started: float, overwrite: bool) -> None:
+def _write_one(path: Path, outputs: _Outputs, image, result, info, *, started: float, overwrite: bool,
+               resolution=None) -> None:
     """Write one image's outputs, printing its conversion notes and one summary line."""
     import numpy as np
 
@@ -294,7 +307,9 @@ def _write_one(path: Path, outputs: _Outputs, image, result, info, *, started: f
     height, width = np.shape(result.labels)
     th, tw = result.tile_shape
     print(
-        f"{path.name}: {width}x{height}, {result.tiles} tile(s) of {tw}x{th}, {result.device} "
+        f"{path.name}: {width}x{height}"
+        + (f" at {resolution.describe()}" if resolution is not None else "")
+        + f", {result.tiles} tile(s) of {tw}x{th}, {result.device} "
         f"{result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - started:.1f} s in all "
         f"-> {', '.join(p.name for p in written)}"
     )

@@ -9,6 +9,8 @@ not a 2-D integer array, opens as an image.
 
 Images: .tif/.tiff (LZW and other compressed TIFFs through tifffile + imagecodecs), .png, .jpg,
 .jpeg, .bmp. Channel-first (3|4, H, W) TIFFs are turned channel-last so napari shows them in colour.
+The resolution a file records (``core/io/resolution.py``) goes to ``metadata["genselfdiff"]["image"]``
+(``mpp``, ``mpp_source``), where the Segment panel's Resolution field reads it.
 """
 
 from __future__ import annotations
@@ -65,7 +67,16 @@ def _read_one(path: Path) -> tuple:
     if data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[-1] not in (3, 4):
         data = np.moveaxis(data, 0, -1)
     rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
-    return data, {"name": path.stem, "rgb": rgb}, "image"
+    kwargs = {"name": path.stem, "rgb": rgb}
+    from ..core.io.resolution import recorded_mpp
+
+    recorded = recorded_mpp(path)  # the Segment panel resamples to the model's resolution from it
+    if recorded.mpp is not None or recorded.notes:
+        from ._layers import META_KEY
+
+        kwargs["metadata"] = {META_KEY: {"image": {"path": str(path), "mpp": recorded.mpp,
+                                                   "mpp_source": recorded.detail, "notes": list(recorded.notes)}}}
+    return data, kwargs, "image"
 
 
 def _labels_layer(path: Path, data: np.ndarray) -> tuple:

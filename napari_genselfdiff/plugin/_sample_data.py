@@ -17,7 +17,14 @@ def he_nuclei_sample():
     from ..core.io.read import read_array
 
     data = read_array(SAMPLE)
-    return [(data[..., :3], {"name": "H&E nuclei (MoNuSeg)", "rgb": True, "metadata": {"attribution": ATTRIBUTION}}, "image")]
+    from ..core.io.resolution import recorded_mpp
+    from ._layers import META_KEY
+
+    recorded = recorded_mpp(SAMPLE)  # the crop's PNG records MoNuSeg's 0.25 um/px (pHYs)
+    meta = {"attribution": ATTRIBUTION}
+    if recorded.mpp:
+        meta[META_KEY] = {"image": {"path": str(SAMPLE), "mpp": recorded.mpp, "mpp_source": recorded.detail}}
+    return [(data[..., :3], {"name": "H&E nuclei (MoNuSeg)", "rgb": True, "metadata": meta}, "image")]
 
 
 def he_nuclei_with_truth_sample():

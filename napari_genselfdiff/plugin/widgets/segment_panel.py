@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
@@ -75,6 +76,13 @@ def _unchecked(info) -> str | None:
     return (f"'{info.display_name}' is a fine-tuned model that was not checked: it has no held-out score "
             "(too few corrected images to hold one out), so nothing says it is better than the model it "
             "started from; compare its labels with the previous ones before relying on them")
+
+
+def layer_resolution_of(layer) -> tuple[float | None, str]:
+    """``(mpp, where)`` a layer records: the reader's record of its file, or a scale in microns."""
+    from ...core.inference.resolution import layer_resolution
+
+    return layer_resolution(getattr(layer, "scale", None), getattr(layer, "units", None), layer_meta(layer))
 
 
 def _digest(data) -> str:
@@ -129,6 +137,17 @@ class SegmentPanel(QGroupBox):
         self._tile.setValue(INFERENCE_TILE)
         self._tile.setSuffix(" px")
         self._tile.setToolTip("Largest tile processed at once; smaller tiles use less memory.")
+        # The image's resolution: filled from the layer (the file's record, or a scale in microns),
+        # editable; empty: estimated from the nuclei (nuclei models), else the model's is assumed.
+        self._mpp = QLineEdit()
+        self._mpp.setPlaceholderText("not recorded: estimated")
+        self._mpp.setToolTip(
+            "Microns per pixel of the image (40x: about 0.25, 20x: about 0.5). Filled from the file or the "
+            "layer's scale when they record it; type another value to override. Empty: estimated from the "
+            "nuclei, else the model's own resolution is assumed. The image is resampled to the model's "
+            "resolution and the results mapped back to its pixels."
+        )
+        self._mpp_filled: tuple[str, str] = ("", "")  # (text, where) as filled from the layer
         self._run = QPushButton("Segment")
         self._cancel = QPushButton("Cancel")
         self._cancel.setEnabled(False)
@@ -142,6 +161,7 @@ class SegmentPanel(QGroupBox):
         form = QFormLayout()
         form.addRow("Image:", self._layer)
         form.addRow("", self._all)
+        form.addRow("Resolution (um/px):", self._mpp)
         form.addRow("Tile size:", self._tile)
         form.addRow("", self._instances)
         form.addRow("", self._uncertainty)
@@ -163,6 +183,7 @@ class SegmentPanel(QGroupBox):
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         viewer.layers.selection.events.active.connect(self._follow_selection)
+        self._layer.currentTextChanged.connect(lambda *_: self._fill_resolution())
         state.model_changed.connect(lambda *_: self._update_enabled())
         self._refresh_layers()
 
@@ -179,12 +200,32 @@ class SegmentPanel(QGroupBox):
         if preferred in names:
             self._layer.setCurrentText(preferred)
         self._layer.blockSignals(False)
+        self._fill_resolution()
         self._update_enabled()
 
     def _follow_selection(self, event=None) -> None:
         active = self.state.viewer.layers.selection.active
         if active is not None and self._layer.findText(active.name) >= 0:
             self._layer.setCurrentText(active.name)
+
+    def _fill_resolution(self) -> None:
+        """Put the chosen layer's recorded resolution in the field (unless the user typed one)."""
+        if self._mpp.text().strip() and self._mpp.text().strip() != self._mpp_filled[0]:
+            return  # the user's own value stays
+        layers = self.chosen_layers()
+        mpp, where = layer_resolution_of(layers[0]) if layers else (None, "")
+        text = f"{mpp:.4g}" if mpp else ""
+        self._mpp.setText(text)
+        self._mpp_filled = (text, where)
+
+    def resolution_choice(self, layer) -> tuple[object, tuple[float | None, str]]:
+        """``(given, recorded)`` for a layer: the field's value when the user typed it (``given``),
+        else what the layer records as ``(mpp, where)`` (``recorded``; the field shows it)."""
+        text = self._mpp.text().strip()
+        recorded = layer_resolution_of(layer)
+        if text and text != self._mpp_filled[0]:
+            return text, recorded
+        return None, recorded
 
     def status_text(self) -> str:
         return self._status.text()
@@ -270,6 +311,15 @@ class SegmentPanel(QGroupBox):
         if unchecked:
             self._notes.append(unchecked)
         settings = self.inference_settings()
+        given, _ = self.resolution_choice(planes[0].layer)
+        if given is not None:  # a typed value: checked now, with what to type instead
+            from ...core.inference.resolution import ResolutionError, check_mpp, model_mpp
+
+            try:
+                given = check_mpp(given, model_mpp(info)[0], what="the Resolution field:")
+            except ResolutionError as exc:
+                _notify.tell(self._status, f"Cannot segment: {exc}", "error", toast="Check the resolution.")
+                return None
         from napari.utils import progress
 
         self._pbar = progress(total=1000, desc=f"GenSelfDiff: segmenting {len(planes)} image(s)")
@@ -281,9 +331,11 @@ class SegmentPanel(QGroupBox):
             segment_images,
             network,
             info,
-            [(p.name, p.data) for p in planes],
+            [(p.name, p.data, layer_resolution_of(p.layer)) for p in planes],
             settings,
             self._uncertainty.isChecked(),
+            mpp=given,
+            mpp_detail="Resolution field",
             on_yielded=self._on_event,
             on_returned=self._on_returned,
             on_errored=self._on_errored,
@@ -312,9 +364,11 @@ class SegmentPanel(QGroupBox):
         kind = event["kind"]
         if kind == "progress":
             total = max(int(event["total"]), 1)
-            share = (event["index"] + (event["done"] / total if event["stage"] == "tiles" else 1.0)) / event["count"]
+            within = {"tiles": event["done"] / total, "estimating resolution": 0.0}.get(event["stage"], 1.0)
+            share = (event["index"] + within) / event["count"]
             value = int(1000 * min(share, 1.0))
-            stage = "splitting nuclei" if event["stage"] == "instances" else f"tile {event['done']}/{event['total']}"
+            stage = {"instances": "splitting nuclei", "estimating resolution": "estimating the resolution"}.get(
+                event["stage"], f"tile {event['done']}/{event['total']}")
             # The text first: updating napari's progress bar may process pending events, among them
             # the job's end, whose message must come last.
             self._status.setText(f"{event['name']}: {stage} ({event['index'] + 1}/{event['count']})")
@@ -323,7 +377,7 @@ class SegmentPanel(QGroupBox):
                 step, self._last_n = value - self._last_n, value
                 self._pbar.update(step)
         elif kind == "result":
-            labels = self._add_layers(self._planes[event["index"]], event["result"])
+            labels = self._add_layers(self._planes[event["index"]], event["result"], event.get("resolution"))
             if event.get("uncertainty") is not None:
                 self._add_uncertainty(self._planes[event["index"]], event["uncertainty"])
             # the labels are the selected layer (not the uncertainty map added after them), so the
@@ -334,7 +388,7 @@ class SegmentPanel(QGroupBox):
             self._notes.append(message)
             _notify.error(message)
 
-    def _add_layers(self, plane, result) -> None:
+    def _add_layers(self, plane, result, resolution=None) -> None:
         info = self.state.model_info
         classes = list(info.classes)
         image = plane.layer
@@ -347,6 +401,8 @@ class SegmentPanel(QGroupBox):
             "model_name": info.display_name,
             "result": uuid.uuid4().hex,  # the labels and nuclei of one result share it
         }
+        if resolution is not None:
+            meta["resolution"] = resolution.to_dict()
         labels, kept_old = self._place(
             plane, f"{image.name} labels{plane.suffix}", result.labels, meta, above=image, mode="ask",
             colormap=class_colormap(classes), features=class_features(classes), opacity=0.6,
@@ -361,7 +417,8 @@ class SegmentPanel(QGroupBox):
             self.added.append(nuclei)
         for note in [*plane.notes, *result.notes]:
             self._notes.append(f"'{image.name}': {note}")
-            _notify.warning(f"'{image.name}': {note}")
+            if not note.startswith("resolution "):  # the resolution used goes to the status line only
+                _notify.warning(f"'{image.name}': {note}")
         return labels
 
     def _place(self, plane, name: str, data, meta: dict, *, above, mode: str, **kwargs):
