@@ -10,7 +10,10 @@
    given to ``estimate_mpp`` as it is, nothing recorded: one JSON line per image and scale with the
    probes (candidate, whole nuclei, median diameter, implied resolution), the estimate and the
    resolution chosen, then a summary per scale (median and mean |error|, share within 15 %, share
-   used). This is what the candidates, probe size and confidence thresholds were chosen on.
+   used). This is what the candidates, probe size and thresholds of ``estimate_mpp`` were chosen on
+   (for the thresholds, all three probes of every training case were also recorded and the rules
+   compared offline: the rule in resolution.py gets 74 of the 90 cases right, 67 without the
+   confirmation by the next candidate and the fallback to the coarsest).
 """
 
 from __future__ import annotations
