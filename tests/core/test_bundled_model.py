@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_genselfdiff.core.defaults import SAMPLE_IMAGE as SAMPLE
+from napari_genselfdiff.core.defaults import SAMPLE_INSTANCES
 from napari_genselfdiff.core.inference import InferenceSettings, segment
 from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair
 from napari_genselfdiff.core.model_files import bundled_model_path, load_model, read_model_info
-from napari_genselfdiff.plugin._sample_data import SAMPLE, SAMPLE_INSTANCES
 
 BUNDLED = bundled_model_path()
 pytestmark = pytest.mark.skipif(BUNDLED is None, reason="this build bundles no default model")

@@ -120,3 +120,23 @@ def test_scoring_and_file_pairing_import_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_core_tests_use_no_napari():
+    """tests/core checks the core alone: no napari viewer, no qtbot, no plugin module (GUI checks live
+    in tests/plugin), so it runs where the GUI extra is not installed."""
+    import re
+    from pathlib import Path
+
+    pattern = re.compile(r"make_napari_viewer|\bqtbot\b|^\s*(import|from) napari(\s|\.layers|\.)|napari_genselfdiff\.plugin",
+                         re.M)
+    offenders = {}
+    for path in sorted((Path(__file__).parent).glob("*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        hits = [m.group(0).strip() for m in pattern.finditer(path.read_text(encoding="utf-8"))]
+        hits = [h for h in hits if not h.startswith(("import napari_genselfdiff", "from napari_genselfdiff"))
+                or "napari_genselfdiff.plugin" in h]
+        if hits:
+            offenders[path.name] = sorted(set(hits))
+    assert not offenders, offenders

@@ -125,27 +125,6 @@ def test_is_slide(slides, tmp_path):
 # -- napari reader ---------------------------------------------------------------------------------
 
 
-def test_napari_reader_gives_a_multiscale_layer_with_the_resolution(slides):
-    from napari.layers import Image
-
-    from napari_genselfdiff.plugin._reader import get_image_reader
-    from napari_genselfdiff.plugin._slide_reader import get_slide_reader
-
-    assert get_image_reader(str(slides["ome"])) is None  # the flat reader leaves slides alone
-    reader = get_slide_reader(str(slides["ome"]))
-    assert reader is not None
-    [(data, kwargs, kind)] = reader(str(slides["ome"]))
-    assert kind == "image" and kwargs["multiscale"] and kwargs["rgb"]
-    assert [d.shape for d in data] == [(600, 800, 3), (150, 200, 3)]
-    assert kwargs["scale"] == (0.5, 0.5)
-    meta = kwargs["metadata"]["genselfdiff"]["slide"]
-    assert meta["mpp"] == 0.5 and meta["mpp_source"] == "file: OME PhysicalSizeX"
-    layer = Image(data, **kwargs)
-    assert layer.multiscale and tuple(layer.scale) == (0.5, 0.5)
-    _, no_res, _ = get_slide_reader(str(slides["none"]))(str(slides["none"]))[0]
-    assert no_res["scale"] == (1.0, 1.0) and "resolution unknown" in no_res["metadata"]["genselfdiff"]["slide"]["notes"][-1]
-
-
 def test_napari_manifest_lists_the_slide_readers():
     import yaml
 
@@ -363,8 +342,7 @@ def test_large_slide_regions_and_tissue_mask_without_reading_it_whole(tmp_path):
     seconds = time.perf_counter() - t
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     # The slide is 1.26 GB of pixels; reading the mask and regions must not come near that.
-    assert grown_mb < 400, grown_mb
-    assert seconds < 60, seconds
+    assert grown_mb < 400, grown_mb  # (its time is printed, not asserted: benchmarks/ measures speed)
     print(f"wrote in {t - start:.1f} s; mask + regions in {seconds:.1f} s, peak RSS +{grown_mb:.0f} MB")
 
 

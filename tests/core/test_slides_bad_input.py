@@ -18,7 +18,6 @@ from napari_genselfdiff.core.inference import slide as slide_mod
 from napari_genselfdiff.core.inference.slide import SlideSettings, SlideWriteError, segment_slide
 from napari_genselfdiff.core.io import labels_store
 from napari_genselfdiff.core.io.labels_store import EDIT_DIR, open_labels_store, read_resume, write_labels_region
-from napari_genselfdiff.core.io.slide import SlideError
 from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
 
 FAST = InferenceSettings(device="cpu", precision="fp32", tile=128, overlap=16)
@@ -33,22 +32,6 @@ def small_slide(tmp_path_factory):
 
 def _no_space(*_a, **_k):
     raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def test_the_napari_readers_refuse_an_unreadable_slide_or_store_with_a_sentence(tmp_path):
-    from napari_genselfdiff.plugin._slide_reader import get_labels_store_reader, read_slide
-
-    broken = tmp_path / "broken.svs"
-    broken.write_bytes(b"II*\x00" + b"\x00" * 64)
-    with pytest.raises(SlideError, match="broken.svs: cannot be read as a whole-slide image"):
-        read_slide(str(broken))
-    store = tmp_path / "x_labels.zarr"
-    store.mkdir()
-    (store / ".zgroup").write_text("not json")
-    reader = get_labels_store_reader(str(store))
-    assert reader is not None
-    with pytest.raises(GenSelfDiffError, match="x_labels.zarr: not a readable labels store"):
-        reader(str(store))
 
 
 @pytest.mark.parametrize("where", ["geojson", "pyramid"])
@@ -129,33 +112,3 @@ def test_a_full_disk_while_saving_corrections_leaves_the_store_unchanged(small_s
         np.testing.assert_array_equal(np.asarray(new), old)
 
 
-@pytest.mark.gui
-def test_slide_widget_without_a_resolution_and_with_shapes_off_the_slide(tmp_path, make_model, make_napari_viewer,
-                                                                          monkeypatch):
-    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
-
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    path = write_synthetic_slide(tmp_path / "nores.tif", 1024, 1024, flavour="none", tile=128, n_levels=2).path
-    _, _, model = make_model()
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(path), plugin="napari-genselfdiff")
-    widget = SlideSegmentWidget(viewer)
-    widget.model_edit.setText(str(model))
-    widget.out_edit.setText(str(tmp_path / "out"))
-    assert widget.mpp_edit.text() == ""  # nothing recorded in the file
-    # Shapes beyond the slide's edge (world = pixels here: the slide has no resolution).
-    viewer.add_shapes([[[2000.0, 2000.0], [2000.0, 2100.0], [2100.0, 2100.0], [2100.0, 2000.0]]],
-                      shape_type="rectangle", name="off")
-    widget.scope_combo.setCurrentText("Shapes")
-    widget.shapes_combo.setCurrentText("off")
-    widget.segment_button.click()
-    assert "the shapes of 'off' lie outside the slide" in widget.status.text()
-    viewer.layers["off"].data = [np.array([[0.0, 0.0], [0.0, 64.0], [64.0, 64.0], [64.0, 0.0]])]
-    widget.segment_button.click()
-    assert widget.last_result is None
-    assert "records no usable resolution" in widget.status.text() and "Resolution field" in widget.status.text()
-    assert not (tmp_path / "out" / "nores_labels.zarr.partial").exists()  # refused before any work
-    widget.mpp_edit.setText("0.25")
-    widget.segment_button.click()
-    assert widget.last_result is not None, widget.status.text()
-    assert open_labels_store(widget.last_result.labels_store).mpp == 0.25

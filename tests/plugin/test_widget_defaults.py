@@ -1,0 +1,89 @@
+"""The widget's fields and the training panels' configurations start at the core's defaults (core/defaults.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_genselfdiff.core import defaults as D
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.mark.gui
+def test_widget_fields_start_at_the_core_defaults(qtbot, tmp_path, monkeypatch):
+    """The panels are built over a bare layer list instead of a viewer (cheap): only their fields are
+    looked at."""
+    from types import SimpleNamespace
+
+    from napari.components import LayerList
+
+    from napari_genselfdiff.plugin._state import PluginState
+    from napari_genselfdiff.plugin._testing import isolate
+    from napari_genselfdiff.plugin.widgets import finetune_panel, model_panel
+    from napari_genselfdiff.plugin.widgets._training_common import size_fields
+    from napari_genselfdiff.plugin.widgets.segment_panel import SegmentPanel
+
+    isolate(monkeypatch, tmp_path)
+    state = PluginState(SimpleNamespace(layers=LayerList()))
+    assert (state.device, state.precision) == (D.DEFAULT_DEVICE, D.DEFAULT_PRECISION)
+    segment = SegmentPanel(state)
+    qtbot.addWidget(segment)
+    assert segment._tile.value() == D.INFERENCE_TILE
+    settings = segment.inference_settings()  # what a Segment click computes with
+    assert (settings.tile, settings.overlap) == (D.INFERENCE_TILE, D.INFERENCE_OVERLAP)
+    assert (settings.device, settings.precision) == (D.DEFAULT_DEVICE, D.DEFAULT_PRECISION)
+    segment._tile.setValue(256)
+    assert segment.inference_settings().overlap == D.overlap_for_tile(256) == 32
+    models = model_panel.ModelPanel(state)
+    qtbot.addWidget(models)
+    assert tuple(models._device.itemText(i) for i in range(models._device.count())) == D.DEVICE_CHOICES
+    assert tuple(models._precision.itemText(i) for i in range(models._precision.count())) == D.PRECISION_CHOICES
+    arch, patch, _, batch = size_fields(steps=10, arch_tooltip="")
+    for box in (arch, patch, batch):
+        qtbot.addWidget(box)
+    assert tuple(arch.itemText(i) for i in range(arch.count())) == D.WIDGET_PRESETS
+    assert arch.currentText() == D.WIDGET_PRESET
+    assert (patch.value(), batch.value()) == (D.WIDGET_TRAINING_PATCH, D.WIDGET_TRAINING_BATCH)
+    assert finetune_panel.PRESET_NAMES == D.WIDGET_PRESETS
+
+
+@pytest.mark.gui
+def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, monkeypatch):
+    """What Start would train with, before anything is changed: the core's widget training defaults,
+    the core's classes and inference tile, the state's device and precision; one run folder rule."""
+    from types import SimpleNamespace
+
+    from napari.components import LayerList
+
+    from napari_genselfdiff.plugin._settings import data_dir
+    from napari_genselfdiff.plugin._state import PluginState
+    from napari_genselfdiff.plugin._testing import isolate
+    from napari_genselfdiff.plugin.widgets._training_common import patch_stride
+    from napari_genselfdiff.plugin.widgets.finetune_panel import START_SCRATCH, FinetunePanel
+    from napari_genselfdiff.plugin.widgets.pretrain_panel import PretrainPanel
+
+    isolate(monkeypatch, tmp_path)
+    state = PluginState(SimpleNamespace(layers=LayerList()))
+    pretrain = PretrainPanel(state)
+    finetune = FinetunePanel(state, pretrain_panel=pretrain)
+    for panel in (pretrain, finetune):
+        qtbot.addWidget(panel)
+    finetune.start_from.setCurrentText(START_SCRATCH)
+    finetune.images.edit.setText(str(tmp_path))
+    finetune.masks.edit.setText(str(tmp_path))
+    for panel, cfg in ((pretrain, pretrain.config()), (finetune, finetune.config())):
+        assert cfg.arch == D.WIDGET_PRESET
+        assert (cfg.patch_size, cfg.batch) == (D.WIDGET_TRAINING_PATCH, D.WIDGET_TRAINING_BATCH)
+        assert cfg.stride == patch_stride(D.WIDGET_TRAINING_PATCH) == D.WIDGET_TRAINING_PATCH // 2
+        assert (cfg.device, cfg.precision) == (D.DEFAULT_DEVICE, D.DEFAULT_PRECISION)
+        assert cfg.out_dir == str(data_dir() / "runs" / panel.job) and not cfg.resume
+    cfg = finetune.config()
+    assert cfg.classes == list(D.DEFAULT_CLASSES) and cfg.val_tile == D.INFERENCE_TILE
+
+
+def test_the_sample_paths_are_one():
+    from napari_genselfdiff.cli import run
+    from napari_genselfdiff.plugin import _sample_data
+
+    assert run.SAMPLE == _sample_data.SAMPLE == D.SAMPLE_IMAGE and D.SAMPLE_IMAGE.is_file()
+    assert _sample_data.SAMPLE_INSTANCES == D.SAMPLE_INSTANCES and D.SAMPLE_INSTANCES.is_file()
