@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src_train"))
 
 from bench_step import _time_steps  # noqa: E402
+
 from napari_genselfdiff.core.network import PRESETS, AttentionUNet, UNetConfig  # noqa: E402
 
 

@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_genselfdiff.core.inference import InferenceSettings, segment
+    from napari_genselfdiff.core.inference.instances import label_instances
     from napari_genselfdiff.core.inference.slide import ResampledView
     from napari_genselfdiff.core.io.read import read_array
     from napari_genselfdiff.core.metrics.aji import aggregated_jaccard_index
-    from napari_genselfdiff.core.inference.instances import label_instances
     from napari_genselfdiff.core.metrics.pixel import dice
     from napari_genselfdiff.core.model_files import load_model
 

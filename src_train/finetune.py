@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import sys
 
-import _common  # noqa: F401  (puts the repository on sys.path)
-
 from napari_genselfdiff.cli.train import main as train_main
+
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:

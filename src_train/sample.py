@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import setup_distributed  # noqa: F401  (puts the repository on sys.path)
-
 from napari_genselfdiff.core.errors import GenSelfDiffError
 from napari_genselfdiff.core.io.atomic import atomic_path
 from napari_genselfdiff.core.training.preview import make_grid, sample_preview
+
+from _common import setup_distributed  # noqa: F401  (puts the repository on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,13 @@ from ..core.defaults import (
     DEFAULT_PRECISION,
     DEVICE_CHOICES,
     IMAGE_SUFFIXES,
-    INFERENCE_OVERLAP as DEFAULT_OVERLAP,
-    INFERENCE_TILE as DEFAULT_TILE,
     PRECISION_CHOICES,
+)
+from ..core.defaults import (
+    INFERENCE_OVERLAP as DEFAULT_OVERLAP,
+)
+from ..core.defaults import (
+    INFERENCE_TILE as DEFAULT_TILE,
 )
 
 # Whole-slide formats taken from folders too (napari_genselfdiff.core.io.slide: VENDOR_SUFFIXES, and .mrxs

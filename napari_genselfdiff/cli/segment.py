@@ -190,11 +190,11 @@ def _segment_paths(paths: list[Path], network, info, settings, out_dir: Path, *,
     image, a bad image reported in one line). Each image is segmented at the model's resolution from
     ``mpp`` (--mpp), else what its file records, else an estimate, else the model's; its line says
     which. Returns the number that failed."""
-    from ..core.io.resolution import recorded_mpp
     from tqdm import tqdm
 
     from ..core.inference.driver import segment_images
     from ..core.io.read import read_array
+    from ..core.io.resolution import recorded_mpp
 
     outputs = [
         _Outputs(

@@ -65,7 +65,7 @@ def inspect_image(image, *, allow_gray: bool = True, name: str = "image") -> Inp
     shape = tuple(int(s) for s in image.shape)
     dtype = np.dtype(image.dtype)
     notes: list[str] = []
-    if dtype == bool or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+    if dtype == np.bool_ or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise ImageInputError(f"{name}: pixel type {dtype} is not an image; expected real numbers.")
     if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (1, 3, 4):
         layout, channels, (h, w) = "chw", shape[0], shape[1:]

@@ -24,12 +24,12 @@ child's imports (torch and its compiler stack: several seconds on a small CPU) a
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import queue
 import subprocess
 import sys
-import atexit
 import threading
 from collections.abc import Generator
 from pathlib import Path

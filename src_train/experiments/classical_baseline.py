@@ -20,10 +20,10 @@ import numpy as np
 from scipy import ndimage
 from skimage import color, filters, morphology
 
+from napari_genselfdiff.core.inference.instances import label_instances
 from napari_genselfdiff.core.io.atomic import write_text_atomic
 from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, format_table, summarize
-from napari_genselfdiff.core.inference.instances import label_instances
 
 
 def classical_nuclei(rgb: np.ndarray) -> np.ndarray:

@@ -21,12 +21,13 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from recipe import VALIDATION  # noqa: E402
+
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-from recipe import VALIDATION  # noqa: E402
 
 
 def prob_watershed(prob: np.ndarray, core_threshold: float, h: float = 1.0, min_distance: float = 8.0,

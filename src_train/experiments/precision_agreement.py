@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from recipe import VALIDATION  # noqa: E402  (the same held-out images as the recipe's validation)
+
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.inference.device import cpu_has_native_bf16  # noqa: E402
 from napari_genselfdiff.core.inference.driver import load_segmentation_model  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
-
-from recipe import VALIDATION  # noqa: E402  (the same held-out images as the recipe's validation)
 
 REPO = Path(__file__).resolve().parents[2]
 

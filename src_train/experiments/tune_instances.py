@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 H_VALUES = (0.5, 1.0, 1.5, 2.0)

@@ -22,14 +22,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from recipe import REPO, VALIDATION, rescale_image, resize_instances  # noqa: E402
+
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
 from napari_genselfdiff.core.inference.instances import CUE_DEFAULTS, split_nuclei  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-
-from recipe import VALIDATION, REPO, rescale_image, resize_instances  # noqa: E402
 
 GRIDS = {
     "contour": {"interior_threshold": (0.3, 0.4, 0.5, 0.6), "min_marker": (4, 8, 16), "min_size": (20, 30)},

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src_train" / "expe
 @pytest.mark.slow
 def test_active_learning_tiny(tmp_path, he_image):
     import active_learning as al
+
     from conftest import micro_config
 
     images = [he_image(64, 64, seed=s) for s in range(2)]

@@ -18,7 +18,6 @@ from napari_genselfdiff.cli import common
 from napari_genselfdiff.cli.main import main
 
 
-
 @pytest.fixture
 def inputs(tmp_path, he_image):
     """A good 48x64 PNG, a corrupt TIFF, a 3-D stack TIFF and a grayscale PNG."""

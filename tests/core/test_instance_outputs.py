@@ -9,7 +9,12 @@ import torch
 from napari_genselfdiff.core.data.datasets import PairedPatchDataset
 from napari_genselfdiff.core.data.instance_targets import contour_classes, distance_map, hover_maps, targets_for
 from napari_genselfdiff.core.errors import ModelFileError
-from napari_genselfdiff.core.inference.instances import split_by_contour, split_by_distance, split_by_hover, split_nuclei
+from napari_genselfdiff.core.inference.instances import (
+    split_by_contour,
+    split_by_distance,
+    split_by_hover,
+    split_nuclei,
+)
 from napari_genselfdiff.core.inference.outputs import network_channels, split_output
 from napari_genselfdiff.core.losses import DiceCELoss
 from napari_genselfdiff.core.losses.instance_aware import InstanceAwareLoss
@@ -159,7 +164,6 @@ def test_slides_split_nuclei_with_the_models_cue(tmp_path, monkeypatch):
     from napari_genselfdiff.core.inference.slide import SlideSettings, segment_slide
     from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
     from napari_genselfdiff.core.network import AttentionUNet
-    from napari_genselfdiff.core.progress import run_generator
 
     from conftest import micro_config
 

@@ -14,7 +14,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from skimage.segmentation import find_boundaries
 
+from napari_genselfdiff.core.data.folders import match_key
 from napari_genselfdiff.core.errors import MaskInputError
+from napari_genselfdiff.core.inference.instances import instance_defaults, label_instances
 from napari_genselfdiff.core.metrics import (
     aggregated_jaccard_index,
     aji_plus,
@@ -28,8 +30,6 @@ from napari_genselfdiff.core.metrics import (
     iou,
     per_class_scores,
 )
-from napari_genselfdiff.core.data.folders import match_key
-from napari_genselfdiff.core.inference.instances import instance_defaults, label_instances
 
 PERFECT = {"iou": 1.0, "f1": 1.0, "aji": 1.0, "pq": 1.0, "dq": 1.0, "sq": 1.0, "f1_object": 1.0, "hd": 0.0, "hd95": 0.0}
 

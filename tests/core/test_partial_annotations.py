@@ -146,9 +146,10 @@ def test_exported_partial_mask_reads_back_as_partial(tmp_path):
 
 def test_finetune_on_a_partial_pair(tmp_path):
     """The whole fine-tuning path with partial pairs (micro network, 2 steps)."""
-    from conftest import micro_config
     from napari_genselfdiff.core.inference.predict import run_generator
     from napari_genselfdiff.core.training import FinetuneConfig, finetune
+
+    from conftest import micro_config
 
     image, labels = _pair(shape=(64, 64))
     known = np.zeros((64, 64), bool)

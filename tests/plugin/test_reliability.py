@@ -75,9 +75,10 @@ def test_kill_9_while_the_annotation_set_is_written_leaves_every_complete_pair_a
 
 @pytest.mark.slow
 def test_kill_9_of_the_training_child_is_reported_and_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
-    from conftest import micro_config
     from napari_genselfdiff.core.training import FinetuneConfig, finetune, read_metrics
     from napari_genselfdiff.plugin import _subprocess
+
+    from conftest import micro_config
 
     spawned = []
     real_spawn = _subprocess._spawn

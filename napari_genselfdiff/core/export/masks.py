@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..annotations.regions import UNKNOWN_LABEL
 from ..errors import GenSelfDiffError
 from ..io.atomic import write_text_atomic
 from ..io.write import write_labels_png, write_labels_tiff
-from ..annotations.regions import UNKNOWN_LABEL
 from ..model_files.classes import ClassInfo
 from .geojson import labels_to_geojson, mask_geometry
 

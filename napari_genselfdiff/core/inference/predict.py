@@ -24,7 +24,7 @@ from ..image_input import InputSpec, inspect_image, read_tile
 from ..model_files.schema import ModelInfo
 from ..network.unet import AttentionUNet, fused_for_inference
 from ..progress import run_generator  # also imported from here by callers
-from .device import Precision, autocast, choose_device, choose_precision
+from .device import autocast, choose_device, choose_precision
 from .outputs import CUE_CHANNELS, split_output
 from .tiling import TilePlan, blend_window, column_strips, plan_tiles
 

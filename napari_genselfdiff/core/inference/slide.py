@@ -56,6 +56,7 @@ import numpy as np
 from ..errors import GenSelfDiffError
 from ..io.slide import Slide, SlideError
 from .predict import InferenceSettings
+
 # The one resolution path images and slides share (re-exported here for older callers).
 from .resolution import (  # noqa: F401
     DEFAULT_MODEL_MPP,
@@ -66,7 +67,6 @@ from .resolution import (  # noqa: F401
     map_back,
     model_mpp,
 )
-
 
 
 class SlideWriteError(GenSelfDiffError, OSError):

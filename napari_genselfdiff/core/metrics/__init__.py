@@ -20,6 +20,7 @@ from .evaluation import (
     format_table,
     to_label_image,
 )
+from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
 from .objects import (
     glas_scores,
     instance_scores,
@@ -28,7 +29,6 @@ from .objects import (
     objects_f1,
     panoptic_quality,
 )
-from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
 from .pixel import confusion_matrix, dice, iou, per_class_scores
 
 __all__ = [

@@ -33,7 +33,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .aji import _aji_sums, _overlaps, _Overlaps
+from .aji import _aji_sums, _Overlaps, _overlaps
 
 PQ_IOU = 0.5
 """A ground-truth and a predicted instance are a panoptic-quality TP pair when their IoU exceeds this."""

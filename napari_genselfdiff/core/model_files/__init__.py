@@ -1,8 +1,8 @@
 """Model files: safetensors weights with JSON metadata (architecture, classes, normalisation, provenance)."""
 
 from .classes import ClassInfo, default_classes
-from .schema import SCHEMA_NAME, SCHEMA_VERSION, ModelInfo
 from .resolve import check_segmentation_model, pretraining_model_message, resolve_model
+from .schema import SCHEMA_NAME, SCHEMA_VERSION, ModelInfo
 from .store import (
     bundled_model_path,
     bundled_models,

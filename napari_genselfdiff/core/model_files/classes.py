@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..defaults import class_colour
 from ..errors import ModelFileError
 
+
 @dataclass(frozen=True)
 class ClassInfo:
     """One class: its label value, a name and an RGBA colour (0-255). Class 0 is background."""

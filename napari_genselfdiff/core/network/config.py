@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import ModelFileError
-
 
 #: Normalisation layers a network can use (see :func:`.layers.make_norm`).
 NORMS = ("group", "batch")

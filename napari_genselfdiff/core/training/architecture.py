@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import TrainingInputError
 from ..defaults import TRAINING_ARCH
+from ..errors import TrainingInputError
 from ..network.config import PRESET_ALIASES, PRESETS, UNetConfig
 
 

@@ -36,8 +36,8 @@ from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_ARCH, TRAI
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
 from ..losses.instance_aware import InstanceAwareLoss
-from ..model_files.outputs import OUTPUT_KINDS, check_output, network_channels
 from ..model_files import ModelInfo, default_classes, load_model
+from ..model_files.outputs import OUTPUT_KINDS, check_output, network_channels
 from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
 from ..normalization import DEFAULT_NORMALIZATION, Normalization

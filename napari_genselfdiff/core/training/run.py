@@ -31,9 +31,9 @@ import torch
 from ... import __version__
 from ..errors import TrainingInputError
 from ..inference.device import Precision, choose_device, choose_precision
+from ..io.atomic import write_text_atomic
 from ..model_files import ModelInfo, read_model_info, save_model
 from ..network.config import UNetConfig
-from ..io.atomic import write_text_atomic
 from .checkpoint import (
     TrainingState,
     check_compatible,

@@ -35,7 +35,6 @@ import time
 import uuid
 
 import numpy as np
-
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
