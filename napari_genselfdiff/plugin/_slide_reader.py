@@ -82,6 +82,26 @@ def get_labels_store_reader(path):
     return read_labels_store
 
 
+def store_classes(store) -> list:
+    """The classes of a labels store: ids and names from its ``genselfdiff`` record, colours from its
+    NGFF ``image-label`` colours, else each id's default class colour; background and nucleus when the
+    store records none."""
+    from ..core.defaults import class_colour
+    from ..core.model_files.classes import ClassInfo, default_classes
+
+    records = (store.attrs.get("genselfdiff") or {}).get("classes") or []
+    colours = {int(c["label-value"]): tuple(int(v) for v in c["rgba"])
+               for c in (store.attrs.get("image-label") or {}).get("colors") or [] if "label-value" in c}
+    try:
+        classes = [ClassInfo(id=int(r["id"]), name=str(r.get("name", r["id"])),
+                             color=colours.get(int(r["id"]), class_colour(int(r["id"])))) for r in records]
+    except (KeyError, TypeError, ValueError):
+        classes = []
+    if not any(c.id == 0 for c in classes) and classes:
+        classes.insert(0, ClassInfo(id=0, name="background", color=class_colour(0)))
+    return classes or default_classes(["background", "nucleus"])
+
+
 def read_labels_store(path) -> list[tuple]:
     """One multiscale Labels layer (lazy) with the store's resolution as scale."""
     from ..core.io.labels_store import open_labels_store
@@ -100,13 +120,18 @@ def read_labels_store(path) -> list[tuple]:
     scale = (store.mpp, store.mpp) if store.mpp else (1.0, 1.0)
     named = _LABELS_STORE_NAME.match(p.name)
     stem, suffix = (named["stem"], named["suffix"] or "") if named else (p.name, "")
+    from ._layers import class_colormap, class_features, classes_to_meta
+
+    classes = store_classes(store)
     kwargs = {
         "name": f"{stem} labels{suffix}",
         "multiscale": len(levels) > 1,
         "scale": scale,
         "opacity": 0.6,
+        "colormap": class_colormap(classes),  # each class in its colour (nucleus gold), as in the Segment panel
+        "features": class_features(classes),
         "metadata": {META_KEY: {"kind": "classes", "image_layer": stem, "source": str(p),
-                                "complete": store.complete}},
+                                "complete": store.complete, "classes": classes_to_meta(classes)}},
     }
     if store.mpp:
         kwargs["units"] = ("um", "um")

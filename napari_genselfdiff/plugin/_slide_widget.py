@@ -444,7 +444,7 @@ class SlideSegmentWidget(QWidget):
             self.viewer.layers.remove(name)
         layer = self.viewer.add_labels(
             labels, name=name, scale=tuple(scale), translate=tuple(translate), units=tuple(store_layer.units[-2:]),
-            opacity=0.8,
+            opacity=0.8, colormap=store_layer.colormap,  # the class colours of the store
             metadata={META_KEY: {"kind": "classes",
                                  EDIT_KEY: {"store": str(source), "x": x, "y": y, "width": w, "height": h}}},
         )

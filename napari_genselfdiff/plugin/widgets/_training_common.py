@@ -146,6 +146,16 @@ class RunControls(QWidget):
         self.pause.setText("Resume" if paused else "Pause")
 
 
+_STAGE_WORDS = {"finetune": "Fine-tuning", "pretrain": "Pretraining"}
+
+
+def _plain(line: str) -> str:
+    """A log line without its "[stage] " tag, for the status line."""
+    import re
+
+    return re.sub(r"^\[\w+\] ", "", line)
+
+
 class TrainingRun:
     """Bookkeeping of one training worker: the event -> UI mapping.
 
@@ -175,10 +185,17 @@ class TrainingRun:
             c.set_running(True, paused=True)
         elif event.kind == "resumed":
             c.set_running(True, paused=False)
-        elif event.kind in ("start", "skipped", "validation") and event.message:
-            c.status.setText(event.describe())
+        elif event.kind == "start":
+            # the log line ("[finetune] step 0/40 start: <data split; patches; ...>") is for the log file
+            what = _STAGE_WORDS.get(event.stage or "", "Training")
+            c.status.setText(f"{what} resumed at step {event.step} of {event.total_steps}." if event.step else
+                             f"{what} started: {event.total_steps} steps; the first one may take a moment.")
+        elif event.kind in ("skipped", "validation") and event.message:
+            c.status.setText(_plain(event.describe()))
         elif event.kind in ("done", "cancelled"):
             c.status.setText(event.message or event.kind)
+            if event.kind == "cancelled":
+                c.bar.setValue(0)  # nothing half-done left showing (the status line says where it stopped)
 
     @property
     def cancelled(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -27,6 +28,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -83,6 +85,11 @@ class AnnotationPanel(QGroupBox):
         self._mark.setToolTip("Save a copy of the image and its labels as it is now (later edits do not change it).")
         self._list = QListWidget()
         self._list.setMinimumHeight(90)
+        # whole rows: long names wrap onto a second line instead of running off the dock's edge
+        self._list.setWordWrap(True)
+        self._list.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self._list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._list.setResizeMode(QListView.ResizeMode.Adjust)
         self._open = QPushButton("Open")
         self._open.setToolTip("Add the pair's image and labels to the viewer.")
         self._remove = QPushButton("Remove")
@@ -160,6 +167,7 @@ class AnnotationPanel(QGroupBox):
             return
         for pair in aset.pairs:
             item = QListWidgetItem(pair.label)
+            item.setToolTip(pair.label)
             item.setData(256, pair.id)  # Qt.UserRole
             self._list.addItem(item)
         self._count.setText(f"{len(aset)} corrected pair(s)")
