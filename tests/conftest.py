@@ -185,3 +185,34 @@ def disk_full_after():
             WindowView.__setitem__ = original
 
     return full_after
+
+
+def _synthetic_slide(*args, **kwargs):
+    from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
+
+    return write_synthetic_slide(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def slides(tmp_path_factory) -> dict[str, Path]:
+    """Small synthetic slides of every resolution flavour: 600 x 800 px, 40 % tissue, 2 levels (read only)."""
+    root = tmp_path_factory.mktemp("slides")
+    out = {}
+    for flavour, name, mpp in [("aperio", "a.svs", 0.25), ("ome", "o.ome.tif", 0.5), ("tiff", "t.tif", 0.5),
+                               ("none", "n.tif", None)]:
+        out[flavour] = _synthetic_slide(root / name, 600, 800, mpp=mpp or 0.25, flavour=flavour,
+                                        tissue_fraction=0.4, tile=128, n_levels=2, seed=3).path
+    return out
+
+
+@pytest.fixture(scope="session")
+def slide_files(tmp_path_factory) -> dict[str, Path]:
+    """Two synthetic slides for the resume tests: .svs at 0.25 um/px, a TIFF at 0.5 um/px (read only)."""
+    root = tmp_path_factory.mktemp("resume_slides")
+    return {
+        "svs": _synthetic_slide(root / "s.svs", 600, 800, mpp=0.25, tissue_fraction=0.6, tile=128, n_levels=2,
+                                seed=4).path,
+        # 0.5 um/px: segmented at 2x for a 0.25 um/px model (the resampled path, with its scratch array).
+        "half": _synthetic_slide(root / "h.tif", 300, 400, mpp=0.5, flavour="tiff", tissue_fraction=0.6,
+                                 tile=128, n_levels=2, seed=5).path,
+    }

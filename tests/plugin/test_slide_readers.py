@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
-
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def slides(tmp_path_factory) -> dict[str, Path]:
-    """Small slides of every flavour: 600 x 800 px, 40 % tissue, 2 levels."""
-    root = tmp_path_factory.mktemp("slides")
-    out = {}
-    for flavour, name, mpp in [("aperio", "a.svs", 0.25), ("ome", "o.ome.tif", 0.5), ("tiff", "t.tif", 0.5),
-                               ("none", "n.tif", None)]:
-        out[flavour] = write_synthetic_slide(root / name, 600, 800, mpp=mpp or 0.25, flavour=flavour,
-                                             tissue_fraction=0.4, tile=128, n_levels=2, seed=3).path
-    return out
 
 
 def test_napari_reader_gives_a_multiscale_layer_with_the_resolution(slides):

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_genselfdiff.core.inference.slide import SlideSettings, segment_slide
 from napari_genselfdiff.core.io.labels_store import open_labels_store, read_resume
-from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def slide_files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("resume_slides")
-    return {
-        "svs": write_synthetic_slide(root / "s.svs", 600, 800, mpp=0.25, tissue_fraction=0.6, tile=128, n_levels=2,
-                                     seed=4).path,
-        # 0.5 um/px: segmented at 2x for a 0.25 um/px model (the resampled path, with its scratch array).
-        "half": write_synthetic_slide(root / "h.tif", 300, 400, mpp=0.5, flavour="tiff", tissue_fraction=0.6,
-                                      tile=128, n_levels=2, seed=5).path,
-    }
 
 
 @pytest.mark.gui
