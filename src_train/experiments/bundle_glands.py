@@ -1,0 +1,107 @@
+"""Copy a trained GlaS gland model into the package as ``napari_genselfdiff/models/glands.safetensors``
+(``--model glands`` everywhere, through the bundled-model registry), with its model card.
+
+    python src_train/experiments/bundle_glands.py --record docs/results/glas/<run>.json
+
+Reads the run's record (written by glas.py: command, settings, validation and testA/testB scores) and
+the model file's own provenance, so the card states what was run. The file records the GlaS
+resolution (0.62 um/px, ``ModelInfo.mpp``: images of known other resolution are resampled to it), the
+class "Gland" (its GeoJSON objects are QuPath annotations classified "Gland"), the gland instance rule
+(connected components, no watershed, at least GLAND_MIN_SIZE pixels) and float16 weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from glas import GLAND_MIN_SIZE, GLAND_POSTPROCESS, GLAS_MPP  # noqa: E402
+
+from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
+from napari_genselfdiff.core.model_files.classes import ClassInfo  # noqa: E402
+from napari_genselfdiff.core.model_files.store import BUNDLED_DIR  # noqa: E402
+
+#: The gland class as the bundled model names it (QuPath classification "Gland").
+GLAND_CLASSES = [ClassInfo(0, "background", (0, 0, 0, 0)), ClassInfo(1, "Gland", (0, 160, 255, 255))]
+
+GLAS_TERMS = ("GlaS data: research use only. Cite Sirinukunwattana et al., 'Gland segmentation in colon "
+              "histology images: The GlaS challenge contest', Medical Image Analysis 35, 2017, and Sirinukunwattana "
+              "et al., 'A stochastic polygons model for glandular structures in colon histology images', IEEE TMI "
+              "34(11), 2015.")
+
+
+def _rounded(values: dict) -> dict:
+    return {k: round(float(v), 4) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--record", type=Path, required=True, help="docs/results/glas/<run>.json")
+    p.add_argument("--out", type=Path, default=BUNDLED_DIR / "glands.safetensors")
+    p.add_argument("--test-json", type=Path, default=None,
+                   help="testA/testB scores written by 'genselfdiff evaluate --glas --by-prefix --json' (else the "
+                        "record's own 'test', from glas.py --test)")
+    args = p.parse_args(argv)
+    record = json.loads(args.record.read_text())
+    model, info = load_model(record["model"])
+    prov = info.provenance
+    metrics = {}
+    if args.test_json is not None:
+        record["test"] = json.loads(args.test_json.read_text())
+    for part, key in (("validation", "validation"), ("test", "test")):
+        for prefix, group in (record.get(key) or {}).get("groups", {}).items():
+            if part == "test" and prefix not in ("testA", "testB"):
+                continue
+            name = "validation" if part == "validation" else prefix
+            metrics.update({f"{name}_{k}": v for k, v in _rounded(group["mean"]).items()})
+    prov["metrics"] = metrics
+    prov["evaluation"] = (
+        "whole images, tile 512, fp32, per-image means: pixel F1/IoU (gland vs background), GlaS object F1 / "
+        "object Dice / object Hausdorff (Sirinukunwattana et al. 2017; core/metrics/objects.py) on gland instances "
+        f"(connected components >= {GLAND_MIN_SIZE} px) against the GlaS masks' components; validation = "
+        f"{len(record.get('validation_images', []))} training images of patients 3, 5, 6 (held out), testA (60) and "
+        "testB (20) = the official test sets, never used to choose anything")
+    prov["experiment"] = {"record": str(args.record), "command": record["command"],
+                          "test_command": record.get("test_command")}
+    info.classes = list(GLAND_CLASSES)
+    info.postprocess = {"instances": dict(GLAND_POSTPROCESS)}
+    info.mpp = GLAS_MPP
+    arch = info.architecture
+    settings = record["settings"]
+    init = settings.get("init", "scratch")
+    info.card = {
+        "name": "GenSelfDiff glands (GlaS)",
+        "display_name": f"glands (H&E colon, 20x), trained on {len(record['train_images'])} GlaS images",
+        "output": info.output,
+        "intended_use": "Gland segmentation (background / gland, instances = connected glands) of H&E-stained "
+                        "colorectal tissue at 20x, as a starting point that a pathologist corrects. Research use only.",
+        "training_data": f"GlaS 2015 training images ({len(record['train_images'])} of the 85; patients 3, 5 and 6 "
+                         "held out for validation), binary gland masks. " + GLAS_TERMS,
+        "initialisation": init,
+        "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches at "
+                    f"{GLAS_MPP} um/px, Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')}, {prov.get('warmup_steps')} "
+                    f"warm-up steps), loss {settings.get('loss')}, stain jitter; {prov.get('precision')} on "
+                    f"{prov.get('device')}; network widths {'-'.join(map(str, arch.widths))}, {arch.norm} norm, stem "
+                    f"stride {arch.stem_stride}. Command: " + record["command"],
+        "metrics": metrics,
+        "limits": [
+            f"Trained at the GlaS resolution (20x, {GLAS_MPP} um/px); images of other known resolution are resampled.",
+            "Touching glands that the network joins stay one instance (connected components, no split); "
+            f"objects under {GLAND_MIN_SIZE} px are dropped.",
+            "Colorectal H&E from one centre (GlaS, 16 slides' worth of patients); a short CPU training budget: "
+            "a starting point for correction, not a diagnostic device.",
+        ],
+        "licence": "Weights derived from GlaS: research use only. " + GLAS_TERMS,
+    }
+    path = save_model(args.out, model, info, half=True)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
