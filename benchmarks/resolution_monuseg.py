@@ -42,8 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", nargs="?", default="default")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    parser.add_argument("--first", type=int, default=0, help="skip the first N test images (to split a run)")
+    parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="JSONL",
+                        help="only print the summaries of the image lines in these files (split runs joined)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for f in args.summarize for line in f.read_text().splitlines()
+                if line.startswith("{") and '"image"' in line]
+        summarize(rows, args.model)
+        return 0
     if not (args.data / "test" / "images").is_dir():
         print(f"no MoNuSeg test images under {args.data}", file=sys.stderr)
         return 2
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = InferenceSettings(device="cpu", precision="fp32", instances=True)
     started_all = time.perf_counter()
     rows = []
-    for path in sorted((args.data / "test" / "images").glob("*.tif"))[: args.limit]:
+    for path in sorted((args.data / "test" / "images").glob("*.tif"))[args.first:][: args.limit]:
         image = read_array(path)[..., :3]
         truth = read_array(args.data / "test" / "instance_masks" / f"{path.stem}.png").astype(np.int64)
         for k in (1, 2, 4):
@@ -103,12 +111,19 @@ def main(argv: list[str] | None = None) -> int:
             row["estimate_cost"] = round(row["estimate_seconds"] / row["true_seconds"], 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    summarize(rows, args.model)
+    print(json.dumps({"total_seconds": round(time.perf_counter() - started_all, 1), "threads": args.threads}))
+    return 0
+
+
+def summarize(rows: list[dict], model: str) -> None:
+    """One summary line per scale: mean F1 and AJI of each way, the estimate's errors and cost."""
     for scale in ("40x", "20x", "10x"):
         sel = [r for r in rows if r["scale"] == scale]
         if not sel:
             continue
         errors = [r["estimate_error"] if r["estimate_error"] is not None else 1.0 for r in sel]
-        summary = {"summary": scale, "images": len(sel), "model": args.model}
+        summary = {"summary": scale, "images": len(sel), "model": model}
         for way in ("as_given", "true", "estimated"):
             summary[f"{way}_f1"] = round(statistics.mean(r[f"{way}_f1"] for r in sel), 4)
             summary[f"{way}_aji"] = round(statistics.mean(r[f"{way}_aji"] for r in sel), 4)
@@ -122,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
             "estimate_cost": round(sum(r["estimate_seconds"] for r in sel) / sum(r["true_seconds"] for r in sel), 3),
         })
         print(json.dumps(summary), flush=True)
-    print(json.dumps({"total_seconds": round(time.perf_counter() - started_all, 1), "threads": args.threads}))
-    return 0
 
 
 if __name__ == "__main__":

@@ -37,8 +37,15 @@ else
   torch_args="$pin --extra-index-url $cpu_index"
   echo "setup: no NVIDIA GPU found (no nvidia-smi, or it lists none): the CPU build of torch $torch_version ($cpu_index)"
 fi
-# shellcheck disable=SC2086
-.venv/bin/python -m pip install -q $torch_args
+# A CPU wheel that pip already finds (a local wheel folder or index in pip's own configuration) is used
+# as it is; the CPU index is asked only when none is found, so a machine without access to it does not
+# wait on retries.
+if [ -z "${GENSELFDIFF_TORCH:-}" ] && [ -n "${pin:-}" ] && .venv/bin/python -m pip install -q "$pin" 2>/dev/null; then
+  echo "setup: $pin found where pip looks by default (its wheel folders and indexes)"
+else
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q $torch_args
+fi
 .venv/bin/python -c "import torch; print('setup: installed torch', torch.__version__, '(CUDA ' + str(torch.version.cuda) + ')' if torch.version.cuda else '(CPU build)')"
 .venv/bin/python -m pip install -q -e ".[gui,test]"
 echo "$want" > "$stamp"

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 draw.line([(px - x, py - y) for px, py in polygon[0]], fill=(255, 230, 0), width=1)
             areas.append(feature["properties"]["measurements"]["Area um^2"])
         draw.rectangle([0, 0, w - 1, 16], fill=(0, 0, 0))
-        draw.text((4, 2), f"{info.display_name[:60]}: {len(features)} nuclei", fill=(255, 255, 255))
+        label = Path(model_path).parent.name if Path(model_path).name in ("best.safetensors", "last.safetensors") \
+            else Path(model_path).stem
+        draw.text((4, 2), f"{label} ({info.output}): {len(features)} nuclei", fill=(255, 255, 255))
         panels.append(panel)
         print(json.dumps({"model": str(model_path), "output": info.output, "nuclei": len(features),
                           "median_area_um2": float(np.median(areas)) if areas else None}))

@@ -11,18 +11,17 @@ from ..core.defaults import (
     DEFAULT_PRECISION,
     DEVICE_CHOICES,
     IMAGE_SUFFIXES,
-    PRECISION_CHOICES,
-)
-from ..core.defaults import (
     INFERENCE_OVERLAP as DEFAULT_OVERLAP,
-)
-from ..core.defaults import (
     INFERENCE_TILE as DEFAULT_TILE,
+    PRECISION_CHOICES,
+    UNSUPPORTED_SLIDE_SUFFIXES,
+    VENDOR_SLIDE_SUFFIXES,
 )
 
-# Whole-slide formats taken from folders too (napari_genselfdiff.core.io.slide: VENDOR_SUFFIXES, and .mrxs
-# so that it is refused with a message).
-SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif", ".mrxs")
+#: What a folder given to a command contributes besides images: vendor slides, and the unsupported
+#: slide formats (so that each is refused with a message). A .tif in a folder is an image file here;
+#: the core tells a pyramidal one apart when it reads it.
+FOLDER_SLIDE_SUFFIXES = VENDOR_SLIDE_SUFFIXES + UNSUPPORTED_SLIDE_SUFFIXES
 
 
 class CommandError(Exception):
@@ -75,7 +74,7 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            suffixes = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+            suffixes = IMAGE_SUFFIXES + FOLDER_SLIDE_SUFFIXES
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
             if not found:
                 errors.append(f"{path}: folder without image files ({', '.join(suffixes)}).")

@@ -38,11 +38,9 @@ def main(command: str, argv: Sequence[str]) -> int:
     from ..core.training.command import make_parser, run_main
 
     if command == "pretrain":
-        from ..core.training.pretrain import PretrainConfig as config
-        from ..core.training.pretrain import pretrain as train
+        from ..core.training.pretrain import PretrainConfig as config, pretrain as train
     else:
-        from ..core.training.finetune import FinetuneConfig as config
-        from ..core.training.finetune import finetune as train
+        from ..core.training.finetune import FinetuneConfig as config, finetune as train
     summary, more = COMMANDS[command]
     parser = make_parser(config, f"{summary[0].upper()}{summary[1:]}. {more}", prog=f"genselfdiff {command}")
     try:

@@ -13,6 +13,11 @@ from pathlib import Path
 
 #: Image files read by the readers, the command line and the folder loaders (whole slides aside).
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+#: Vendor whole-slide formats (tiffslide reads them); a .tif/.tiff may be a slide too
+#: (core/io/slide.py: SLIDE_SUFFIXES, is_slide).
+VENDOR_SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif")
+#: Slide formats that are recognised but cannot be read (each refused with what to do instead).
+UNSUPPORTED_SLIDE_SUFFIXES = (".mrxs",)
 #: QuPath GeoJSON files (its "Export objects as GeoJSON"), read as masks for training and as ground
 #: truth for scoring (``core/annotations/qupath.py``).
 GEOJSON_SUFFIXES = (".geojson",)

@@ -181,7 +181,7 @@ def read_geojson_layers(path) -> list[tuple]:
         shapes, kinds, edge, cls, label = [], [], [], [], []
         for obj in annotations:
             colour = _rgba(obj, names.setdefault(obj.class_name, len(names) + 1))
-            rings = [(ring, "polygon") for poly in obj.polygons for ring in poly] + [(line, "path") for line in obj.lines]
+            rings = [(ring, "polygon") for poly in obj.polygons for ring in poly] + [(line, "path") for line in obj.lines if len(line) > 1]
             for ring, kind in rings:
                 # QuPath (x, y) corner coordinates -> napari (row, col): pixel (r, c) has its centre at (r, c)
                 shapes.append(np.stack([ring[:, 1] - 0.5, ring[:, 0] - 0.5], axis=1))
@@ -189,6 +189,8 @@ def read_geojson_layers(path) -> list[tuple]:
                 edge.append(colour)
                 cls.append(obj.class_name or "Unclassified")
                 label.append(obj.name or "")
+        if not shapes:
+            return layers
         meta = {"kind": "qupath_annotations", "image_layer": image, "source": str(path), "notes": notes}
         layers.append((shapes, {"name": f"{image} annotations", "shape_type": kinds, "edge_color": edge,
                                 "face_color": "transparent", "edge_width": 2,

@@ -6,8 +6,10 @@ The crop comes from MoNuSeg test image TCGA-2Z-A9J9-01A-01-TS1 (Kumar et al., IE
 
 from __future__ import annotations
 
-from ..core.defaults import SAMPLE_IMAGE as SAMPLE  # noqa: F401 - the paths are written once there
-from ..core.defaults import SAMPLE_INSTANCES
+from ..core.defaults import (
+    SAMPLE_IMAGE as SAMPLE,  # noqa: F401 - the paths are written once there
+    SAMPLE_INSTANCES,
+)
 
 ATTRIBUTION = (
     "MoNuSeg (Kumar et al. 2017/2020), image TCGA-2Z-A9J9-01A-01-TS1, 512x512 crop; CC BY-NC-SA 4.0"

@@ -109,11 +109,11 @@ def read_labels_store(path) -> list[tuple]:
 
     p = _single(path)
     store = open_labels_store(p)
-    import dask.array as da
-
     # A fresh dask name per read: napari's dask cache must not show chunks of the store from before a
     # correction was saved (the same arrays would get the same name).
     import uuid
+
+    import dask.array as da
 
     token = uuid.uuid4().hex
     levels = [da.from_zarr(a, name=f"genselfdiff-labels-{token}-{k}") for k, a in enumerate(store.arrays)]

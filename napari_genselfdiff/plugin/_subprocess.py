@@ -24,7 +24,6 @@ child's imports (torch and its compiler stack: several seconds on a small CPU) a
 
 from __future__ import annotations
 
-import atexit
 import os
 import pickle
 import queue
@@ -107,15 +106,6 @@ def _give_back(proc: subprocess.Popen) -> None:
             _idle.append(proc)
             return
     _close(proc)
-
-
-@atexit.register
-def shutdown_idle() -> None:
-    """End the idle children (they would also end on their own when this process exits)."""
-    with _idle_lock:
-        procs, _idle[:] = list(_idle), []
-    for proc in procs:
-        _close(proc, timeout=10)
 
 
 class TrainingProcessDied(GenSelfDiffError, RuntimeError):

@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.data.sources import load_pairs  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
-from napari_genselfdiff.core.progress import run_generator  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.inference.uncertainty import Field, rank_fields, segment_with_uncertainty  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
 STRATEGIES = ("ranked", "random")

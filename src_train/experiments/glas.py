@@ -34,8 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
-from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
+from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.inference.resolution import Resolution, segment_at_resolution  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics import glas_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
@@ -67,10 +68,13 @@ def read_split(glas: Path) -> dict[str, list[tuple[str, str]]]:
     return {k: sorted(v, key=lambda r: int(r[0].rsplit("_", 1)[1])) for k, v in rows.items()}
 
 
-def load_pair(glas: Path, name: str) -> tuple[str, np.ndarray, np.ndarray]:
-    image = read_array(glas / "images" / f"{name}.jpg")
+def load_pair(glas: Path, name: str, scale: float = 1.0) -> tuple[str, np.ndarray, np.ndarray]:
+    """An image and its binary gland mask; ``scale`` < 1 resamples both (0.5: 0.62 -> 1.24 um/px)."""
+    from recipe import rescale_image, resize_mask
+
+    image = rescale_image(read_array(glas / "images" / f"{name}.jpg"), scale)
     mask = (read_array(glas / "masks" / f"{name}.png") > 0).astype(np.uint8)
-    return name, image, mask
+    return name, image, resize_mask(mask, image.shape[:2])
 
 
 def gland_instances(foreground: np.ndarray) -> np.ndarray:
@@ -78,19 +82,24 @@ def gland_instances(foreground: np.ndarray) -> np.ndarray:
     return label_instances(foreground, **GLAND_POSTPROCESS)
 
 
-def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32", tile: int = 512) -> dict:
+def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32", tile: int = 512,
+          scale: float = 1.0) -> dict:
     """Per-image pixel F1/IoU, GlaS object F1 / Dice / Hausdorff, AJI / PQ of a model on ``names``
-    (summarised per name prefix too: testA and testB apart)."""
+    (summarised per name prefix too: testA and testB apart), whole images in their own pixels.
+
+    The model works at ``GLAS_MPP / scale`` um/px; each image, given as GlaS's 0.62 um/px, goes through
+    the product's resolution path (resampled to the model's, labels mapped back)."""
     model, info = load_model(model_path)
+    info.mpp = GLAS_MPP / scale
     settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=False)
     per_image = {}
     start = time.perf_counter()
     for name in names:
         rgb = read_array(glas / "images" / f"{name}.jpg")
-        result = Returning(segment_progressive(model, info, rgb, settings))
+        result = Returning(segment_at_resolution(model, info, rgb, settings, Resolution(GLAS_MPP, "given", "GlaS")))
         for _ in result:
             pass
-        fg = np.asarray(result.value.labels) > 0
+        fg = np.asarray(result.value[0].labels) > 0
         pred = gland_instances(fg)
         gt = to_label_image(read_array(glas / "masks" / f"{name}.png"))
         scores = evaluate_pair(pred, gt, instances=True)
@@ -127,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "glas")
     p.add_argument("--widths", type=int, nargs="+", default=[24, 48, 96, 192])
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="train and segment at this fraction of GlaS's pixels (0.5: 1.24 um/px, 4x the context per patch)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=900)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -158,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         record = json.loads(record_path.read_text()) if record_path.is_file() else {"name": args.name}
         model_path = args.model or Path(record["model"])
         names = [n for n, _ in split["testA"]] + [n for n, _ in split["testB"]]
-        record["test"] = score(model_path, glas, names)
+        scale = args.scale if args.model else record.get("settings", {}).get("scale", args.scale)
+        record["test"] = score(model_path, glas, names, scale=scale)
         record["test_command"] = "python src_train/experiments/glas.py " + shlex.join(argv or sys.argv[1:])
         record["test_model"] = str(model_path)
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.subset:
         train = sorted(np.random.default_rng(1000 + args.seed).permutation(train)[: args.subset].tolist(),
                        key=lambda n: int(n.rsplit("_", 1)[1]))
-    pairs = [load_pair(glas, n) for n in train]
-    val_pairs = None if args.final else [load_pair(glas, n) for n in val]
+    pairs = [load_pair(glas, n, args.scale) for n in train]
+    val_pairs = None if args.final else [load_pair(glas, n, args.scale) for n in val]
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=1, norm="batch", stem_stride=2,
                       attention_dim_head=16)
     cfg = FinetuneConfig(
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
               "model": str(model_path), "train_seconds_this_call": seconds, "threads": args.threads,
               "cpu_count": os.cpu_count()}
     if not args.final:
-        record["validation"] = score(model_path, glas, val)
+        record["validation"] = score(model_path, glas, val, scale=args.scale)
         _print(args.name, record["validation"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1))

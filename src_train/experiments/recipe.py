@@ -33,8 +33,8 @@ from napari_genselfdiff.core.inference import InferenceSettings, segment_progres
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.network import UNetConfig  # noqa: E402
+from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -62,7 +63,7 @@ def test_segment_writes_good_images_and_reports_each_bad_one(capsys, tmp_path, i
     assert (out / "gray_labels.tif").is_file()
     assert "note: gray.png: grayscale" in stdout
     assert "device: cpu, precision: fp32" in stdout
-    assert "good.png: 64x48, 1 tile(s) of 64x48, cpu fp32" in stdout
+    assert re.search(r"good\.png: 64x48 at 0\.25 um/px \(assumed: .*\), 1 tile\(s\) of 64x48, cpu fp32", stdout)
     assert sorted(p.name for p in out.iterdir()) == ["good_labels.tif", "gray_labels.tif"]  # no temp files
 
 
@@ -80,7 +81,7 @@ def test_segment_reports_what_auto_precision_resolved_to(capsys, tmp_path, input
                               "--device", "cpu")
     assert code == 0
     assert f"device: cpu, precision: {expected}" in stdout
-    assert f"good.png: 64x48, 1 tile(s) of 64x48, cpu {expected}" in stdout
+    assert re.search(rf"good\.png: 64x48 at 0\.25 um/px \(assumed: .*\), 1 tile\(s\) of 64x48, cpu {expected}", stdout)
     labels = tifffile.imread(out / "good_labels.tif")
     assert labels.shape == (48, 64) and labels.max() <= 1
 
@@ -247,7 +248,8 @@ def test_segment_a_real_monuseg_image(capsys, tmp_path, requires_data, make_mode
     model = make_model(nano, name="nano")[2]
     code, stdout, _ = run_cli(capsys, "segment", image, "--model", model, "--out", tmp_path)
     assert code == 0, stdout
-    assert "1000x1000, 9 tile(s) of 376x376" in stdout  # default tile 512: 3 x 3 tiles spread evenly
+    # default tile 512: 3 x 3 tiles spread evenly
+    assert re.search(r"1000x1000 at [0-9.]+ um/px \(.*\), 9 tile\(s\) of 376x376", stdout)
     labels = tifffile.imread(tmp_path / f"{image.stem}_labels.tif")
     assert labels.shape == (1000, 1000) and labels.dtype == np.uint8
 

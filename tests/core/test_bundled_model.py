@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_genselfdiff.core.defaults import SAMPLE_IMAGE as SAMPLE
-from napari_genselfdiff.core.defaults import SAMPLE_INSTANCES
+from napari_genselfdiff.core.defaults import SAMPLE_IMAGE as SAMPLE, SAMPLE_INSTANCES
 from napari_genselfdiff.core.inference import InferenceSettings, segment
 from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair

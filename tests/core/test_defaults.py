@@ -56,5 +56,10 @@ def test_training_and_model_file_defaults():
     assert _field_default(ModelInfo, "patch_size") == D.TRAINING_PATCH
     assert set(D.WIDGET_PRESETS) <= set(PRESETS) and D.WIDGET_PRESET in D.WIDGET_PRESETS
     assert common.IMAGE_SUFFIXES == IMAGE_SUFFIXES == D.IMAGE_SUFFIXES
+    from napari_genselfdiff.core.io import slide
+
+    assert tuple(slide.UNSUPPORTED_SUFFIXES) == D.UNSUPPORTED_SLIDE_SUFFIXES  # each with its message
+    assert slide.SLIDE_SUFFIXES == D.VENDOR_SLIDE_SUFFIXES + (".tif", ".tiff")
+    assert common.FOLDER_SLIDE_SUFFIXES == D.VENDOR_SLIDE_SUFFIXES + D.UNSUPPORTED_SLIDE_SUFFIXES
 
 

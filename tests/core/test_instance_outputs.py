@@ -159,8 +159,7 @@ def test_slides_split_nuclei_with_the_models_cue(tmp_path, monkeypatch):
     """A slide run keeps an instance-aware model's cue beside the labels and splits each block with it."""
     import json
 
-    from napari_genselfdiff.core.inference import InferenceSettings
-    from napari_genselfdiff.core.inference import instances as instances_module
+    from napari_genselfdiff.core.inference import InferenceSettings, instances as instances_module
     from napari_genselfdiff.core.inference.slide import SlideSettings, segment_slide
     from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
     from napari_genselfdiff.core.network import AttentionUNet

@@ -65,6 +65,15 @@ def test_painted_touching_nuclei_are_split_and_no_instances_means_all_new():
     assert np.array_equal(same, out)
 
 
+def test_specks_smaller_than_a_nucleus_touching_none_are_left_out_as_segmentation_does():
+    labels, instances = _scene()
+    labels = labels.copy()
+    labels[70:73, 100:103] = 1                       # a 9-pixel speck (the model's debris, or a stray click)
+    out, report = sync_instances(labels, instances)
+    assert not out[70:73, 100:103].any() and report.debris == 1 and not report.changed
+    assert np.array_equal(out, instances)
+
+
 def test_classes_without_instances_stay_without():
     labels, instances = _scene()
     labels = labels.copy()

@@ -208,3 +208,16 @@ def test_a_blank_image_is_not_estimated(bundled):
     found = run_generator(estimate_mpp(net, info, np.full((300, 300, 3), 235, np.uint8), FAST))
     assert found.resolution.source == "assumed" and found.resolution.mpp == 0.25
     assert "estimate failed" in found.resolution.describe() or "not confident" in found.resolution.describe()
+
+
+def test_a_slide_given_100x_off_is_refused_before_any_work(tmp_path, make_model):
+    from napari_genselfdiff.core.inference.slide import SlideSettings, segment_slide
+    from napari_genselfdiff.core.io.slide import SlideError
+    from napari_genselfdiff.core.io.synthetic_slide import write_synthetic_slide
+
+    net, info, _ = make_model()
+    path = write_synthetic_slide(tmp_path / "s.tif", 256, 256, mpp=0.5, flavour="tiff", tissue_fraction=0.4,
+                                 tile=128, n_levels=2, seed=1).path
+    with pytest.raises(SlideError, match=r"30 um/px is 120x coarser .* 0.25 for a 40x scan"):
+        segment_slide(net, info, path, tmp_path / "out", SlideSettings(inference=FAST, mpp=30))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -101,7 +101,7 @@ def test_closing_the_generator_stops_the_work(make_model, he_image):
 
 def test_load_segmentation_model_refuses_a_noise_model(make_model):
     _, _, path = make_model("micro", head="noise", name="noise")
-    with pytest.raises(ModelFileError, match=r"pretraining \(noise\) model; segmentation needs a fine-tuned"):
+    with pytest.raises(ModelFileError, match=r"is a pretraining \(noise\) model: it cannot segment\. Fine-tune it"):
         load_segmentation_model(str(path), "cpu")
     _, _, path = make_model("micro", name="classes")
     network, info, device = load_segmentation_model(str(path), "cpu")

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from napari_genselfdiff.core.errors import GenSelfDiffError
-from napari_genselfdiff.core.inference import InferenceSettings
-from napari_genselfdiff.core.inference import slide as slide_mod
+from napari_genselfdiff.core.inference import InferenceSettings, slide as slide_mod
 from napari_genselfdiff.core.inference.slide import SlideSettings, SlideWriteError, segment_slide
 from napari_genselfdiff.core.io import labels_store
 from napari_genselfdiff.core.io.labels_store import EDIT_DIR, open_labels_store, read_resume, write_labels_region

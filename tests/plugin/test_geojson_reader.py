@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "napari_genselfdiff" / "samples"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from qupath_geojson import qupath_cells
+from qupath_geojson import qupath_cells  # noqa: E402 - benchmarks/ is put on the path above
 
 
 def test_qupath_cells_and_region_open_over_their_image(make_napari_viewer, tmp_path):

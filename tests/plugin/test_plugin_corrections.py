@@ -38,6 +38,19 @@ def setup(make_napari_viewer, tmp_path, monkeypatch):
     widget.stop_jobs(30)
 
 
+def _agree(stored: np.ndarray, labels: np.ndarray) -> bool:
+    """Every nucleus pixel in one object, except specks under 30 px touching none (left out, as the
+    segmentation leaves them out), and no object on a background pixel."""
+    from scipy import ndimage
+
+    if stored[labels == 0].any():
+        return False
+    orphans, n = ndimage.label((labels > 0) & (stored == 0))
+    sizes = np.bincount(orphans.ravel())[1:]
+    near = ndimage.binary_dilation(orphans > 0) & (stored > 0)
+    return bool(np.all(sizes < 30)) and not near.any()
+
+
 def _free_disc(labels: np.ndarray, radius: int = 6):
     """A disc of background pixels with a 3-pixel margin of background around it."""
     yy, xx = np.mgrid[: labels.shape[0], : labels.shape[1]]
@@ -75,7 +88,7 @@ def test_corrections_reach_the_stored_nuclei_and_the_qupath_export(setup, tmp_pa
     pair = panel.mark_corrected()
     assert pair is not None, panel.status_text()
     stored = widget.state.annotations.load_instances(pair.id)
-    assert np.array_equal(stored > 0, np.asarray(labels.data) > 0)  # every nucleus pixel in one object
+    assert _agree(stored, np.asarray(labels.data))                  # every nucleus pixel in one object
     assert not stored[before == erased].any()                      # the erased nucleus is gone
     painted = np.unique(stored[disc])
     assert len(painted) == 1 and painted[0] > before.max()          # the painted one is a new nucleus
@@ -121,7 +134,7 @@ def test_no_to_replacing_edited_labels_keeps_the_labels_and_their_nuclei(setup):
     panel.select("he labels", "he")
     pair = panel.mark_corrected()
     stored = widget.state.annotations.load_instances(pair.id)
-    assert not stored[40:120, 40:120].any() and np.array_equal(stored > 0, edited > 0)
+    assert not stored[40:120, 40:120].any() and _agree(stored, edited)
 
 
 def test_cancel_empties_the_progress_bar(setup, monkeypatch):

@@ -15,11 +15,13 @@ instances cover only some classes (e.g. nuclei but not stroma), those classes.
   split into nuclei by the same watershed the segmentation uses (:func:`..inference.instances.label_instances`)
   within their own connected regions; a piece smaller than the smallest nucleus (``min_size``) that
   touches an instance joins the instance it shares the longest border with (a brush stroke that widened
-  a nucleus), any other piece becomes a new instance, numbered after the largest existing id;
+  a nucleus); a piece that small touching none is debris, left out as the segmentation leaves it out
+  (its splitting drops objects under ``min_size``); any other piece becomes a new instance, numbered
+  after the largest existing id;
 - instances no pixel of which changed keep their ids and pixels exactly.
 
-Afterwards ``instances > 0`` exactly at the nucleus pixels: no painted pixel belongs to no object, and no
-object stays where the labels were erased.
+Afterwards every nucleus pixel belongs to exactly one instance, except debris smaller than a
+nucleus, and no instance keeps a pixel where the labels were erased.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ class SyncReport:
     cut: int = 0
     grown: int = 0
     added: int = 0
+    debris: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.removed or self.trimmed or self.cut or self.grown or self.added)
+        return bool(self.removed or self.trimmed or self.cut or self.grown or self.added)  # not debris
 
     def describe(self) -> str:
         """E.g. "1 removed, 2 added" (empty when nothing changed)."""
@@ -158,6 +161,8 @@ def sync_instances(labels, instances, *, split: dict | None = None,
             if neighbour:
                 box[grow][mask] = neighbour
                 grown.add(neighbour)
+            elif mask.sum() < min_size:
+                report.debris += 1  # smaller than a nucleus, touching none: left out, as segmentation does
             else:
                 box[grow][mask] = next_id
                 next_id += 1

@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import VENDOR_SLIDE_SUFFIXES
 from ..errors import GenSelfDiffError
 
-#: Vendor formats that are always whole slides (tiffslide reads them).
-VENDOR_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif")
+#: Vendor formats that are always whole slides (tiffslide reads them; declared in core/defaults.py).
+VENDOR_SUFFIXES = VENDOR_SLIDE_SUFFIXES
 #: Suffixes a slide may have; a .tif/.tiff is a slide when it is pyramidal or very large (:func:`is_slide`).
 SLIDE_SUFFIXES = VENDOR_SUFFIXES + (".tif", ".tiff")
 #: Known slide formats that cannot be read, with what to do instead.
@@ -317,9 +318,3 @@ class Slide:
 
     def __repr__(self) -> str:
         return f"Slide({str(self.path)!r}, {self.width}x{self.height}, levels={len(self.levels)}, mpp={self.mpp})"
-
-
-def open_slide(path: str | Path, *, mpp: float | None = None) -> Slide:
-    """:class:`Slide` (``path``, ``mpp``)."""
-    return Slide(path, mpp=mpp)
-

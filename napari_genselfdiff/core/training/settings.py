@@ -17,8 +17,7 @@ import numpy as np
 from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, PRECISION_CHOICES
 from ..errors import TrainingInputError
 from ..network.config import UNetConfig
-from .schedule import SCHEDULES as LR_SCHEDULES
-from .schedule import check_schedule
+from .schedule import SCHEDULES as LR_SCHEDULES, check_schedule
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,

@@ -52,7 +52,6 @@ from .._layers import (
     paired_image,
 )
 
-
 REGION_WHOLE = "whole image"
 REGION_VIEW = "current view"
 REGION_SHAPES_PREFIX = "shapes: "
