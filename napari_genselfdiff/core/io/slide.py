@@ -24,8 +24,6 @@ MIRAX (.mrxs) is not a TIFF and is refused with a message saying how to convert 
 
 from __future__ import annotations
 
-import math
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import numpy as np
 
 from ..defaults import VENDOR_SLIDE_SUFFIXES
 from ..errors import GenSelfDiffError
+from .resolution import ome_mpp, plausible_mpp
 
 #: Vendor formats that are always whole slides (tiffslide reads them; declared in core/defaults.py).
 VENDOR_SUFFIXES = VENDOR_SLIDE_SUFFIXES
@@ -51,8 +50,6 @@ UNSUPPORTED_SUFFIXES = {
 LARGE_FLAT_PIXELS = 10000 * 10000
 #: Plausible scan resolutions, microns per pixel (100x oil is about 0.06, a 1x overview about 10).
 MPP_RANGE = (0.05, 50.0)
-
-_OME_UNITS = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "μm": 1.0, "nm": 1e-3, "pm": 1e-6}
 
 
 class SlideError(GenSelfDiffError, ValueError):
@@ -96,38 +93,6 @@ def is_slide(path: str | Path) -> bool:
             return h * w >= LARGE_FLAT_PIXELS
     except Exception:  # noqa: BLE001 - any parse failure: not a slide, the image reader explains
         return False
-
-
-def _plausible(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(v) or not MPP_RANGE[0] <= v <= MPP_RANGE[1]:
-        return None
-    return v
-
-
-def _ome_mpp(xml: str | None) -> tuple[float, float] | None:
-    """(mpp_x, mpp_y) from the first Image's Pixels PhysicalSizeX/Y in OME-XML, or None."""
-    if not xml:
-        return None
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return None
-    for element in root.iter():
-        if element.tag.split("}")[-1] != "Pixels":
-            continue
-        out = []
-        for axis in ("X", "Y"):
-            size = element.get(f"PhysicalSize{axis}")
-            unit = element.get(f"PhysicalSize{axis}Unit", "µm")
-            if size is None or unit not in _OME_UNITS:
-                return None
-            out.append(float(size) * _OME_UNITS[unit])
-        return out[0], out[1]
-    return None
 
 
 class Slide:
@@ -191,7 +156,7 @@ class Slide:
             self._arrays.append(array)
         self.mpp, self.mpp_source = self._find_mpp(props)
         if mpp is not None:
-            given = _plausible(mpp)
+            given = plausible_mpp(mpp, MPP_RANGE)
             if given is None:
                 raise SlideError(
                     f"{self.path}: the given resolution {mpp} um/px is outside {MPP_RANGE[0]}-{MPP_RANGE[1]} um/px."
@@ -209,13 +174,13 @@ class Slide:
             candidates.append((props.get("tiffslide.mpp-x"), props.get("tiffslide.mpp-y"), source))
         try:
             tf = self._slide.ts_tifffile
-            ome = _ome_mpp(tf.ome_metadata) if tf.is_ome else None
+            ome = ome_mpp(tf.ome_metadata) if tf.is_ome else None
         except Exception:  # noqa: BLE001 - kerchunk-backed or odd files: no OME metadata
             ome = None
         if ome is not None:
             candidates.insert(0, (ome[0], ome[1], "OME PhysicalSizeX"))
         for mx, my, source in candidates:
-            x, y = _plausible(mx), _plausible(my if my is not None else mx)
+            x, y = plausible_mpp(mx, MPP_RANGE), plausible_mpp(my if my is not None else mx, MPP_RANGE)
             if x is not None and y is not None:
                 if abs(x - y) / max(x, y) > 0.02:
                     self.notes.append(f"pixels are not square ({x:.4g} x {y:.4g} um); using their mean")
