@@ -18,11 +18,15 @@ Images are normalised to [-1, 1] in this project, so predicted clean images are 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+import functools
+import inspect
+from typing import Any, Callable, Iterator, ParamSpec, Sequence
 
 import torch
 
 from .gaussian import EpsModel, GaussianDiffusion
+
+P = ParamSpec("P")
 
 
 def _initial_noise(
@@ -187,48 +191,24 @@ def ddpm_sample_progressive(
     return x
 
 
-def _consume(progressive: Iterator[Any]) -> torch.Tensor:
-    result = None
-    for result in progressive:
-        pass
-    if not isinstance(result, torch.Tensor):  # the generators' contract: the last item is the samples
-        raise RuntimeError("sampler ended without yielding its samples")
-    return result
+def _run_to_end(progressive: Callable[P, Iterator[Any]]) -> Callable[P, torch.Tensor]:
+    """The sampler that runs ``progressive`` to the end and returns its samples: same arguments."""
+
+    @functools.wraps(progressive)
+    def sample(*args: P.args, **kwargs: P.kwargs) -> torch.Tensor:
+        result = None
+        for result in progressive(*args, **kwargs):
+            pass
+        if not isinstance(result, torch.Tensor):  # the generators' contract: the last item is the samples
+            raise RuntimeError("sampler ended without yielding its samples")
+        return result
+
+    name = progressive.__name__.removesuffix("_progressive")
+    sample.__name__ = sample.__qualname__ = name
+    sample.__doc__ = f"Run :func:`{progressive.__name__}` to the end and return the samples (shape ``shape``)."
+    sample.__signature__ = inspect.signature(progressive).replace(return_annotation="torch.Tensor")
+    return sample
 
 
-def ddim_sample(
-    model: EpsModel,
-    diffusion: GaussianDiffusion,
-    shape: Sequence[int],
-    steps: int = 50,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    x_T: torch.Tensor | None = None,
-    clip_denoised: bool = True,
-) -> torch.Tensor:
-    """Run :func:`ddim_sample_progressive` to the end and return the samples (shape ``shape``)."""
-    return _consume(
-        ddim_sample_progressive(
-            model, diffusion, shape, steps=steps, eta=eta, generator=generator, device=device,
-            x_T=x_T, clip_denoised=clip_denoised,
-        )
-    )
-
-
-def ddpm_sample(
-    model: EpsModel,
-    diffusion: GaussianDiffusion,
-    shape: Sequence[int],
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    x_T: torch.Tensor | None = None,
-    clip_denoised: bool = True,
-) -> torch.Tensor:
-    """Run :func:`ddpm_sample_progressive` to the end and return the samples (shape ``shape``)."""
-    return _consume(
-        ddpm_sample_progressive(
-            model, diffusion, shape, generator=generator, device=device, x_T=x_T,
-            clip_denoised=clip_denoised,
-        )
-    )
+ddim_sample = _run_to_end(ddim_sample_progressive)
+ddpm_sample = _run_to_end(ddpm_sample_progressive)
