@@ -63,6 +63,20 @@ def _markers(foreground: np.ndarray, distance: np.ndarray, h: float, min_distanc
     return seeds
 
 
+def _drop_small_and_renumber(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``labels`` without instances under ``min_size`` pixels, numbered 1..N; uint16 when N < 65536,
+    else uint32."""
+    # A bincount per label rather than remove_small_objects, whose size argument changed meaning
+    # (min_size -> max_size) between scikit-image releases.
+    sizes = np.bincount(labels.ravel())
+    too_small = sizes < min_size
+    too_small[0] = False
+    labels[too_small[labels]] = 0
+    labels = relabel_sequential(labels)[0]
+    dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
+    return labels.astype(dtype)
+
+
 def label_instances(
     foreground_mask: np.ndarray,
     split_touching: bool = True,
@@ -106,15 +120,7 @@ def label_instances(
         labels = watershed(-distance, seeds, mask=foreground, connectivity=1)
     else:
         labels, _ = ndimage.label(foreground, structure=_CONNECTIVITY)
-    # A bincount per label rather than remove_small_objects, whose size argument changed meaning
-    # (min_size -> max_size) between scikit-image releases.
-    sizes = np.bincount(labels.ravel())
-    too_small = sizes < min_size
-    too_small[0] = False
-    labels[too_small[labels]] = 0
-    labels = relabel_sequential(labels)[0]
-    dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
-    return labels.astype(dtype)
+    return _drop_small_and_renumber(labels, min_size)
 
 
 def instance_defaults() -> dict[str, Any]:
@@ -149,13 +155,7 @@ def _finish(labels: np.ndarray, foreground: np.ndarray, min_size: int) -> np.nda
     if orphan.any():
         extra, _ = ndimage.label(orphan, structure=_CONNECTIVITY)
         labels = np.where(extra > 0, extra + labels.max(initial=0), labels)
-    sizes = np.bincount(labels.ravel())
-    too_small = sizes < min_size
-    too_small[0] = False
-    labels[too_small[labels]] = 0
-    labels = relabel_sequential(labels)[0]
-    dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
-    return labels.astype(dtype)
+    return _drop_small_and_renumber(labels, min_size)
 
 
 def split_by_contour(foreground: np.ndarray, interior: np.ndarray, *, interior_threshold: float = 0.5,
