@@ -84,7 +84,13 @@ def _overlaps(pred: np.ndarray, gt: np.ndarray) -> _Overlaps:
 
 
 def _empty_score(pred: np.ndarray, gt: np.ndarray) -> float | None:
-    """Return the documented score when either map has no instance, else None."""
+    """Return the documented score when either map has no instance, else None.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}.")
     pred_empty, gt_empty = not np.any(pred), not np.any(gt)
     if pred_empty and gt_empty:
         return 1.0
@@ -147,8 +153,6 @@ def aggregated_jaccard_index(pred: np.ndarray, gt: np.ndarray) -> float:
     Raises:
         ValueError: the shapes differ, or labels are not non-negative integers (or bool).
     """
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}.")
     empty = _empty_score(pred, gt)
     if empty is not None:
         return empty
@@ -177,8 +181,6 @@ def aji_plus(pred: np.ndarray, gt: np.ndarray) -> float:
     Raises:
         ValueError: the shapes differ, or labels are not non-negative integers (or bool).
     """
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}.")
     empty = _empty_score(pred, gt)
     if empty is not None:
         return empty
