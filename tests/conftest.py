@@ -119,6 +119,21 @@ def synthetic_he(height: int, width: int, *, seed: int = 0, nuclei: int | None =
 
 
 @pytest.fixture
+def inline_widget(make_napari_viewer, tmp_path, monkeypatch):
+    """``(viewer, widget)``: the plugin docked in a new viewer, settings isolated under ``tmp_path``,
+    workers run inline (GENSELFDIFF_NOTHREADS) and fp32 (the behaviour under test, not the precision:
+    exact and fast on every kind of CPU)."""
+    from napari_genselfdiff.plugin._testing import isolate, open_widget
+
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    widget.model_panel.set_precision("fp32")
+    return viewer, widget
+
+
+@pytest.fixture
 def one_torch_thread():
     """Run the test with one torch CPU thread (deterministic, and fair to a loaded machine)."""
     import torch

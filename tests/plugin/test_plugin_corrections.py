@@ -15,7 +15,6 @@ import pytest
 from napari_genselfdiff.core.export import rasterize_geometry
 from napari_genselfdiff.core.io.read import read_array
 from napari_genselfdiff.core.model_files import bundled_model_path
-from napari_genselfdiff.plugin._testing import isolate, open_widget
 
 pytestmark = pytest.mark.gui
 
@@ -23,12 +22,8 @@ SAMPLE = bundled_model_path().parents[1] / "samples" / "he_nuclei_512.png"
 
 
 @pytest.fixture
-def setup(make_napari_viewer, tmp_path, monkeypatch):
-    isolate(monkeypatch, tmp_path)
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")
+def setup(inline_widget, tmp_path):
+    viewer, widget = inline_widget
     widget.close_policy = "stop"
     assert widget.model_panel.load(bundled_model_path())
     assert widget.annotation_panel.open_folder(tmp_path / "set")

@@ -12,18 +12,14 @@ import numpy as np
 import pytest
 
 from napari_genselfdiff.plugin._notify import TOAST_CHARS
-from napari_genselfdiff.plugin._testing import NotificationLog, isolate, open_widget
+from napari_genselfdiff.plugin._testing import NotificationLog
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def inline(make_napari_viewer, tmp_path, monkeypatch):
-    isolate(monkeypatch, tmp_path)
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")  # behaviour, not precision: exact and fast on every kind of CPU
+def inline(inline_widget):
+    viewer, widget = inline_widget
     log = NotificationLog()
     yield viewer, widget, log
     log.close()

@@ -9,7 +9,6 @@ import pytest
 
 from napari_genselfdiff.core.model_files import default_classes
 from napari_genselfdiff.plugin._layers import META_KEY, class_colormap, class_features, classes_to_meta
-from napari_genselfdiff.plugin._testing import isolate, open_widget
 
 pytestmark = pytest.mark.gui
 
@@ -17,12 +16,8 @@ CLASSES = default_classes(["background", "nucleus"])
 
 
 @pytest.fixture
-def setup(make_napari_viewer, make_model, tmp_path, monkeypatch):
-    isolate(monkeypatch, tmp_path)
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")
+def setup(inline_widget, make_model, tmp_path):
+    viewer, widget = inline_widget
     _, _, path = make_model(classes=("background", "nucleus"))
     assert widget.model_panel.load(path)
     assert widget.annotation_panel.open_folder(tmp_path / "set")

@@ -9,14 +9,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.mark.gui
-def test_widget_shows_the_map_and_the_list_moves_the_view(make_napari_viewer, make_model, tmp_path, monkeypatch):
-    from napari_genselfdiff.plugin._testing import isolate, open_widget
-
-    isolate(monkeypatch, tmp_path)
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    widget.model_panel.set_precision("fp32")
+def test_widget_shows_the_map_and_the_list_moves_the_view(inline_widget, make_model):
+    viewer, widget = inline_widget
     _, _, path = make_model()
     assert widget.model_panel.load(path)
     image = viewer.add_image(np.random.default_rng(1).integers(0, 255, (300, 520, 3), dtype=np.uint8), name="field",
