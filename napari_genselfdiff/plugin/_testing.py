@@ -3,7 +3,8 @@
 - :func:`isolate`: point the settings and data folders at a temporary folder.
 - :class:`NotificationLog`: record napari notifications (severity, message).
 - :class:`StallMeter`: a 10 ms QTimer on the main thread that records the largest gap between ticks,
-  i.e. how long the GUI thread was kept from running its event loop.
+  i.e. how long the GUI thread was kept from running its event loop; :func:`meter_until` starts one
+  that stops when a panel's result handler is called.
 - :func:`wait_for`: process Qt events until a condition holds (or fail after a timeout).
 """
 
@@ -104,6 +105,25 @@ class StallMeter:
     def stop(self) -> float:
         self._timer.stop()
         return self.max_gap_ms
+
+
+def meter_until(obj, handler: str, monkeypatch) -> tuple[StallMeter, list[float]]:
+    """A started :class:`StallMeter` that stops when ``obj.<handler>`` is called (a run's result
+    reaching the main thread); the seconds each call of the handler then takes on the main thread
+    are recorded in the returned list."""
+    meter = StallMeter()
+    seconds: list[float] = []
+    original = getattr(obj, handler)
+
+    def timed(*args):
+        meter.stop()
+        start = time.perf_counter()
+        original(*args)
+        seconds.append(time.perf_counter() - start)
+
+    monkeypatch.setattr(obj, handler, timed)
+    meter.start()
+    return meter, seconds
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_genselfdiff.plugin._testing import StallMeter, docked_with_model, isolate, open_widget, wait_for
+from napari_genselfdiff.plugin._testing import docked_with_model, isolate, meter_until, open_widget, wait_for
 
 from conftest import GUI_STALL_LIMIT_MS
 
@@ -142,18 +142,7 @@ def test_gui_stall_while_segmenting(make_napari_viewer, make_model, tmp_path, mo
     _sample(viewer)
     panel = widget.segment_panel
     panel._tile.setValue(256)
-    meter = StallMeter()
-    add_seconds = []
-    add_layers = panel._add_layers
-
-    def timed_add_layers(*args):
-        meter.stop()
-        start = time.perf_counter()
-        add_layers(*args)
-        add_seconds.append(time.perf_counter() - start)
-
-    monkeypatch.setattr(panel, "_add_layers", timed_add_layers)
-    meter.start()
+    meter, add_seconds = meter_until(panel, "_add_layers", monkeypatch)
     click = time.perf_counter()
     panel.run()
     click = time.perf_counter() - click

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from qtpy.QtTest import QTest
 
-from napari_genselfdiff.plugin._testing import NotificationLog, StallMeter, isolate, open_widget, wait_for
+from napari_genselfdiff.plugin._testing import NotificationLog, isolate, meter_until, open_widget, wait_for
 
 from conftest import GUI_STALL_LIMIT_MS
 
@@ -46,27 +46,6 @@ def trainer(make_napari_viewer, tmp_path, monkeypatch):
     log.close()
 
 
-def _meter_until_returned(panel, monkeypatch) -> tuple[StallMeter, list]:
-    """A started StallMeter that stops when the run's result reaches the main thread; the time the
-    panel then spends on the main thread (switching models, offering re-segmentation) is recorded
-    in the returned list."""
-    import time
-
-    meter = StallMeter()
-    handler_seconds: list[float] = []
-    on_returned = panel._on_returned
-
-    def timed(*args):
-        meter.stop()
-        start = time.perf_counter()
-        on_returned(*args)
-        handler_seconds.append(time.perf_counter() - start)
-
-    monkeypatch.setattr(panel, "_on_returned", timed)
-    meter.start()
-    return meter, handler_seconds
-
-
 def _micro_pretrain(panel, tmp_path, steps=100_000):
     from conftest import micro_config
 
@@ -84,7 +63,7 @@ def test_pretrain_start_pause_resume_cancel_preview(trainer, tmp_path, capsys, m
     viewer.add_image(_he(1), name="unlabeled 2", rgb=True)
     panel = widget.pretrain_panel
     _micro_pretrain(panel, tmp_path)
-    meter, _ = _meter_until_returned(panel, monkeypatch)
+    meter, _ = meter_until(panel, "_on_returned", monkeypatch)
     assert panel.start() is not None
     assert panel.start() is None  # a second click starts nothing
     log.find("already running")
@@ -150,7 +129,7 @@ def test_finetune_pauses_pretraining_switches_model_and_closing_stops_jobs(train
     ft.batch.setValue(2)
     ft.steps.setValue(12)
     ft.run_dir.setText(str(tmp_path / "ft"))
-    meter, handler = _meter_until_returned(ft, monkeypatch)
+    meter, handler = meter_until(ft, "_on_returned", monkeypatch)
     assert ft.start() is not None
     assert ft.paused_pretraining and pre.is_paused
     wait_for(lambda: _steps(ft.run) >= 2, 120, "fine-tuning steps")
