@@ -1,83 +1,115 @@
-"""Speed of the bundled default model on this machine: one 1000x1000 H&E image, as the CLI segments it.
+"""Segmenting one 1000x1000 H&E image with a bundled model, as `genselfdiff segment` does, with and
+without nuclei split into instances.
 
-    python benchmarks/default_model.py [--threads 2] [--repeats 3] [--model default] [--out FILE.jsonl]
+    python benchmarks/default_model.py [--model default] [--threads 2] [--repeats 3] [--size 1000]
+                                       [--instances] [--precision auto ...] [--out FILE.jsonl]
 
-Prints one JSON line per precision measured: fp32 always; bf16 too where the CPU has native bf16
-(AVX512-BF16 / AMX), since "auto" picks it there. The figure is the median wall time of ``segment``
-(tiling, the network, blending, argmax; no file I/O) over --repeats runs after one warm-up, with the
-process CPU time beside it: on a busy machine the wall time is inflated by waiting for a core, while
-cpu_seconds / threads bounds what an idle machine would take (perfect use of the threads). The issue's targets: <= 4 s on an AVX2-only CPU (fp32), <= 2 s where bf16
-is native, with 2 threads.
+One JSON line per (precision, job): the median wall time of ``core.inference.segment`` (tiling, the
+network, blending, argmax; with --instances also the nucleus splitting; no file I/O) over --repeats
+runs after one warm-up, the process CPU time, the time inside the network's forward, the model FLOPs
+of the tiles computed and their rate against the GEMM peaks measured in the same run (with
+--peaks, the default in benchmarks/run.py). A job with instances also gives its ratio to the
+labels-only job measured just before it. Precisions: "auto" (what the CLI uses: bf16 where the CPU
+computes bf16 natively, else fp32) by default; name several to compare them in one run. On a busy
+machine the wall time is inflated by waiting for a core; cpu_s / threads bounds what an idle machine
+would take.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from run import machine, test_image  # noqa: E402
+from common import Clock, Emitter, ForwardTimer, forward_flops, machine, measure_peaks, ratios, test_image  # noqa: E402
 
 from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
-from napari_genselfdiff.core.inference.device import cpu_has_native_bf16  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
+from napari_genselfdiff.core.network.unet import count_parameters  # noqa: E402
+
+
+def model_fields(info, model) -> dict:
+    """Which model was measured: its card name, file, output kind and network."""
+    arch = info.architecture
+    return {"model_name": info.display_name, "model_file": Path(str(info.path)).name, "output": info.output,
+            "widths": list(arch.widths), "params_m": count_parameters(model) / 1e6}
+
+
+def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats: int = 3,
+            precisions: tuple[str, ...] = ("auto",), instances: bool = True, peaks: dict | None = None,
+            tile: int | None = None) -> list[dict]:
+    """Segment a size x size image; one "segment" figure per precision and job (labels, + instances)."""
+    net, info = load_model(model)
+    image, source = test_image(size)
+    records = []
+    for precision in precisions:
+        base = None
+        for with_instances in ([False, True] if instances else [False]):
+            settings = InferenceSettings(device="cpu", precision=precision, instances=with_instances,
+                                         **({"tile": tile} if tile else {}))
+            result = segment(net, info, image, settings)  # warm-up
+            walls, cpus, forwards = [], [], []
+            for _ in range(repeats):
+                with ForwardTimer() as timer, Clock() as clock:
+                    result = segment(net, info, image, settings)
+                    labels = np.asarray(result.labels)
+                walls.append(clock.wall)
+                cpus.append(clock.cpu)
+                forwards.append(timer.seconds)
+            wall, cpu = statistics.median(walls), statistics.median(cpus)
+            th, tw = result.tile_shape
+            gflop = forward_flops(net.config, th, tw) * result.tiles / 1e9
+            values = {
+                "job": "labels+instances" if with_instances else "labels", "instances": with_instances,
+                **model_fields(info, net), "source": source, "image": [size, size],
+                "precision": result.precision, "asked_precision": precision, "tiles": result.tiles,
+                "tile_shape": [th, tw], "wall_s": wall, "all_wall_s": [round(w, 3) for w in walls], "cpu_s": cpu,
+                "forward_s": statistics.median(forwards),
+                "outside_forward_s": statistics.median(w - f for w, f in zip(walls, forwards)),
+                "nucleus_fraction": float((labels > 0).mean()),
+                **ratios(gflop, wall, cpu, peaks or {}),  # the whole job's rate
+            }
+            # The network's own rate (time inside its forward only), against the same peaks.
+            values["network_gflops"] = gflop / values["forward_s"]
+            for name, peak in (peaks or {}).items():
+                values[f"network_ratio_{name}_peak"] = values["network_gflops"] / peak["gflops"]
+            if with_instances and base is not None:
+                # The splitting runs outside the network: its cost is the growth of the time outside the
+                # forward passes, steadier on a busy machine than the difference of two wall times.
+                values["ratio_to_labels_only"] = wall / base["wall_s"]
+                values["cpu_ratio_to_labels_only"] = cpu / base["cpu_s"]
+                values["instances_extra_s"] = values["outside_forward_s"] - base["outside_forward_s"]
+            if with_instances:
+                values["nuclei"] = int(result.instances.max()) if result.instances is not None else None
+            record = emit("segment", **values)
+            base = base or record
+            records.append(record)
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="default", help="a bundled model's name or a model file (default: default)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--size", type=int, default=1000)
-    p.add_argument("--out", type=Path, default=None, help="append the JSON lines to this file")
-    p.add_argument("--instances", action="store_true",
-                   help="also time the whole job with nuclei split (segment --instances), right after each labels-only one")
+    p.add_argument("--tile", type=int, default=None, help="inference tile (default: InferenceSettings's)")
+    p.add_argument("--precision", nargs="+", default=["auto"], help="auto fp32 bf16 ... (default: auto)")
+    p.add_argument("--instances", action="store_true", help="also time the job with nuclei split, after each labels-only one")
+    p.add_argument("--peaks", action="store_true", help="measure the GEMM peaks first and give ratios to them")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON lines to this file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, info = load_model(args.model)
-    image, source = test_image(args.size)
-    precisions = ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
-    lines = []
-    jobs = [False, True] if args.instances else [False]
-    for precision, instances in ((p, i) for p in precisions for i in jobs):
-        settings = InferenceSettings(device="cpu", precision=precision, instances=instances)
-        segment(model, info, image, settings)  # warm-up
-        walls, cpus = [], []
-        for _ in range(args.repeats):
-            start, cpu0 = time.perf_counter(), time.process_time()
-            labels = np.asarray(segment(model, info, image, settings).labels)
-            walls.append(time.perf_counter() - start)
-            cpus.append(time.process_time() - cpu0)
-        wall = statistics.median(walls)
-        if instances:  # the whole job with nuclei, as a ratio to the labels-only job measured just before
-            base = lines[-1]
-            extra = {"instances": True, "output": info.output, "ratio_to_labels_only": round(wall / base["seconds"], 3),
-                     "postprocess_share": round(1 - base["seconds"] / wall, 3)}
-        else:
-            extra = {"instances": False}
-        line = {"figure": "default_model_segment", **extra, "model": str(info.path), "source": source,
-                "image": [args.size, args.size], "threads": args.threads, "precision": precision,
-                "seconds": round(wall, 3), "all_seconds": [round(w, 3) for w in walls],
-                "cpu_seconds": round(statistics.median(cpus), 3),
-                "load_average_1min": round(os.getloadavg()[0], 2),
-                "nucleus_fraction": round(float((labels > 0).mean()), 4),
-                "target_seconds": (0.7 if precision == "bf16" else 2.5) if instances else (2.0 if precision == "bf16" else 4.0),
-                **machine()}
-        lines.append(line)
-        print(json.dumps(line), flush=True)
-    if args.out is not None:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
+    emit = Emitter(args.out)
+    emit("machine", **machine())
+    peaks = measure_peaks(emit) if args.peaks else {}
+    measure(emit, model=args.model, size=args.size, repeats=args.repeats, precisions=tuple(args.precision),
+            instances=args.instances, peaks=peaks, tile=args.tile)
     return 0
 
 

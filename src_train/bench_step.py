@@ -4,8 +4,13 @@
 
 Each configuration runs ``--warmup`` untimed steps, then ``--steps`` timed ones; the median is
 reported. Both stages are measured: pretraining (P2-weighted diffusion loss, noise head) and
-fine-tuning (SS + focal loss, 2-class head at t = 0). Random tensors stand in for images: the step
-time does not depend on pixel values.
+fine-tuning (``--loss``: dice_ce, the bundled models' loss, by default; ss_focal, the paper's; 2-class
+head at t = 0). Random tensors stand in for images: the step time does not depend on pixel values.
+
+This is a hand-made step for comparing architectures and patch sizes (no data loading, augmentation,
+gradient clipping or learning-rate schedule). The time of a real fine-tuning step of a bundled model,
+through the training loop users run (core.training.finetune), is benchmarks/finetune_step.py's (and
+``python benchmarks/run.py``'s "finetune_step" figure).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch  # noqa: E402
 
 from napari_genselfdiff.core.diffusion import GaussianDiffusion  # noqa: E402
 from napari_genselfdiff.core.inference.device import autocast, choose_device, choose_precision  # noqa: E402
-from napari_genselfdiff.core.losses import SSFocalLoss  # noqa: E402
+from napari_genselfdiff.core.losses import LOSSES, SSFocalLoss  # noqa: E402
 from napari_genselfdiff.core.network import PRESETS, AttentionUNet  # noqa: E402
 from napari_genselfdiff.core.network.unet import count_parameters  # noqa: E402
 
@@ -40,11 +45,11 @@ def _time_steps(step, warmup: int, steps: int) -> list[float]:
     return times
 
 
-def make_train_step(stage: str, model, opt, x, y, *, diffusion, ss_focal, generator, device, precision):
+def make_train_step(stage: str, model, opt, x, y, *, diffusion, seg_loss, generator, device, precision):
     """One training step (forward, loss, backward, Adam) of the given stage, as a no-argument callable.
 
-    Pretraining: the P2-weighted diffusion loss on ``x``; fine-tuning: SS + focal loss of
-    ``model(x)`` against ``y``. Shared with benchmarks/run.py so both time the same step.
+    Pretraining: the P2-weighted diffusion loss on ``x``; fine-tuning: ``seg_loss`` (a segmentation
+    loss from core.losses: dice_ce or SS + focal) of ``model(x)`` against ``y``.
     """
 
     def step() -> None:
@@ -52,7 +57,7 @@ def make_train_step(stage: str, model, opt, x, y, *, diffusion, ss_focal, genera
             if stage == "pretrain":
                 loss = diffusion.training_loss(model, x, generator=generator)["loss"]
             else:
-                loss = ss_focal(model(x).float(), y)[0]
+                loss = seg_loss(model(x).float(), y)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,6 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--stage", nargs="+", default=["pretrain", "finetune"], choices=["pretrain", "finetune"])
+    parser.add_argument("--loss", default="dice_ce", choices=sorted(LOSSES),
+                        help="fine-tuning loss (default dice_ce, the bundled models'; ss_focal: the paper's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -107,7 +114,7 @@ def main() -> None:
     )
     print("stage     arch   params  patch batch  s/step (median)  steps/s  samples/s  all steps")
     diffusion = GaussianDiffusion.from_config()
-    ss_focal = SSFocalLoss()
+    seg_loss = SSFocalLoss() if args.loss == "ss_focal" else LOSSES[args.loss]()
     gen = torch.Generator(device=device).manual_seed(0)
     for stage in args.stage:
         for arch in args.arch:
@@ -121,7 +128,7 @@ def main() -> None:
                 x = (torch.rand(args.batch, 3, size, size, device=device) * 2 - 1).to(memory_format=fmt)
                 y = torch.randint(0, 2, (args.batch, size, size), device=device)
 
-                step = make_train_step(stage, model, opt, x, y, diffusion=diffusion, ss_focal=ss_focal,
+                step = make_train_step(stage, model, opt, x, y, diffusion=diffusion, seg_loss=seg_loss,
                                        generator=gen, device=device, precision=precision)
                 times = _time_steps(step, args.warmup, args.steps)
                 med = statistics.median(times)
