@@ -134,6 +134,36 @@ def inline_widget(make_napari_viewer, tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def slide_widget(make_napari_viewer, make_model, monkeypatch):
+    """``open(slide, out) -> (viewer, image, widget, model)``: ``slide`` opened in a new viewer through
+    the plugin's reader, and the slide segmentation widget over it with a micro model file (``model``)
+    and ``out`` as its output folder; workers run inline (GENSELFDIFF_NOTHREADS)."""
+
+    def open_(slide: Path, out: Path):
+        from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
+
+        monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+        _, _, model = make_model()
+        viewer = make_napari_viewer()
+        [image] = viewer.open(str(slide), plugin="napari-genselfdiff")
+        widget = SlideSegmentWidget(viewer)
+        widget.model_edit.setText(str(model))
+        widget.out_edit.setText(str(out))
+        return viewer, image, widget, model
+
+    return open_
+
+
+def random_pair(seed: int = 0, shape: tuple[int, int] = (24, 32), *, low: int = 0,
+                high: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """A random (H, W, 3) uint8 image with values in [low, high) and (H, W) 0/1 labels (about 30 % ones)."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(low, high, (*shape, 3), dtype=np.uint8)
+    labels = (rng.random(shape) > 0.7).astype(np.uint8)
+    return image, labels
+
+
+@pytest.fixture
 def one_torch_thread():
     """Run the test with one torch CPU thread (deterministic, and fair to a loaded machine)."""
     import torch

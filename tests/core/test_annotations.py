@@ -13,23 +13,18 @@ from napari_genselfdiff.core.annotations import INDEX_NAME, AnnotationSet, Annot
 from napari_genselfdiff.core.errors import MaskInputError
 from napari_genselfdiff.core.model_files import default_classes
 
+from conftest import random_pair
+
 CLASSES = default_classes(["background", "nucleus"])
-
-
-def _pair(seed: int = 0, shape=(24, 32)):
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
-    labels = (rng.random(shape) > 0.7).astype(np.uint8)
-    return image, labels
 
 
 def test_add_list_load_remove_reload(tmp_path):
     aset = AnnotationSet(tmp_path / "set")
     assert len(aset) == 0 and (tmp_path / "set" / INDEX_NAME).is_file()
-    image, labels = _pair(0)
+    image, labels = random_pair(0)
     inst = labels.astype(np.uint16) * 3
     first = aset.add(image, labels, name="slide A", classes=CLASSES, instances=inst, extra={"model": "m.safetensors"})
-    second = aset.add(*_pair(1), name="slide B")
+    second = aset.add(*random_pair(1), name="slide B")
     assert [p.id for p in aset.pairs] == ["0001", "0002"]
     assert second.classes == CLASSES  # the set's classes by default
     got_image, got_labels = aset.load(first.id)
@@ -46,7 +41,7 @@ def test_add_list_load_remove_reload(tmp_path):
     reopened.remove("0001")
     assert [p.id for p in reopened.pairs] == ["0002"]
     assert not (tmp_path / "set" / "pairs" / "0001").exists()
-    third = reopened.add(*_pair(2), name="slide C")
+    third = reopened.add(*random_pair(2), name="slide C")
     assert third.id == "0003"  # ids are never reused
     assert [p.id for p in AnnotationSet(tmp_path / "set").pairs] == ["0002", "0003"]
     pairs = AnnotationSet(tmp_path / "set").training_pairs()
@@ -55,7 +50,7 @@ def test_add_list_load_remove_reload(tmp_path):
 
 def test_snapshot_is_a_copy(tmp_path):
     aset = AnnotationSet(tmp_path)
-    image, labels = _pair(0)
+    image, labels = random_pair(0)
     pair = aset.add(image, labels, name="x")
     labels[:] = 9  # the user keeps editing the layer after marking it
     image[:] = 0
@@ -65,7 +60,7 @@ def test_snapshot_is_a_copy(tmp_path):
 
 def test_shape_mismatch_and_bad_labels_are_refused(tmp_path):
     aset = AnnotationSet(tmp_path)
-    image, _ = _pair(0, (24, 32))
+    image, _ = random_pair(0, (24, 32))
     with pytest.raises(MaskInputError, match=r"shape \(20, 32\) but the image is \(24, 32\)"):
         aset.add(image, np.zeros((20, 32), np.uint8), name="x")
     with pytest.raises(MaskInputError, match="integer"):
@@ -77,8 +72,8 @@ def test_shape_mismatch_and_bad_labels_are_refused(tmp_path):
 
 def test_crash_between_pair_and_index_is_recovered(tmp_path):
     aset = AnnotationSet(tmp_path)
-    aset.add(*_pair(0), name="kept")
-    aset.add(*_pair(1), name="not yet indexed")
+    aset.add(*random_pair(0), name="kept")
+    aset.add(*random_pair(1), name="not yet indexed")
     # Simulate a crash after the pair folder was renamed into place but before the index was written.
     index = json.loads((tmp_path / INDEX_NAME).read_text())
     index["pairs"] = index["pairs"][:1]
@@ -92,12 +87,12 @@ def test_crash_between_pair_and_index_is_recovered(tmp_path):
     assert any("recovered" in r for r in reopened.repairs)
     assert not (tmp_path / "pairs" / ".tmp-0003").exists() and not (tmp_path / "pairs" / ".removed-0004").exists()
     assert len(json.loads((tmp_path / INDEX_NAME).read_text())["pairs"]) == 2  # the index is repaired on disk
-    assert reopened.add(*_pair(2), name="next").id == "0003"
+    assert reopened.add(*random_pair(2), name="next").id == "0003"
 
 
 def test_lost_or_corrupt_index_is_rebuilt(tmp_path):
     aset = AnnotationSet(tmp_path)
-    aset.add(*_pair(0), name="a")
+    aset.add(*random_pair(0), name="a")
     (tmp_path / INDEX_NAME).write_text("{ not json")
     assert [p.name for p in AnnotationSet(tmp_path).pairs] == ["a"]
     os.remove(tmp_path / INDEX_NAME)

@@ -16,12 +16,11 @@ from napari_genselfdiff.core.data.sources import load_pairs
 from napari_genselfdiff.core.errors import MaskInputError
 from napari_genselfdiff.core.losses import LOSSES, SSFocalLoss
 
+from conftest import random_pair
+
 
 def _pair(seed=0, shape=(64, 80)):
-    rng = np.random.default_rng(seed)
-    image = rng.integers(60, 200, (*shape, 3), dtype=np.uint8)
-    labels = (rng.random(shape) > 0.7).astype(np.uint8)
-    return image, labels
+    return random_pair(seed, shape, low=60, high=200)
 
 
 def test_regions_stored_with_the_snapshot_and_reloaded(tmp_path):

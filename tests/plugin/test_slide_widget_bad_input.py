@@ -30,18 +30,9 @@ def test_the_napari_readers_refuse_an_unreadable_slide_or_store_with_a_sentence(
 
 
 @pytest.mark.gui
-def test_slide_widget_without_a_resolution_and_with_shapes_off_the_slide(tmp_path, make_model, make_napari_viewer,
-                                                                          monkeypatch):
-    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
-
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
+def test_slide_widget_without_a_resolution_and_with_shapes_off_the_slide(tmp_path, slide_widget):
     path = write_synthetic_slide(tmp_path / "nores.tif", 1024, 1024, flavour="none", tile=128, n_levels=2).path
-    _, _, model = make_model()
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(path), plugin="napari-genselfdiff")
-    widget = SlideSegmentWidget(viewer)
-    widget.model_edit.setText(str(model))
-    widget.out_edit.setText(str(tmp_path / "out"))
+    viewer, image, widget, _ = slide_widget(path, tmp_path / "out")
     assert widget.mpp_edit.text() == ""  # nothing recorded in the file
     # Shapes beyond the slide's edge (world = pixels here: the slide has no resolution).
     viewer.add_shapes([[[2000.0, 2000.0], [2000.0, 2100.0], [2100.0, 2100.0], [2100.0, 2000.0]]],

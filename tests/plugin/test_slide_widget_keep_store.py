@@ -27,20 +27,13 @@ def _shown(layer) -> np.ndarray:
 
 
 @pytest.mark.gui
-def test_segmenting_another_region_keeps_the_corrected_store(tmp_path, make_model, make_napari_viewer, monkeypatch):
+def test_segmenting_another_region_keeps_the_corrected_store(tmp_path, slide_widget):
     from napari_genselfdiff.core.model_files import load_model
-    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
 
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
     slide = write_synthetic_slide(tmp_path / "s.svs", 600, 800, mpp=0.25, tissue_fraction=0.6, tile=128,
                                   n_levels=2, seed=4).path
-    _, _, model = make_model()
     out = tmp_path / "out"
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(slide), plugin="napari-genselfdiff")
-    widget = SlideSegmentWidget(viewer)
-    widget.model_edit.setText(str(model))
-    widget.out_edit.setText(str(out))
+    viewer, image, widget, model = slide_widget(slide, out)
     widget.scope_combo.setCurrentText("Shapes")
 
     def segment_rectangle(name, y0, x0, y1, x1):  # world coordinates: um at 0.25 um/px

@@ -12,18 +12,10 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.mark.gui
-def test_slide_widget_cancel_then_segment_again_continues(slide_files, tmp_path, make_model, make_napari_viewer,
-                                                          monkeypatch):
+def test_slide_widget_cancel_then_segment_again_continues(slide_files, tmp_path, slide_widget):
     from napari_genselfdiff.core.model_files import load_model
-    from napari_genselfdiff.plugin._slide_widget import SlideSegmentWidget
 
-    monkeypatch.setenv("GENSELFDIFF_NOTHREADS", "1")
-    _, _, model = make_model()
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(slide_files["svs"]), plugin="napari-genselfdiff")
-    widget = SlideSegmentWidget(viewer)
-    widget.model_edit.setText(str(model))
-    widget.out_edit.setText(str(tmp_path / "out"))
+    viewer, image, widget, model = slide_widget(slide_files["svs"], tmp_path / "out")
     widget.scope_combo.setCurrentText("Whole slide")
     partial = tmp_path / "out" / "s_labels.zarr.partial"
     shown = widget._progress
