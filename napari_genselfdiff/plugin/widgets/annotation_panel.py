@@ -22,12 +22,10 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
     QListWidget,
     QListWidgetItem,
@@ -51,6 +49,7 @@ from .._layers import (
     nuclei_layer_for,
     paired_image,
 )
+from ._path_edit import PathEdit
 
 REGION_WHOLE = "whole image"
 REGION_VIEW = "current view"
@@ -67,10 +66,9 @@ class AnnotationPanel(QGroupBox):
     def __init__(self, state, parent=None) -> None:
         super().__init__("Corrected images (annotation set)", parent)
         self.state = state
-        self._folder = QLineEdit()
+        self._folder_row = PathEdit("Choose the annotation set folder", on_chosen=self.open_folder, dialog_parent=self)
+        self._folder = self._folder_row.edit
         self._folder.setToolTip("The annotation set folder; every corrected pair is saved in it at once.")
-        self._browse = QPushButton("...")
-        self._browse.setMaximumWidth(32)
         self._labels = QComboBox()
         self._labels.setToolTip("The labels layer you corrected.")
         self._image = QComboBox()
@@ -96,11 +94,8 @@ class AnnotationPanel(QGroupBox):
         self._status = QLabel()
         self._status.setWordWrap(True)
 
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self._folder, 1)
-        folder_row.addWidget(self._browse)
         form = QFormLayout()
-        form.addRow("Folder:", folder_row)
+        form.addRow("Folder:", self._folder_row)
         form.addRow("Labels:", self._labels)
         form.addRow("Image:", self._image)
         form.addRow("Corrected:", self._region)
@@ -115,7 +110,6 @@ class AnnotationPanel(QGroupBox):
         layout.addWidget(self._list)
         layout.addLayout(list_buttons)
 
-        self._browse.clicked.connect(self._on_browse)
         self._folder.editingFinished.connect(lambda: self.open_folder(self._folder.text()))
         self._mark.clicked.connect(lambda: self.mark_corrected())
         self._remove.clicked.connect(lambda: self.remove())
@@ -151,12 +145,6 @@ class AnnotationPanel(QGroupBox):
             _notify.warning(f"Annotation set {aset.folder}: {repair}")
         self._folder.setText(str(aset.folder))
         return True
-
-    def _on_browse(self) -> None:
-        start = self._folder.text() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Choose the annotation set folder", start)
-        if folder:
-            self.open_folder(folder)
 
     def refresh_list(self) -> None:
         self._list.clear()

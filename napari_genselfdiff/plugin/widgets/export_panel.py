@@ -14,12 +14,10 @@ import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -28,6 +26,7 @@ from qtpy.QtWidgets import (
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import classes_of, layer_meta, nuclei_layer_for
+from ._path_edit import PathEdit
 
 
 class ExportPanel(QGroupBox):
@@ -41,9 +40,9 @@ class ExportPanel(QGroupBox):
         self._from_set = QRadioButton("corrected pairs of the annotation set")
         self._from_layer = QRadioButton("the selected labels layer")
         self._from_set.setChecked(True)
-        self._folder = QLineEdit(str(state.settings.folder("export", _default_export())))
-        self._browse = QPushButton("...")
-        self._browse.setMaximumWidth(32)
+        self._folder_row = PathEdit("Export to folder", text=str(state.settings.folder("export", _default_export())),
+                                    dialog_parent=self)
+        self._folder = self._folder_row.edit
         self._tif = QCheckBox("TIFF")
         self._png = QCheckBox("PNG")
         self._geojson = QCheckBox("GeoJSON (QuPath)")
@@ -59,16 +58,13 @@ class ExportPanel(QGroupBox):
         self._status = QLabel()
         self._status.setWordWrap(True)
 
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self._folder, 1)
-        folder_row.addWidget(self._browse)
         formats = QHBoxLayout()
         for box in (self._tif, self._png, self._geojson):
             formats.addWidget(box)
         form = QFormLayout()
         form.addRow("Export:", self._from_set)
         form.addRow("", self._from_layer)
-        form.addRow("To folder:", folder_row)
+        form.addRow("To folder:", self._folder_row)
         form.addRow("Formats:", formats)
         form.addRow("QuPath objects:", self._object_type)
         layout = QVBoxLayout(self)
@@ -76,7 +72,6 @@ class ExportPanel(QGroupBox):
         layout.addWidget(self._export)
         layout.addWidget(self._status)
 
-        self._browse.clicked.connect(self._on_browse)
         self._export.clicked.connect(lambda: self.export())
 
     def set_folder(self, folder: str | Path) -> None:
@@ -85,11 +80,6 @@ class ExportPanel(QGroupBox):
     def use_layer(self, on: bool = True) -> None:
         """Export the selected labels layer (True) or the annotation set (False)."""
         (self._from_layer if on else self._from_set).setChecked(True)
-
-    def _on_browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._folder.text() or str(Path.home()))
-        if folder:
-            self._folder.setText(folder)
 
     def _formats(self) -> list[str]:
         return [name for name, box in (("tif", self._tif), ("png", self._png), ("geojson", self._geojson)) if box.isChecked()]

@@ -23,12 +23,9 @@ from pathlib import Path
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
 )
 
@@ -36,6 +33,7 @@ from ...core.defaults import DEFAULT_CLASSES, INFERENCE_TILE, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import image_layers, layer_meta
+from ._path_edit import PathEdit
 from ._training_common import TrainingLifecycle, patch_stride, size_fields
 from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
 
@@ -54,30 +52,6 @@ def architecture_text(arch) -> str:
         if PRESETS[name].with_head(arch.head, arch.out_channels) == arch:
             return f"{name} ({widths})"
     return f"custom ({widths})"
-
-
-class _PathEdit(QHBoxLayout):
-    def __init__(self, caption: str, folder: bool = True) -> None:
-        super().__init__()
-        self.edit = QLineEdit()
-        button = QPushButton("...")
-        button.setMaximumWidth(32)
-        self.addWidget(self.edit, 1)
-        self.addWidget(button)
-
-        def browse() -> None:
-            if folder:
-                path = QFileDialog.getExistingDirectory(None, caption, self.edit.text() or str(Path.home()))
-            else:
-                path, _ = QFileDialog.getOpenFileName(None, caption, self.edit.text() or str(Path.home()),
-                                                      "Model files (*.safetensors)")
-            if path:
-                self.edit.setText(path)
-
-        button.clicked.connect(browse)
-
-    def text(self) -> str:
-        return self.edit.text().strip()
 
 
 class FinetunePanel(QGroupBox, TrainingLifecycle):
@@ -106,8 +80,8 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
 
         self.use_set = QCheckBox("corrected pairs of the annotation set")
         self.use_set.setChecked(True)
-        self.images = _PathEdit("Folder of training images")
-        self.masks = _PathEdit("Folder of their masks (same names)")
+        self.images = PathEdit("Folder of training images")
+        self.masks = PathEdit("Folder of their masks (same names)")
         self.start_from = QComboBox()
         self.start_from.addItems([START_CURRENT, START_PRETRAINED, START_SCRATCH])
         self.start_from.setToolTip(
