@@ -68,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         "testB (20) = the official test sets, never used to choose anything")
     prov["experiment"] = {"record": str(args.record), "command": record["command"],
                           "test_command": record.get("test_command")}
-    info.classes = list(GLAND_CLASSES)
-    info.postprocess = {"instances": dict(GLAND_POSTPROCESS)}
-    info.mpp = GLAS_MPP
-    arch = info.architecture
     settings = record["settings"]
+    scale = float(settings.get("scale", 1.0))
+    info.classes = list(GLAND_CLASSES)
+    # Instances are made at the model's resolution: the minimum gland size in its pixels.
+    info.postprocess = {"instances": {**GLAND_POSTPROCESS, "min_size": round(GLAND_MIN_SIZE * scale * scale)}}
+    info.mpp = round(GLAS_MPP / scale, 4)
+    info.input_mpp = GLAS_MPP if scale != 1.0 else None
+    arch = info.architecture
     init = settings.get("init", "scratch")
     info.card = {
         "name": "GenSelfDiff glands (GlaS)",
@@ -84,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                          "held out for validation), binary gland masks. " + GLAS_TERMS,
         "initialisation": init,
         "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches at "
-                    f"{GLAS_MPP} um/px, Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')}, {prov.get('warmup_steps')} "
+                    f"{info.mpp:g} um/px (GlaS images shrunk {1 / scale:g}x), Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')}, {prov.get('warmup_steps')} "
                     f"warm-up steps), loss {settings.get('loss')}, stain jitter; {prov.get('precision')} on "
                     f"{prov.get('device')}; network widths {'-'.join(map(str, arch.widths))}, {arch.norm} norm, stem "
                     f"stride {arch.stem_stride}. Command: " + record["command"],
         "metrics": metrics,
         "limits": [
-            f"Trained at the GlaS resolution (20x, {GLAS_MPP} um/px); images of other known resolution are resampled.",
+            f"Works at {info.mpp:g} um/px: GlaS images (20x, {GLAS_MPP} um/px) shrunk {1 / scale:g}x for context. Images "
+            f"that record no resolution are taken as {GLAS_MPP} um/px (20x); others are resampled from what they record.",
             "Touching glands that the network joins stay one instance (connected components, no split); "
-            f"objects under {GLAND_MIN_SIZE} px are dropped.",
+            f"objects under {GLAND_MIN_SIZE} px (at 20x) are dropped.",
             "Colorectal H&E from one centre (GlaS, 16 slides' worth of patients); a short CPU training budget: "
             "a starting point for correction, not a diagnostic device.",
         ],

@@ -221,3 +221,26 @@ def test_a_slide_given_100x_off_is_refused_before_any_work(tmp_path, make_model)
     with pytest.raises(SlideError, match=r"30 um/px is 120x coarser .* 0.25 for a 40x scan"):
         segment_slide(net, info, path, tmp_path / "out", SlideSettings(inference=FAST, mpp=30))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_model_working_below_its_images_resolution_takes_unrecorded_images_as_its_training_images(
+        make_model, he_image, tmp_path):
+    """A gland model that works at 1.24 um/px on GlaS images of 0.62 (input_mpp) segments an image that
+    records nothing at half its pixels, as it was trained; the model file keeps input_mpp; a recorded
+    resolution still wins; a model without input_mpp assumes its own resolution (segmented as it is)."""
+    from napari_genselfdiff.core.model_files import load_model, save_model
+
+    net, info, _ = make_model(classes=("background", "gland"), postprocess={"instances": {}})
+    info.mpp, info.input_mpp = 1.24, 0.62
+    path = save_model(tmp_path / "glands.safetensors", net, info)
+    net, info = load_model(path)
+    assert (info.mpp, info.input_mpp) == (1.24, 0.62) and "taken as 0.62 um/px" in info.summary()
+    image = he_image(48, 64, seed=6)
+    result, _, res = run_generator(resolve_and_segment(net, info, image, FAST))
+    assert (res.mpp, res.source) == (0.62, "assumed") and "training images'" in res.detail
+    assert "segmented at 0.5x its pixels" in result.notes[0] and result.labels.shape == (48, 64)
+    _, _, rec = run_generator(resolve_and_segment(net, info, image, FAST, recorded=0.5, recorded_detail="TIFF"))
+    assert (rec.mpp, rec.source) == (0.5, "recorded")
+    info.input_mpp = None
+    same, _, res = run_generator(resolve_and_segment(net, info, image, FAST))
+    assert (res.mpp, res.source) == (1.24, "assumed") and "segmented as it is" in same.notes[0]

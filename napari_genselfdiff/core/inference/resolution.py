@@ -218,7 +218,12 @@ def choose_resolution(info, *, given: Any = None, recorded: float | None = None,
 
 
 def assumed(info, reason: str = "", estimate: float | None = None) -> Resolution:
-    """The model's own resolution, assumed (``reason`` says why)."""
+    """The resolution of the model's training images, assumed (``reason`` says why): the model's own,
+    or its ``input_mpp`` when it works at another (a gland model working at half its images' pixels)."""
+    input_mpp = getattr(info, "input_mpp", None)
+    if input_mpp:
+        detail = "the model's training images'"
+        return Resolution(float(input_mpp), "assumed", detail + (f"; {reason}" if reason else ""), estimate=estimate)
     net, where = model_mpp(info)
     detail = "the model's" + (f" ({where})" if where != "model file" else "")
     return Resolution(net, "assumed", detail + (f"; {reason}" if reason else ""), estimate=estimate)

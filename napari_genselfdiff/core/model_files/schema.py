@@ -14,7 +14,8 @@ travel as ONE file), and mirrored in a human-readable ``<stem>.json`` beside it:
       "postprocess": {"instances": {...}} | null,   # nucleus splitting defaults
       "provenance": {"data": .., "steps": .., "date": .., "metrics": {..}, "parent": .., "software": ..},
       "card": {...} | null,                         # model card: name, intended use, limits
-      "mpp": 0.25,                                  # optional: microns per pixel of the training images
+      "mpp": 0.25,                                  # optional: microns per pixel the network works at
+      "input_mpp": 0.62,                            # optional: the training images' own, when not mpp
       "output": "contour"                           # optional: the output kind (absent: "classes")
     }
 
@@ -26,6 +27,11 @@ instance-aware outputs existed), so older files keep working unchanged.
 ``mpp`` is optional and may be absent (files written before it existed, or models whose training
 resolution is unknown); slide segmentation then assumes 0.25 um/px, MoNuSeg's 40x
 (``core/inference/slide.py``). It needs no new schema version: readers ignore keys they do not know.
+
+``input_mpp`` is optional too: the resolution of the images a model was trained FROM when it works at
+another one (the gland model works at 1.24 um/px on GlaS images of 0.62 um/px, shrunk 2x for context).
+An image that records no resolution is assumed to be like those images (``input_mpp``) and resampled to
+``mpp``; absent, it is assumed to be at ``mpp`` itself.
 
 A model's **display name** (:attr:`ModelInfo.display_name`) is what lists show instead of the file
 name: ``card["name"]`` when the card has one (:func:`.store.save_model` writes one into every model
@@ -66,6 +72,7 @@ class ModelInfo:
     card: dict[str, Any] | None = None
     mpp: float | None = None
     output: str = "classes"
+    input_mpp: float | None = None
     path: Path | None = None
 
     @property
@@ -113,6 +120,7 @@ class ModelInfo:
             "card": self.card,
             **({"mpp": float(self.mpp)} if self.mpp is not None else {}),
             **({"output": self.output} if self.output != "classes" else {}),
+            **({"input_mpp": float(self.input_mpp)} if self.input_mpp is not None else {}),
         }
 
     @classmethod
@@ -142,6 +150,7 @@ class ModelInfo:
                 card=values.get("card"),
                 mpp=float(values["mpp"]) if values.get("mpp") is not None else None,
                 output=str(values.get("output") or "classes"),
+                input_mpp=float(values["input_mpp"]) if values.get("input_mpp") is not None else None,
                 path=path,
             )
         except ModelFileError as exc:
@@ -166,8 +175,9 @@ class ModelInfo:
                     f"output with {len(self.classes)} classes needs {channels}.")
         elif self.classes:
             raise ModelFileError("a noise (pretraining) model must not list segmentation classes.")
-        if self.mpp is not None and not 0.01 <= self.mpp <= 100:
-            raise ModelFileError(f"mpp {self.mpp} (microns per pixel) is outside 0.01-100.")
+        for name, value in (("mpp", self.mpp), ("input_mpp", self.input_mpp)):
+            if value is not None and not 0.01 <= value <= 100:
+                raise ModelFileError(f"{name} {value} (microns per pixel) is outside 0.01-100.")
         if self.patch_size % self.architecture.downsample_factor:
             raise ModelFileError(
                 f"patch_size {self.patch_size} is not a multiple of {self.architecture.downsample_factor}."
@@ -183,8 +193,10 @@ class ModelInfo:
             f"attention {'every level + bottleneck' if arch.level_attention else 'bottleneck only'}",
             f"classes: {', '.join(self.class_names) if self.classes else '(none: pretraining model)'}",
             f"patch size: {self.patch_size}",
-            f"resolution: {self.mpp:g} um/px" if self.mpp is not None
-            else "resolution: not recorded (slides: 0.25 um/px, 40x, assumed)",
+            (f"resolution: {self.mpp:g} um/px" if self.mpp is not None
+             else "resolution: not recorded (slides: 0.25 um/px, 40x, assumed)")
+            + (f"; images that record none are taken as {self.input_mpp:g} um/px (its training images')"
+               if self.input_mpp is not None else ""),
             f"normalisation: {self.normalization.scheme}",
         ]
         prov = self.provenance

@@ -356,6 +356,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             output=output,
             provenance=provenance(step, metrics, cancelled),
             mpp=parent_info.mpp if parent_info else None,
+            input_mpp=parent_info.input_mpp if parent_info else None,
             card=inherited_card(parent_info),
         )
 
