@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from napari_genselfdiff.core.errors import GenSelfDiffError
-from napari_genselfdiff.core.inference import InferenceSettings, slide as slide_mod
+from napari_genselfdiff.core.inference import InferenceSettings, slide_nuclei
 from napari_genselfdiff.core.inference.slide import SlideSettings, SlideWriteError, segment_slide
 from napari_genselfdiff.core.io import labels_store
 from napari_genselfdiff.core.io.labels_store import EDIT_DIR, open_labels_store, read_resume, write_labels_region
@@ -46,7 +46,7 @@ def test_a_full_disk_late_in_a_run_keeps_every_output_and_the_run_continues(smal
 
     if where == "geojson":  # the disk fills up after two nuclei were written to the new GeoJSON
         calls = {"n": 0}
-        real = slide_mod._scale_geometry
+        real = slide_nuclei._scale_geometry
 
         def fail_on_third(*a, **k):
             calls["n"] += 1
@@ -54,7 +54,7 @@ def test_a_full_disk_late_in_a_run_keeps_every_output_and_the_run_continues(smal
                 _no_space()
             return real(*a, **k)
 
-        monkeypatch.setattr(slide_mod, "_scale_geometry", fail_on_third)
+        monkeypatch.setattr(slide_nuclei, "_scale_geometry", fail_on_third)
         stage = "writing the nuclei GeoJSON"
     else:
         monkeypatch.setattr(labels_store, "build_pyramid", _no_space)

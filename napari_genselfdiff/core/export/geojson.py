@@ -26,7 +26,7 @@ edited by hand in QuPath) are annotations, every other object (nuclei) a detecti
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -178,6 +178,62 @@ def _class_lookup(classes: Sequence[ClassInfo] | None, top: int) -> dict[int, Cl
     return table
 
 
+def class_vote(labels: np.ndarray, mask: np.ndarray) -> int:
+    """The class of an object: the most frequent class id > 0 of ``labels`` under ``mask`` (two crops of
+    one shape), 1 when there is none."""
+    under = labels[mask]
+    under = under[under > 0]
+    return int(np.bincount(under).argmax()) if under.size else 1
+
+
+def object_feature(
+    mask: np.ndarray,
+    offset: tuple[int, int],
+    class_id: int,
+    classes: Mapping[int, ClassInfo],
+    *,
+    object_type: str,
+    id_seed: str,
+    number: int,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    measurements: dict[str, float] | None = None,
+) -> dict[str, Any] | None:
+    """THE GeoJSON Feature of one object, for both writers (:func:`labels_to_features`, in memory, and the
+    whole-slide nuclei stream of ``core/inference/slide_nuclei.py``).
+
+    Args:
+        mask: (h, w) bool mask of the object (a crop).
+        offset: (row, column) of ``mask[0, 0]`` in the labels.
+        class_id: its class (see :func:`class_vote`); an id missing from ``classes`` is "class <id>", red.
+        classes: the class records by id.
+        object_type: "detection", "annotation" or "auto" (per class, :func:`object_type_of`).
+        id_seed, number: the feature's UUID is uuid5 of ``genselfdiff/<id_seed>/<number>``.
+        transform: applied to the geometry in pixel coordinates (e.g. scaling to level-0 slide pixels).
+        measurements: QuPath measurements ({"Area um^2": ...}); none when None.
+
+    Returns:
+        The Feature dict, or None for an empty mask.
+    """
+    geometry = mask_geometry(mask, offset)
+    if geometry is None:
+        return None
+    if transform is not None:
+        geometry = transform(geometry)
+    info = classes.get(class_id) or ClassInfo(class_id, f"class {class_id}", (255, 0, 0, 255))
+    properties: dict[str, Any] = {
+        "objectType": object_type_of(info.name, object_type),
+        "classification": {"name": info.name, "color": [int(c) for c in info.color[:3]]},
+    }
+    if measurements is not None:
+        properties["measurements"] = measurements
+    return {
+        "type": "Feature",
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{id_seed}/{number}")),
+        "geometry": geometry,
+        "properties": properties,
+    }
+
+
 def labels_to_features(
     labels: np.ndarray,
     classes: Sequence[ClassInfo] | None = None,
@@ -218,10 +274,7 @@ def labels_to_features(
             if sl is None:
                 continue
             crop = instances[sl] == value
-            under = labels[sl][crop]
-            under = under[under > 0]
-            cls = int(np.bincount(under).argmax()) if under.size else 1
-            objects.append((cls, crop, (sl[0].start, sl[1].start)))
+            objects.append((class_vote(labels[sl], crop), crop, (sl[0].start, sl[1].start)))
     else:
         for cls in [int(v) for v in np.unique(labels) if v > 0]:
             regions, _ = ndimage.label(labels == cls, structure=_FOUR)
@@ -230,21 +283,9 @@ def labels_to_features(
                     objects.append((cls, regions[sl] == value, (sl[0].start, sl[1].start)))
     features = []
     for number, (cls, crop, offset) in enumerate(objects, start=1):
-        geometry = mask_geometry(crop, offset)
-        if geometry is None:
-            continue
-        info = table.get(cls) or ClassInfo(cls, f"class {cls}", (255, 0, 0, 255))
-        features.append(
-            {
-                "type": "Feature",
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{id_seed}/{number}")),
-                "geometry": geometry,
-                "properties": {
-                    "objectType": object_type_of(info.name, object_type),
-                    "classification": {"name": info.name, "color": [int(c) for c in info.color[:3]]},
-                },
-            }
-        )
+        feature = object_feature(crop, offset, cls, table, object_type=object_type, id_seed=id_seed, number=number)
+        if feature is not None:
+            features.append(feature)
     return features
 
 

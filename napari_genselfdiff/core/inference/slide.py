@@ -16,12 +16,12 @@ What :func:`segment_slide_progressive` does, and what it holds in memory:
    (``core/io/labels_store.py``: OME-Zarr, 1024-pixel chunks, background chunks never written).
    Then the coarser levels of the store are filled. Peak memory: the model, one band, and one
    4096^2 block; never the slide.
-4. **Instances** (optional). The existing watershed (``inference/instances.py``) runs on blocks of the
-   model-resolution labels with a margin wider than a nucleus; a nucleus belongs to the block that
-   holds its centroid, so every nucleus is exported once and whole. Its outline (pixel edges, as in
-   ``export/geojson.py``) is scaled to level-0 slide pixels and streamed to
-   ``<stem>_nuclei.geojson`` (QuPath detections; the collection's ``properties`` carry the
-   resolution, each feature its area in um^2).
+4. **Instances** (optional, ``slide_nuclei.py``). The existing watershed (``inference/instances.py``)
+   runs on blocks of the model-resolution labels with a margin wider than a nucleus; a nucleus belongs
+   to the block that holds its centroid, so every nucleus is exported once and whole. Its Feature (the
+   one builder of ``export/geojson.py``: outline along pixel edges, class vote) is scaled to level-0
+   slide pixels and streamed to ``<stem>_nuclei.geojson`` (QuPath detections; the collection's
+   ``properties`` carry the resolution, each feature its area in um^2).
 
 **Resume.** The store is written as ``<stem>_labels.zarr.partial``. After every band of labels its
 ``genselfdiff_resume.json`` is replaced atomically with the bands finished so far and what the run
@@ -36,17 +36,20 @@ discards it.
 Bad input is reported as a :class:`~..io.slide.SlideError` (unreadable slide, no resolution, a
 region outside the slide) or, for a full disk while writing, as a :class:`SlideWriteError` that
 names the ``.partial`` store holding every chunk written so far.
+
+This module holds the run (:func:`segment_slide_progressive`, one step per stage above), its settings and
+result; beside it: ``slide_outputs.py`` (output names), ``slide_resume.py`` (the resume key,
+:class:`ResumeError`), ``slide_views.py`` (region, geometry at model resolution, :class:`WindowView`),
+``slide_nuclei.py`` (the streaming nuclei GeoJSON writer). Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
-import math
 import shutil
 import time
 from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,64 +70,33 @@ from .resolution import (  # noqa: F401
     map_back,
     model_mpp,
 )
+from .slide_nuclei import CUE_STORE, cue_store, write_nuclei_geojson
+from .slide_outputs import free_output_suffix, output_paths, slide_stem
+from .slide_resume import RESUME_VERSION, ResumeError, earlier_run, model_digest, run_key
+from .slide_views import SlideGeometry, WindowView, check_region, slide_geometry
+
+__all__ = [
+    "CUE_STORE",
+    "RESUME_VERSION",
+    "ResumeError",
+    "SlideResult",
+    "SlideSettings",
+    "SlideWriteError",
+    "WindowView",
+    "free_output_suffix",
+    "model_digest",
+    "output_paths",
+    "segment_slide",
+    "segment_slide_progressive",
+    "slide_stem",
+]
+
+#: The model-resolution labels of a resampled run, inside the partial store (removed when it finishes).
+SCRATCH_STORE = "model_resolution"
 
 
 class SlideWriteError(GenSelfDiffError, OSError):
     """Writing the outputs failed (e.g. the disk is full); the message says what was kept where."""
-
-
-class ResumeError(GenSelfDiffError, ValueError):
-    """An unfinished store of another run (other model or settings) is in the way; the message says
-    what differs and how to continue it or start over."""
-
-
-#: How the settings of a run are named when a resume is refused.
-_KEY_NAMES = {
-    "slide": "slide file", "slide_mpp": "slide resolution (um/px)", "model_mpp": "model resolution (um/px)",
-    "model_sha256": "model (weights, architecture, classes)", "region_xywh": "region (x, y, w, h)",
-    "tissue_mask": "tissue mask", "tile": "tile", "overlap": "overlap", "max_band_width": "band width",
-}
-RESUME_VERSION = 1
-
-
-def model_digest(model, info) -> str:
-    """SHA-256 of a network's weights, architecture, classes and normalisation: the same model file
-    loaded twice gives the same digest, any other model another one."""
-    import torch
-
-    h = hashlib.sha256()
-    h.update(repr(getattr(model, "config", "")).encode())
-    h.update(json.dumps([[c.id, c.name] for c in info.classes]).encode())
-    h.update(repr(getattr(info, "normalization", "")).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _run_key(slide: Slide, slide_mpp: float, net_mpp: float, region, settings: "SlideSettings", digest: str) -> dict:
-    """What an unfinished run must share with this one to be continued (JSON-normalised)."""
-    key = {
-        "slide": {"name": slide.path.name, "width": slide.width, "height": slide.height,
-                  "bytes": slide.path.stat().st_size if slide.path.is_file() else None},
-        "slide_mpp": round(float(slide_mpp), 6), "model_mpp": round(float(net_mpp), 6),
-        "model_sha256": digest, "region_xywh": list(region), "tissue_mask": bool(settings.tissue),
-        "tile": settings.inference.tile, "overlap": settings.inference.overlap,
-        "max_band_width": settings.inference.max_band_width,
-    }
-    return json.loads(json.dumps(key))
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    out = []
-    for name in sorted(set(old) | set(new), key=lambda k: list(_KEY_NAMES).index(k) if k in _KEY_NAMES else 99):
-        a, b = old.get(name), new.get(name)
-        if a != b:
-            if name == "model_sha256":
-                a, b = f"{str(a)[:12]}...", f"{str(b)[:12]}..."
-            out.append(f"{_KEY_NAMES.get(name, name)}: {a} there, {b} now")
-    return out
 
 
 @dataclass
@@ -183,120 +155,7 @@ class SlideResult:
         return out
 
 
-# -- lazy views ----------------------------------------------------------------------------------
-
-
-class WindowView:
-    """A rectangular window [y0, y0 + h) x [x0, x0 + w) of a 2-D or 3-D array, read and written lazily."""
-
-    def __init__(self, base, y0: int, x0: int, height: int, width: int):
-        self.base, self.y0, self.x0 = base, int(y0), int(x0)
-        self.shape = (int(height), int(width)) + tuple(base.shape[2:])
-        self.dtype = np.dtype(base.dtype)
-        self.ndim = len(self.shape)
-
-    def _key(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        y0, y1 = _span(key[0], self.shape[0])
-        x0, x1 = _span(key[1] if len(key) > 1 else slice(None), self.shape[1])
-        return (slice(self.y0 + y0, self.y0 + y1), slice(self.x0 + x0, self.x0 + x1)) + tuple(key[2:])
-
-    def __getitem__(self, key):
-        return self.base[self._key(key)]
-
-    def __setitem__(self, key, value):
-        self.base[self._key(key)] = value
-
-
 # -- the run ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Geometry:
-    """Where model pixels lie on the slide: model pixel (ym, xm) of the window is level-0
-    ((ym + oy) / f, (xm + ox) / f); ``source`` is the lazy image at model resolution."""
-
-    level: int
-    f: float
-    source: Any
-    oy: int
-    ox: int
-    height: int
-    width: int
-
-
-def _geometry(slide: Slide, slide_mpp: float, net_mpp: float, region) -> _Geometry:
-    f = slide_mpp / net_mpp  # model pixels per level-0 pixel
-    if abs(f - 1) <= RESAMPLE_TOLERANCE:
-        level, f_eff, source = 0, 1.0, slide.level_array(0)
-    else:
-        level = slide.best_level(1.0 / f) if f < 1 else 0
-        ds = slide.levels[level].downsample
-        g = f * ds  # model pixels per level pixel
-        if abs(g - 1) <= RESAMPLE_TOLERANCE:
-            source, f_eff = slide.level_array(level), 1.0 / ds
-        else:
-            source = ResampledView(slide.level_array(level), g)
-            f_eff = g / ds
-    x, y, w, h = region
-    oy, ox = int(math.floor(y * f_eff)), int(math.floor(x * f_eff))
-    y1 = min(int(math.ceil((y + h) * f_eff)), int(source.shape[0]))
-    x1 = min(int(math.ceil((x + w) * f_eff)), int(source.shape[1]))
-    return _Geometry(level, f_eff, source, oy, ox, max(1, y1 - oy), max(1, x1 - ox))
-
-
-def _check_region(slide: Slide, region) -> tuple[int, int, int, int]:
-    if region is None:
-        return (0, 0, slide.width, slide.height)
-    try:
-        x, y, w, h = (int(v) for v in region)
-    except (TypeError, ValueError) as exc:
-        raise SlideError(f"{slide.path}: a region is x, y, width, height in level-0 pixels, not {region!r}.") from exc
-    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > slide.width or y + h > slide.height:
-        raise SlideError(
-            f"{slide.path}: region x {x}..{x + w}, y {y}..{y + h} is empty or lies outside the slide "
-            f"(width {slide.width}, height {slide.height} pixels at level 0)."
-        )
-    return x, y, w, h
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def output_paths(out_dir: Path, stem: str, suffix: str = "") -> tuple[Path, Path]:
-    """(labels store, nuclei GeoJSON) of a slide's stem in ``out_dir``: ``<stem>_labels<suffix>.zarr``
-    and ``<stem>_nuclei<suffix>.geojson`` (``suffix`` is "" or "-2", "-3", ...)."""
-    return out_dir / f"{stem}_labels{suffix}.zarr", out_dir / f"{stem}_nuclei{suffix}.geojson"
-
-
-def free_output_suffix(out_dir: str | Path, stem: str, *, instances: bool) -> str:
-    """The first suffix ("", "-2", "-3", ...) whose finished outputs do not exist in ``out_dir``.
-
-    Only finished outputs count: an unfinished ``<stem>_labels<suffix>.zarr.partial`` (a cancelled run)
-    does not take its name, so running again continues it. Used by the slide widget, which writes a
-    new store next to an existing one instead of replacing it (and the corrections saved in it).
-    """
-    out_dir = Path(out_dir)
-    n = 1
-    while True:
-        suffix = "" if n == 1 else f"-{n}"
-        store, geojson = output_paths(out_dir, stem, suffix)
-        if not store.exists() and not (instances and geojson.exists()):
-            return suffix
-        n += 1
-
-
-def slide_stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def segment_slide_progressive(
@@ -325,220 +184,230 @@ def segment_slide_progressive(
         ResumeError: an unfinished store of a run with other settings is there (checked before any work).
         SlideWriteError: writing failed (disk full, ...); what was written is kept and named.
     """
-    from ..io.labels_store import (
-        PARTIAL,
-        RESUME_FILE,
-        build_pyramid,
-        create_labels_store,
-        finish_store,
-        open_labels_store,
-        read_resume,
-        set_info,
-        write_resume,
-    )
-    from ..tissue import TissueMask, tissue_mask
-    from .predict import segment_progressive
-
     settings = settings or SlideSettings()
     own = not isinstance(slide, Slide)
     slide = Slide(slide, mpp=settings.mpp) if own else slide
     try:
-        out_dir = Path(out_dir)
-        stem = stem or slide_stem(slide.path)
-        store_path, geojson_path = output_paths(out_dir, stem, suffix)
-        geojson_partial = geojson_path.with_name(geojson_path.name + ".partial")
-        wanted = [store_path] + ([geojson_path] if settings.instances else [])
-        existing = [p for p in wanted if p.exists()]
-        if existing and not overwrite:
-            raise FileExistsError(
-                f"{slide.path}: output {existing[0]} exists; pass --overwrite to replace it (that discards any "
-                "corrections saved in it), or --out another folder."
-            )
-        slide_mpp = slide.require_mpp()
-        net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
-        if slide.mpp_source == "given":  # a typo (0, nm, dpi) is refused before any work
-            try:
-                check_mpp(slide_mpp, net_mpp, what=f"{slide.path}: the given resolution")
-            except ValueError as exc:
-                raise SlideError(str(exc)) from exc
-        region = _check_region(slide, settings.region)
-        geo = _geometry(slide, slide_mpp, net_mpp, region)
-        notes = list(slide.notes)
-        how = "given" if slide.mpp_source == "given" else f"recorded: {str(slide.mpp_source).removeprefix('file: ')}"
-        if abs(geo.f - 1) > 1e-9:
-            notes.append(
-                f"resolution {slide_mpp:.4g} um/px ({how}), model {net_mpp:.4g} um/px ({net_source}): segmented at "
-                f"{geo.f:.3g}x the slide's pixels (level {geo.level}), labels mapped back to level 0"
-            )
-        else:
-            notes.append(f"resolution {slide_mpp:.4g} um/px ({how}); segmented as it is (model {net_mpp:.4g} um/px)")
-        # An unfinished store of an earlier run: continue it if it was this same run.
-        partial = store_path.with_name(store_path.name + PARTIAL)
-        key = _run_key(slide, slide_mpp, net_mpp, region, settings, model_digest(model, info))
-        earlier = read_resume(partial) if partial.is_dir() and not restart else None
-        if earlier is not None and earlier.get("key") != key:
-            raise ResumeError(
-                f"{slide.path}: {partial} holds an unfinished run with other settings "
-                f"({'; '.join(_differences(earlier.get('key') or {}, key))}). Run it again with the same model "
-                f"and settings to continue it, or start over (genselfdiff segment --restart; slide widget: "
-                f"'Start over'), which discards it."
-            )
-        if partial.exists() and earlier is None:
-            notes.append(f"discarded the unfinished {partial.name} of an earlier run"
-                         + (" (--restart)" if restart else " (it recorded no progress to continue from)"))
+        run = _plan_run(model, info, slide, Path(out_dir), settings, overwrite=overwrite, stem=stem,
+                        restart=restart, suffix=suffix)
         start = time.perf_counter()
-        timings: dict[str, float] = {}
-
-        # 1. tissue
-        yield {"stage": "tissue", "done": 0, "total": 1}
-        t = time.perf_counter()
-        mask = tissue_mask(slide, mpp=slide_mpp) if settings.tissue else TissueMask.everywhere(slide.height, slide.width)
-        timings["tissue_mask"] = time.perf_counter() - t
-        yield {"stage": "tissue", "done": 1, "total": 1}
-
-        def tile_filter(y0: int, y1: int, x0: int, x1: int) -> bool:
-            f = geo.f
-            return mask.any_in((y0 + geo.oy) / f, (y1 + geo.oy) / f, (x0 + geo.ox) / f, (x1 + geo.ox) / f)
-
-        # 2. the store (written as .partial, renamed at the end; continued when an earlier run left it)
-        n_classes = len(info.classes)
-        record = {
-            "slide": str(slide.path), "slide_mpp": slide_mpp, "slide_mpp_source": slide.mpp_source,
-            "model": str(getattr(info, "path", "") or ""), "model_mpp": net_mpp, "model_mpp_source": net_source,
-            "classes": [{"id": c.id, "name": c.name} for c in info.classes],
-            "region_xywh": list(region), "tissue_threshold": mask.threshold,
-        }
-        resume = {"version": RESUME_VERSION, "key": key, "model": record["model"], "bands": {}, "runs": 1}
-        try:
-            if earlier is not None:
-                store = open_labels_store(partial, mode="r+")
-                resume.update(bands=dict(earlier.get("bands") or {}), runs=int(earlier.get("runs") or 1) + 1)
-                set_info(store, complete=False, failed=None, resumed_runs=resume["runs"] - 1)
-            else:
-                store = create_labels_store(partial, slide.height, slide.width, mpp=slide_mpp, info=record,
-                                            classes=info.classes, dtype=np.uint8 if n_classes <= 255 else np.uint16)
-            write_resume(partial, resume)
-        except OSError as exc:
-            what = "the disk is full" if _is_disk_full(exc) else str(exc)
-            raise SlideWriteError(f"{slide.path}: cannot write {partial}: {what}") from exc
-
-        def band_done(strip: int, rows: int) -> None:
-            """Record (atomically) that the labels of a band are written: a later run skips them."""
-            resume["bands"][str(strip)] = rows
-            write_resume(partial, resume)
-
-        resampled = abs(geo.f - 1) > 1e-9
-        scratch = None
-        network_seconds = [0.0]
-        t_forward = [0.0]
-
-        def pre(_m, _a):
-            t_forward[0] = time.perf_counter()
-
-        def post(_m, _a, _o):
-            network_seconds[0] += time.perf_counter() - t_forward[0]
-
-        hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
-        stage = "writing the labels of the tiles"
-        try:
-            if resampled:
-                import zarr
-
-                scratch_path = partial / "model_resolution"
-                if earlier is not None and scratch_path.is_dir():
-                    scratch = zarr.open_array(str(scratch_path), mode="r+", zarr_format=2)
-                else:
-                    scratch = zarr.open_array(str(scratch_path), mode="w", shape=(geo.height, geo.width),
-                                              chunks=(1024, 1024), dtype=store.level0.dtype, fill_value=0,
-                                              zarr_format=2)
-                target = scratch
-            else:
-                target = WindowView(store.level0, geo.oy, geo.ox, geo.height, geo.width)
-            image = WindowView(geo.source, geo.oy, geo.ox, geo.height, geo.width)
-            cue = _cue_store(partial, info, geo, reopen=earlier is not None) if settings.instances else None
-            t = time.perf_counter()
-            gen = segment_progressive(model, info, image, settings.inference, out=target, name=str(slide.path),
-                                      tile_filter=tile_filter, resume_bands=resume["bands"], on_band=band_done,
-                                      cue_out=cue)
-            seg = yield from gen
-            if seg.tiles_resumed:
-                notes.append(f"continued an interrupted run: {seg.tiles_resumed} of {seg.tiles} tiles were done "
-                             f"in {partial.name}, {seg.tiles_computed} computed now")
-            timings["tiles"] = time.perf_counter() - t
-            tiles_all = _count_all_tiles(geo, model, settings.inference)
-
-            # 3. map back to level 0 (only when resampled)
-            x, y, w, h = region
-            if resampled:
-                stage = "mapping labels to the slide's pixels"
-                t = time.perf_counter()
-                yield from _map_back(scratch, store.level0, geo, region)
-                timings["map_back"] = time.perf_counter() - t
-
-            # 4. instances -> GeoJSON
-            nuclei = 0
-            if settings.instances:
-                stage = "writing the nuclei GeoJSON"
-                t = time.perf_counter()
-                labels_model = scratch if resampled else target
-                # Written beside the old one and renamed with the store at the very end, so a failure
-                # before then leaves an earlier GeoJSON as it was.
-                nuclei = yield from _write_instances(
-                    labels_model, geo, info, settings, geojson_partial, overwrite=True, cue=cue,
-                    properties={"slide": str(slide.path), "mpp": slide_mpp, "model_mpp": net_mpp,
-                                "coordinates": "level-0 slide pixels, origin top-left corner",
-                                "labels_store": store_path.name, "software": "napari-genselfdiff"},
-                    seed=stem,
-                )
-                timings["instances"] = time.perf_counter() - t
-
-            # 5. pyramid, metadata, rename
-            stage = "building the coarser levels of the store"
-            yield {"stage": "pyramid", "done": 0, "total": 1}
-            t = time.perf_counter()
-            build_pyramid(store, (y, y + h, x, x + w))
-            timings["pyramid"] = time.perf_counter() - t
-            yield {"stage": "pyramid", "done": 1, "total": 1}
-            if scratch is not None:
-                shutil.rmtree(partial / "model_resolution", ignore_errors=True)
-            if cue is not None:
-                shutil.rmtree(partial / CUE_STORE, ignore_errors=True)
-            total_seconds = time.perf_counter() - start
-            result = SlideResult(
-                slide=slide.path, labels_store=store_path, geojson=geojson_path if settings.instances else None,
-                width=slide.width, height=slide.height, mpp=slide_mpp, model_mpp=net_mpp, scale=geo.f,
-                tiles=seg.tiles, tiles_all=tiles_all, tissue_fraction=mask.fraction, nuclei=nuclei,
-                seconds=total_seconds, seconds_network=network_seconds[0], timings=timings,
-                notes=notes + list(seg.notes) + list(mask.notes), tiles_resumed=seg.tiles_resumed,
-            )
-            set_info(store, complete=True, tiles=seg.tiles, tiles_all=tiles_all, seconds=round(total_seconds, 2),
-                     tissue_fraction=round(mask.fraction, 4), nuclei=nuclei, device=seg.device,
-                     precision=seg.precision, tiles_resumed=seg.tiles_resumed)
-            (partial / RESUME_FILE).unlink(missing_ok=True)
-            finish_store(partial, store_path, overwrite=overwrite)
-            if settings.instances:
-                geojson_partial.replace(geojson_path)
-            return result
-        except OSError as exc:
+        mask = yield from _tissue(slide, settings, run)                         # tissue
+        store, resume = _open_store(slide, info, run, mask)                     # the store
+        with _network_clock(model) as network_seconds:
             try:
-                set_info(store, complete=False, failed=f"{stage}: {exc}")
-            except Exception:  # noqa: BLE001 - the disk may be full: the message below still tells
-                pass
-            what = "the disk is full" if _is_disk_full(exc) else f"writing failed ({exc})"
-            raise SlideWriteError(
-                f"{slide.path}: {what} while {stage}. Every chunk written so far is kept in {partial} "
-                f"(marked incomplete){'; existing outputs were not touched' if existing else ''}. "
-                "Free some space and run the same command again: it continues from there."
-            ) from exc
-        finally:
-            for hook in hooks:
-                hook.remove()
+                seg, labels, cue = yield from _segment_tiles(                   # tiles -> store
+                    model, info, slide, settings, run, mask, store, resume)
+                tiles_all = _count_all_tiles(run.geo, model, settings.inference)
+                if run.geo.resampled:                                           # map back to level 0
+                    run.stage = "mapping labels to the slide's pixels"
+                    yield from _timed(run.timings, "map_back", _map_back(labels, store.level0, run.geo, run.region))
+                nuclei = 0
+                if settings.instances:                                          # instances -> GeoJSON
+                    run.stage = "writing the nuclei GeoJSON"
+                    nuclei = yield from _timed(run.timings, "instances", _write_nuclei(slide, info, settings, run,
+                                                                                      labels, cue))
+                run.stage = "building the coarser levels of the store"          # pyramid, metadata, rename
+                yield from _pyramid(store, run)
+                return _finish(slide, settings, run, store, seg, mask, cue, start=start, tiles_all=tiles_all,
+                               nuclei=nuclei, network_seconds=network_seconds[0], overwrite=overwrite)
+            except OSError as exc:
+                raise _write_error(slide, run, store, exc) from exc
     finally:
         if own:
             slide.close()
 
 
-def _count_all_tiles(geo: _Geometry, model, inference: InferenceSettings) -> int:
+def segment_slide(model, info, slide, out_dir, settings: SlideSettings | None = None, **kw) -> SlideResult:
+    """Headless :func:`segment_slide_progressive`: run it to the end and return the result."""
+    from .predict import run_generator
+
+    return run_generator(segment_slide_progressive(model, info, slide, out_dir, settings, **kw))
+
+
+# -- its steps -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """A slide run as settled before any work (outputs, resolutions, region, resume), and as it goes."""
+
+    store_path: Path
+    geojson_path: Path
+    partial: Path  # the labels store while written (``<store>.partial``)
+    existing: list[Path]  # outputs of an earlier run that this one will replace
+    stem: str
+    slide_mpp: float
+    net_mpp: float
+    net_source: str  # where the model's resolution came from ("given", the model file, the default)
+    region: tuple[int, int, int, int]
+    geo: SlideGeometry
+    key: dict
+    earlier: dict | None  # the resume record of the unfinished run this one continues
+    notes: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    stage: str = "writing the labels of the tiles"  # what a write error happened in
+
+    @property
+    def geojson_partial(self) -> Path:
+        """The nuclei GeoJSON while written, renamed with the store at the very end."""
+        return self.geojson_path.with_name(self.geojson_path.name + ".partial")
+
+
+def _plan_run(model, info, slide: Slide, out_dir: Path, settings: SlideSettings, *, overwrite: bool,
+              stem: str | None, restart: bool, suffix: str) -> _Run:
+    """Everything checked before any work: existing outputs, resolutions, region, an earlier run's store."""
+    from ..io.labels_store import PARTIAL
+
+    stem = stem or slide_stem(slide.path)
+    store_path, geojson_path = output_paths(out_dir, stem, suffix)
+    wanted = [store_path] + ([geojson_path] if settings.instances else [])
+    existing = [p for p in wanted if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{slide.path}: output {existing[0]} exists; pass --overwrite to replace it (that discards any "
+            "corrections saved in it), or --out another folder."
+        )
+    slide_mpp = slide.require_mpp()
+    net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
+    if slide.mpp_source == "given":  # a typo (0, nm, dpi) is refused before any work
+        try:
+            check_mpp(slide_mpp, net_mpp, what=f"{slide.path}: the given resolution")
+        except ValueError as exc:
+            raise SlideError(str(exc)) from exc
+    region = check_region(slide, settings.region)
+    geo = slide_geometry(slide, slide_mpp, net_mpp, region)
+    notes = list(slide.notes)
+    how = "given" if slide.mpp_source == "given" else f"recorded: {str(slide.mpp_source).removeprefix('file: ')}"
+    if geo.resampled:
+        notes.append(
+            f"resolution {slide_mpp:.4g} um/px ({how}), model {net_mpp:.4g} um/px ({net_source}): segmented at "
+            f"{geo.f:.3g}x the slide's pixels (level {geo.level}), labels mapped back to level 0"
+        )
+    else:
+        notes.append(f"resolution {slide_mpp:.4g} um/px ({how}); segmented as it is (model {net_mpp:.4g} um/px)")
+    # An unfinished store of an earlier run: continue it if it was this same run.
+    partial = store_path.with_name(store_path.name + PARTIAL)
+    key = run_key(slide, slide_mpp, net_mpp, region, settings, model_digest(model, info))
+    earlier = earlier_run(partial, key, restart=restart, slide_path=slide.path)
+    if partial.exists() and earlier is None:
+        notes.append(f"discarded the unfinished {partial.name} of an earlier run"
+                     + (" (--restart)" if restart else " (it recorded no progress to continue from)"))
+    return _Run(store_path=store_path, geojson_path=geojson_path, partial=partial, existing=existing, stem=stem,
+                slide_mpp=slide_mpp, net_mpp=net_mpp, net_source=net_source, region=region, geo=geo, key=key,
+                earlier=earlier, notes=notes)
+
+
+def _tissue(slide: Slide, settings: SlideSettings, run: _Run):
+    """The tissue mask (everywhere without ``settings.tissue``)."""
+    from ..tissue import TissueMask, tissue_mask
+
+    yield {"stage": "tissue", "done": 0, "total": 1}
+    t = time.perf_counter()
+    mask = tissue_mask(slide, mpp=run.slide_mpp) if settings.tissue else TissueMask.everywhere(slide.height,
+                                                                                               slide.width)
+    run.timings["tissue_mask"] = time.perf_counter() - t
+    yield {"stage": "tissue", "done": 1, "total": 1}
+    return mask
+
+
+def _open_store(slide: Slide, info, run: _Run, mask):
+    """The labels store, written as ``.partial`` (renamed at the end), or the earlier run's to continue;
+    returns it and the resume record (written)."""
+    from ..io.labels_store import create_labels_store, open_labels_store, set_info, write_resume
+
+    record = {
+        "slide": str(slide.path), "slide_mpp": run.slide_mpp, "slide_mpp_source": slide.mpp_source,
+        "model": str(getattr(info, "path", "") or ""), "model_mpp": run.net_mpp, "model_mpp_source": run.net_source,
+        "classes": [{"id": c.id, "name": c.name} for c in info.classes],
+        "region_xywh": list(run.region), "tissue_threshold": mask.threshold,
+    }
+    resume = {"version": RESUME_VERSION, "key": run.key, "model": record["model"], "bands": {}, "runs": 1}
+    try:
+        if run.earlier is not None:
+            store = open_labels_store(run.partial, mode="r+")
+            resume.update(bands=dict(run.earlier.get("bands") or {}), runs=int(run.earlier.get("runs") or 1) + 1)
+            set_info(store, complete=False, failed=None, resumed_runs=resume["runs"] - 1)
+        else:
+            n_classes = len(info.classes)
+            store = create_labels_store(run.partial, slide.height, slide.width, mpp=run.slide_mpp, info=record,
+                                        classes=info.classes, dtype=np.uint8 if n_classes <= 255 else np.uint16)
+        write_resume(run.partial, resume)
+    except OSError as exc:
+        what = "the disk is full" if _is_disk_full(exc) else str(exc)
+        raise SlideWriteError(f"{slide.path}: cannot write {run.partial}: {what}") from exc
+    return store, resume
+
+
+@contextmanager
+def _network_clock(model):
+    """The seconds spent in the network's forward passes (a one-item list, filled while inside)."""
+    seconds = [0.0]
+    t_forward = [0.0]
+
+    def pre(_m, _a):
+        t_forward[0] = time.perf_counter()
+
+    def post(_m, _a, _o):
+        seconds[0] += time.perf_counter() - t_forward[0]
+
+    hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
+    try:
+        yield seconds
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _segment_tiles(model, info, slide: Slide, settings: SlideSettings, run: _Run, mask, store, resume):
+    """The tissue tiles into the store (or, resampled, into a model-resolution scratch array in it), band by
+    band, each finished band recorded for a resume; returns (the segmentation, the model-resolution labels,
+    the cue array or None)."""
+    from ..io.labels_store import write_resume
+    from .predict import segment_progressive
+
+    geo, partial = run.geo, run.partial
+
+    def tile_filter(y0: int, y1: int, x0: int, x1: int) -> bool:
+        f = geo.f
+        return mask.any_in((y0 + geo.oy) / f, (y1 + geo.oy) / f, (x0 + geo.ox) / f, (x1 + geo.ox) / f)
+
+    def band_done(strip: int, rows: int) -> None:
+        """Record (atomically) that the labels of a band are written: a later run skips them."""
+        resume["bands"][str(strip)] = rows
+        write_resume(partial, resume)
+
+    if geo.resampled:
+        import zarr
+
+        scratch_path = partial / SCRATCH_STORE
+        if run.earlier is not None and scratch_path.is_dir():
+            target = zarr.open_array(str(scratch_path), mode="r+", zarr_format=2)
+        else:
+            target = zarr.open_array(str(scratch_path), mode="w", shape=(geo.height, geo.width),
+                                     chunks=(1024, 1024), dtype=store.level0.dtype, fill_value=0, zarr_format=2)
+    else:
+        target = WindowView(store.level0, geo.oy, geo.ox, geo.height, geo.width)
+    cue = cue_store(partial, info, geo, reopen=run.earlier is not None) if settings.instances else None
+    t = time.perf_counter()
+    seg = yield from segment_progressive(model, info, geo.image(), settings.inference, out=target,
+                                         name=str(slide.path), tile_filter=tile_filter,
+                                         resume_bands=resume["bands"], on_band=band_done, cue_out=cue)
+    if seg.tiles_resumed:
+        run.notes.append(f"continued an interrupted run: {seg.tiles_resumed} of {seg.tiles} tiles were done "
+                         f"in {partial.name}, {seg.tiles_computed} computed now")
+    run.timings["tiles"] = time.perf_counter() - t
+    return seg, target, cue
+
+
+def _timed(timings: dict[str, float], name: str, steps):
+    """Run the generator ``steps`` through, its seconds into ``timings[name]``; returns its value."""
+    t = time.perf_counter()
+    value = yield from steps
+    timings[name] = time.perf_counter() - t
+    return value
+
+
+def _count_all_tiles(geo: SlideGeometry, model, inference: InferenceSettings) -> int:
     """How many tiles the region would take without the tissue mask (for the report)."""
     from .tiling import plan_tiles
 
@@ -548,7 +417,7 @@ def _count_all_tiles(geo: _Geometry, model, inference: InferenceSettings) -> int
     return plan_tiles(geo.height, geo.width, max_tile=max_tile, overlap=overlap, multiple=factor).count
 
 
-def _map_back(scratch, level0, geo: _Geometry, region, block: int = 2048):
+def _map_back(scratch, level0, geo: SlideGeometry, region, block: int = 2048):
     """Level-0 labels from the model-resolution ones, block by block (:func:`.resolution.map_back`:
     the most frequent model label under each slide pixel)."""
     x, y, w, h = region
@@ -561,109 +430,74 @@ def _map_back(scratch, level0, geo: _Geometry, region, block: int = 2048):
         yield {"stage": "mapping labels", "done": i + 1, "total": len(blocks)}
 
 
-CUE_STORE = "instance_cue"
+def _write_nuclei(slide: Slide, info, settings: SlideSettings, run: _Run, labels, cue):
+    """The nuclei GeoJSON, written beside the old one and renamed with the store at the very end, so a
+    failure before then leaves an earlier GeoJSON as it was; returns the number of nuclei."""
+    properties = {"slide": str(slide.path), "mpp": run.slide_mpp, "model_mpp": run.net_mpp,
+                  "coordinates": "level-0 slide pixels, origin top-left corner",
+                  "labels_store": run.store_path.name, "software": "napari-genselfdiff"}
+    return (yield from write_nuclei_geojson(labels, run.geo, info, settings, run.geojson_partial, overwrite=True,
+                                            cue=cue, properties=properties, seed=run.stem))
 
 
-def _cue_store(partial: Path, info, geo: _Geometry, *, reopen: bool):
-    """A float16 zarr array for an instance-aware model's cue at the model's resolution (None for other
-    models), kept in the partial store until the nuclei are written, so an interrupted run keeps it."""
-    from .outputs import CUE_CHANNELS
+def _pyramid(store, run: _Run):
+    """The coarser levels of the store over the region."""
+    from ..io.labels_store import build_pyramid
 
-    n = CUE_CHANNELS.get(getattr(info, "output", "classes"), 0)
-    if not n:
-        return None
-    import zarr
-
-    path = partial / CUE_STORE
-    if reopen and path.is_dir():
-        return zarr.open_array(str(path), mode="r+", zarr_format=2)
-    return zarr.open_array(str(path), mode="w", shape=(n, geo.height, geo.width), chunks=(n, 1024, 1024),
-                           dtype="float16", fill_value=0, zarr_format=2)
+    x, y, w, h = run.region
+    yield {"stage": "pyramid", "done": 0, "total": 1}
+    t = time.perf_counter()
+    build_pyramid(store, (y, y + h, x, x + w))
+    run.timings["pyramid"] = time.perf_counter() - t
+    yield {"stage": "pyramid", "done": 1, "total": 1}
 
 
-def _write_instances(labels, geo: _Geometry, info, settings: SlideSettings, target: Path, *, overwrite: bool,
-                     properties: dict, seed: str, cue=None):
-    """Split nuclei block by block and stream them to a GeoJSON file (written atomically).
+def _finish(slide: Slide, settings: SlideSettings, run: _Run, store, seg, mask, cue, *, start: float,
+            tiles_all: int, nuclei: int, network_seconds: float, overwrite: bool) -> SlideResult:
+    """Scratch arrays removed, the store's metadata completed, the outputs renamed into place."""
+    from ..io.labels_store import RESUME_FILE, finish_store, set_info
 
-    Returns the number of nuclei (as the generator's return value).
-    """
-    import uuid
-
-    from scipy import ndimage
-
-    from ..export.geojson import mask_geometry
-    from ..io.atomic import atomic_path
-    from .instances import split_nuclei
-
-    classes = {c.id: c for c in info.classes}
-    B, M = settings.instance_block, settings.instance_margin
-    H, W = geo.height, geo.width
-    blocks = [(by, bx) for by in range(0, H, B) for bx in range(0, W, B)]
-    scale = 1.0 / geo.f
-    n = 0
-    px_area_um2 = (properties["mpp"] * scale) ** 2  # one model pixel is 1/f level-0 pixels a side
-    with atomic_path(target, overwrite=overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.write('{"type": "FeatureCollection", "properties": ')
-            out.write(json.dumps(properties))
-            out.write(', "features": [\n')
-            for i, (by, bx) in enumerate(blocks):
-                wy0, wx0 = max(by - M, 0), max(bx - M, 0)
-                wy1, wx1 = min(by + B + M, H), min(bx + B + M, W)
-                window = np.asarray(labels[wy0:wy1, wx0:wx1])
-                if window.any():
-                    cue_window = None if cue is None else np.asarray(cue[:, wy0:wy1, wx0:wx1], dtype=np.float32)
-                    inst = split_nuclei(window > 0, cue_window, info)
-                    for value, sl in enumerate(ndimage.find_objects(inst), start=1):
-                        if sl is None:
-                            continue
-                        crop = inst[sl] == value
-                        rr, cc = np.nonzero(crop)
-                        cy = wy0 + sl[0].start + rr.mean()
-                        cx = wx0 + sl[1].start + cc.mean()
-                        if not (by <= cy < by + B and bx <= cx < bx + B):
-                            continue  # another block owns it
-                        under = window[sl][crop]
-                        under = under[under > 0]
-                        cls = int(np.bincount(under).argmax()) if under.size else 1
-                        geometry = mask_geometry(crop, (wy0 + sl[0].start, wx0 + sl[1].start))
-                        if geometry is None:
-                            continue
-                        geometry = _scale_geometry(geometry, scale, geo.oy, geo.ox)
-                        c = classes.get(cls)
-                        n += 1
-                        feature = {
-                            "type": "Feature",
-                            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"genselfdiff/{seed}/{n}")),
-                            "geometry": geometry,
-                            "properties": {
-                                "objectType": settings.object_type,
-                                "classification": {
-                                    "name": c.name if c else f"class {cls}",
-                                    "color": [int(v) for v in (c.color[:3] if c else (255, 0, 0))],
-                                },
-                                "measurements": {"Area um^2": round(float(crop.sum()) * px_area_um2, 2)},
-                            },
-                        }
-                        out.write(("," if n > 1 else "") + json.dumps(feature, separators=(",", ":")) + "\n")
-                yield {"stage": "nuclei", "done": i + 1, "total": len(blocks)}
-            out.write("]}\n")
-    return n
+    if run.geo.resampled:
+        shutil.rmtree(run.partial / SCRATCH_STORE, ignore_errors=True)
+    if cue is not None:
+        shutil.rmtree(run.partial / CUE_STORE, ignore_errors=True)
+    total_seconds = time.perf_counter() - start
+    result = SlideResult(
+        slide=slide.path, labels_store=run.store_path, geojson=run.geojson_path if settings.instances else None,
+        width=slide.width, height=slide.height, mpp=run.slide_mpp, model_mpp=run.net_mpp, scale=run.geo.f,
+        tiles=seg.tiles, tiles_all=tiles_all, tissue_fraction=mask.fraction, nuclei=nuclei,
+        seconds=total_seconds, seconds_network=network_seconds, timings=run.timings,
+        notes=run.notes + list(seg.notes) + list(mask.notes), tiles_resumed=seg.tiles_resumed,
+    )
+    set_info(store, complete=True, tiles=seg.tiles, tiles_all=tiles_all, seconds=round(total_seconds, 2),
+             tissue_fraction=round(mask.fraction, 4), nuclei=nuclei, device=seg.device,
+             precision=seg.precision, tiles_resumed=seg.tiles_resumed)
+    (run.partial / RESUME_FILE).unlink(missing_ok=True)
+    finish_store(run.partial, run.store_path, overwrite=overwrite)
+    if settings.instances:
+        run.geojson_partial.replace(run.geojson_path)
+    return result
 
 
-def _scale_geometry(geometry: dict, scale: float, oy: int, ox: int) -> dict:
-    """Model-pixel coordinates (window origin at (oy, ox) model pixels) -> level-0 slide pixels."""
+def _write_error(slide: Slide, run: _Run, store, exc: OSError) -> SlideWriteError:
+    """The store marked failed (when the disk still lets it be), and the one error that says what is kept."""
+    from ..io.labels_store import set_info
 
-    def ring(points):
-        return [[round((px + ox) * scale, 3), round((py + oy) * scale, 3)] for px, py in points]
+    try:
+        set_info(store, complete=False, failed=f"{run.stage}: {exc}")
+    except Exception:  # noqa: BLE001 - the disk may be full: the message below still tells
+        pass
+    what = "the disk is full" if _is_disk_full(exc) else f"writing failed ({exc})"
+    return SlideWriteError(
+        f"{slide.path}: {what} while {run.stage}. Every chunk written so far is kept in {run.partial} "
+        f"(marked incomplete){'; existing outputs were not touched' if run.existing else ''}. "
+        "Free some space and run the same command again: it continues from there."
+    )
 
-    if geometry["type"] == "Polygon":
-        return {"type": "Polygon", "coordinates": [ring(r) for r in geometry["coordinates"]]}
-    return {"type": "MultiPolygon", "coordinates": [[ring(r) for r in poly] for poly in geometry["coordinates"]]}
 
-
-def segment_slide(model, info, slide, out_dir, settings: SlideSettings | None = None, **kw) -> SlideResult:
-    """Headless :func:`segment_slide_progressive`: run it to the end and return the result."""
-    from .predict import run_generator
-
-    return run_generator(segment_slide_progressive(model, info, slide, out_dir, settings, **kw))
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
