@@ -86,18 +86,23 @@ class PluginState(QObject):
 
     # -- model -------------------------------------------------------------------------------------
 
-    def set_model(self, path: str | Path):
+    def set_model(self, path: str | Path, loaded: tuple | None = None):
         """Choose a model file: load and check it (metadata and weights), remember it, tell the panels.
 
         The weights are loaded here, on the CPU, so a corrupt or mismatched file is reported when it
         is chosen, not in the middle of a job; inference moves the network to its device.
+        ``loaded``: ``(network, info)`` of ``path`` already loaded that way (the fine-tune panel loads
+        its new model in its worker thread, so the GUI does not wait for it).
 
         Raises:
             ModelFileError: missing, corrupt, pickled or foreign file (nothing changes then).
         """
         from ..core.model_files import resolve_model
 
-        network, info = resolve_model(path, device="cpu", segmentation=False)  # fine-tuning may start from a noise model
+        if loaded is not None:
+            network, info = loaded
+        else:  # fine-tuning may start from a noise model
+            network, info = resolve_model(path, device="cpu", segmentation=False)
         path = info.path
         self.model_path, self.model_info, self._network = Path(path), info, network
         if path != _bundled():

@@ -271,7 +271,7 @@ class TrainingLifecycle:
         self.run = TrainingRun(self.controls)
         self.controls.status.setText(status)
         self.worker = start_worker(
-            train_in_subprocess, self.job, cfg, self.control,
+            self._job_function(), self.job, cfg, self.control,
             on_yielded=self._on_event, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished, start=False,
         )
@@ -280,6 +280,10 @@ class TrainingLifecycle:
         self.controls.set_running(True)
         worker.start()
         return worker
+
+    def _job_function(self):
+        """The generator function the worker runs with ``(job, cfg, control)``: the training child."""
+        return train_in_subprocess
 
     def pause(self, by: str | None = None) -> None:
         """Pause before the next step (``by`` names who paused, e.g. "fine-tuning")."""

@@ -19,6 +19,7 @@ next run; notifications carry a short sentence.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -52,6 +53,31 @@ def architecture_text(arch) -> str:
         if PRESETS[name].with_head(arch.head, arch.out_channels) == arch:
             return f"{name} ({widths})"
     return f"custom ({widths})"
+
+
+class LoadedModel(NamedTuple):
+    """A fine-tune's model file, loaded (network, info) in the worker thread."""
+
+    path: Path
+    network: Any
+    info: Any
+
+
+def finetune_and_load(job: str, cfg, control):
+    """The training child's run (:func:`.._subprocess.train_in_subprocess`), then, in this worker
+    thread, the model it wrote loaded and checked as :meth:`PluginState.set_model` would (a
+    :class:`LoadedModel`): the GUI thread only switches to it. A model that does not load is returned
+    as its path, for the panel to report."""
+    from ...core.model_files import resolve_model
+    from . import _training_common
+
+    path = yield from _training_common.train_in_subprocess(job, cfg, control)
+    if path is None or (control is not None and control.is_cancelled):
+        return path
+    try:
+        return LoadedModel(Path(path), *resolve_model(path, device="cpu", segmentation=False))
+    except (GenSelfDiffError, OSError):
+        return path
 
 
 class FinetunePanel(QGroupBox, TrainingLifecycle):
@@ -291,7 +317,13 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
 
     # -- worker callbacks --------------------------------------------------------------------------
 
+    def _job_function(self):
+        return finetune_and_load
+
     def _on_returned(self, path) -> None:
+        loaded = None
+        if isinstance(path, LoadedModel):
+            path, loaded = path.path, (path.network, path.info)
         cancelled = bool(self.run and self.run.cancelled)
         self.model_path = Path(path) if path else None
         if cancelled or path is None:
@@ -303,7 +335,7 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             return
         self.outcome = "done"
         try:
-            self.state.set_model(path)
+            self.state.set_model(path, loaded)
         except (GenSelfDiffError, OSError) as exc:
             _notify.tell(self.controls.status,
                          f"Fine-tuning finished but its model cannot be used: {_notify.describe(exc)}", "error",

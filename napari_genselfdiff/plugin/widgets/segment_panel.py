@@ -26,6 +26,14 @@ What to correct next: with **uncertainty map** ticked, each segmentation also gi
 just above the image's result layers) and the **Correct next** list: the image's 256x256 fields ranked by mean uncertainty.
 Clicking a row moves the view to that field. The computation is the core's
 (:mod:`napari_genselfdiff.core.inference.uncertainty`); this panel only shows it.
+
+Keeping the GUI responsive when a result arrives: what can be computed without napari (the label
+images' fingerprints, the class colour map and features table, the uncertainty map's mean and ranked
+fields) is computed in the worker thread (:func:`segment_prepared`), and the main thread adds the
+result's layers one per event-loop turn (labels, nuclei, uncertainty map, then the selection and the
+notes), so the viewer repaints and answers in between (``benchmarks/ui_layers.py``). The worker's
+later callbacks (progress, the end of the job) wait for those steps, so the job ends after its
+layers are in; without threads (``GENSELFDIFF_NOTHREADS``) the steps run at once.
 """
 
 from __future__ import annotations
@@ -33,8 +41,12 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable, Generator
+from functools import partial
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -54,6 +66,7 @@ from qtpy.QtWidgets import (
 from ...core.defaults import INFERENCE_TILE, overlap_for_tile
 from ...core.errors import GenSelfDiffError
 from ...core.inference.driver import segment_images
+from ...core.progress import Returning
 from .. import _notify
 from .._layers import (
     META_KEY,
@@ -64,7 +77,7 @@ from .._layers import (
     image_plane,
     layer_meta,
 )
-from .._threading import start_worker
+from .._threading import start_worker, threads_disabled
 
 
 def _unchecked(info) -> str | None:
@@ -93,6 +106,48 @@ def _digest(data) -> str:
     return digest.hexdigest()
 
 
+#: the delay between two main-thread steps: a timer (not a 0 ms call, which Qt may run before the
+#: repaint and the other timers that are due)
+STEP_DELAY_MS = 1
+_DONE = object()
+
+
+def _prepare(event: dict, classes) -> None:
+    """Add to a result event what the main thread would otherwise compute (see the module docstring):
+    ``digests`` of the labels and nuclei, the class ``colormap`` and ``features``, and for an
+    uncertainty map its ``uncertainty_mean`` and ranked ``fields``."""
+    from ...core.inference.uncertainty import rank_fields
+
+    result = event["result"]
+    event["digests"] = {"labels": _digest(result.labels),
+                        "instances": _digest(result.instances) if result.instances is not None else None}
+    event["colormap"], event["features"] = class_colormap(classes), class_features(classes)
+    umap = event.get("uncertainty")
+    if umap is not None:
+        event["uncertainty_mean"] = float(np.mean(umap))
+        event["fields"] = rank_fields(umap)
+
+
+def segment_prepared(network, info, *args, **kwargs):
+    """:func:`segment_images` (same arguments, events and return value), each result event prepared
+    for the panel by :func:`_prepare` in the thread that runs it."""
+    gen = segment_images(network, info, *args, **kwargs)
+    events = Returning(gen)
+    try:
+        for event in events:
+            if event.get("kind") == "result":
+                _prepare(event, list(info.classes))
+            yield event
+    finally:
+        gen.close()  # a cancelled job closes its generator between two tiles
+    return events.value
+
+
+def _insert_above(layers, layer, above) -> None:
+    """Insert ``layer`` directly above ``above`` in the layer list (on top when ``above`` is not there)."""
+    layers.insert(layers.index(above) + 1 if above is not None and above in layers else len(layers), layer)
+
+
 class SegmentPanel(QGroupBox):
     """Segment the chosen image layer, or all image layers, with the chosen model.
 
@@ -113,6 +168,10 @@ class SegmentPanel(QGroupBox):
         self._last_n = 0
         self._started = 0.0
         self._notes: list[str] = []
+        #: main-thread steps of the results that arrived, one per event-loop turn (see the module docstring)
+        self._steps: deque[Callable[[], None]] = deque()
+        self._stepping = False
+        self._inner: list | None = None  # the steps a running step queues (they go right after it)
 
         self._layer = QComboBox()
         self._layer.setToolTip("The image layer to segment (the selected layer by default).")
@@ -319,15 +378,16 @@ class SegmentPanel(QGroupBox):
             except ResolutionError as exc:
                 _notify.tell(self._status, f"Cannot segment: {exc}", "error", toast="Check the resolution.")
                 return None
-        from napari.utils import progress
-
-        self._pbar = progress(total=1000, desc=f"GenSelfDiff: segmenting {len(planes)} image(s)")
+        # napari's progress bar (a widget: tens of ms) is made in the next event-loop turn, before the
+        # job's first event is handled (see _queue)
+        self._pbar = None
+        self._queue(partial(self._open_progress, f"GenSelfDiff: segmenting {len(planes)} image(s)"))
         self._last_n = 0
         self._bar.setValue(0)
         self._status.setText(f"Segmenting {planes[0].name}...")
         self._started = time.perf_counter()
         self.worker = start_worker(
-            segment_images,
+            segment_prepared,
             network,
             info,
             [(p.name, p.data, layer_resolution_of(p.layer)) for p in planes],
@@ -335,11 +395,11 @@ class SegmentPanel(QGroupBox):
             self._uncertainty.isChecked(),
             mpp=given,
             mpp_detail="Resolution field",
-            on_yielded=self._on_event,
-            on_returned=self._on_returned,
-            on_errored=self._on_errored,
-            on_aborted=self._on_aborted,
-            on_finished=self._on_finished,
+            on_yielded=self._in_order(self._on_event),
+            on_returned=self._in_order(self._on_returned),
+            on_errored=self._in_order(self._on_errored),
+            on_aborted=self._in_order(self._on_aborted),
+            on_finished=self._in_order(self._on_finished),
             start=False,
         )
         worker = self.worker
@@ -348,12 +408,83 @@ class SegmentPanel(QGroupBox):
         worker.start()
         return worker
 
+    def _open_progress(self, desc: str) -> None:
+        from napari.utils import progress
+
+        self._pbar = progress(total=1000, desc=desc)
+
     def cancel(self) -> None:
         if self.worker is not None and self.state.running("segment"):
             self._status.setText("Cancelling after the current tile...")
             self.worker.quit()
 
     stop = cancel
+
+    # -- main-thread steps -------------------------------------------------------------------------
+
+    def _in_order(self, callback: Callable) -> Callable:
+        """``callback`` as a worker callback: called at once, unless layer steps are pending; then
+        after them (so the job's progress and end keep their order behind its results)."""
+        def call(*args) -> None:
+            if self._stepping or self._steps:
+                self._steps.append(partial(callback, *args))
+                self._start_stepping()
+            else:
+                callback(*args)
+
+        return call
+
+    def _queue(self, *steps: Callable) -> None:
+        """Run ``steps`` one per event-loop turn (all at once without threads): after the queued ones,
+        or, when queued by a running step, right after that step, before what was queued before.
+
+        A step that returns a generator goes on from each of its ``yield``s in a later turn
+        (:meth:`_go_on`), before the steps queued after it.
+        """
+        for step in steps:
+            if self._inner is not None:
+                self._inner.append(step)
+            else:
+                self._steps.append(step)
+        self._start_stepping()
+
+    def _go_on(self, steps: Generator) -> None:
+        """Run ``steps`` to its next ``yield`` now, and the rest as the next step."""
+        if next(steps, _DONE) is not _DONE:
+            self._queue(partial(self._go_on, steps))
+
+    def _start_stepping(self) -> None:
+        if self._stepping or not self._steps:
+            return
+        self._stepping = True
+        if threads_disabled():
+            try:
+                while self._steps:
+                    self._do_step(self._steps.popleft())
+            finally:
+                self._stepping = False
+        else:
+            QTimer.singleShot(STEP_DELAY_MS, self._next_step)
+
+    def _do_step(self, step: Callable) -> None:
+        outer, self._inner = self._inner, []
+        try:
+            more = step()
+            if isinstance(more, Generator):
+                self._go_on(more)
+        finally:
+            inner, self._inner = self._inner, outer
+            self._steps.extendleft(reversed(inner))
+
+    def _next_step(self) -> None:
+        try:
+            if self._steps:
+                self._do_step(self._steps.popleft())
+        finally:
+            if self._steps:
+                QTimer.singleShot(STEP_DELAY_MS, self._next_step)
+            else:
+                self._stepping = False
 
     # -- worker callbacks (main thread) ------------------------------------------------------------
 
@@ -376,18 +507,24 @@ class SegmentPanel(QGroupBox):
                 step, self._last_n = value - self._last_n, value
                 self._pbar.update(step)
         elif kind == "result":
-            labels = self._add_layers(self._planes[event["index"]], event["result"], event.get("resolution"))
+            plane, made = self._planes[event["index"]], {}
+            steps = [lambda: self._add_layers(plane, event["result"], event.get("resolution"), event, made)]
+            if event["result"].instances is not None:
+                steps.append(lambda: self._add_nuclei(plane, event, made))
             if event.get("uncertainty") is not None:
-                self._add_uncertainty(self._planes[event["index"]], event["uncertainty"])
-            # the labels are the selected layer (not the uncertainty map added after them), so the
-            # brush and eraser keys act on them
-            self.state.viewer.layers.selection.active = labels
+                steps.append(lambda: self._add_uncertainty(plane, event["uncertainty"], event))
+            steps.append(lambda: self._finish_result(plane, event["result"], made["labels"]))
+            self._queue(*steps)
         elif kind == "error":
             message = f"Cannot segment: {event['message']}"
             self._notes.append(message)
             _notify.error(message)
 
-    def _add_layers(self, plane, result, resolution=None) -> None:
+    def _add_layers(self, plane, result, resolution=None, prepared: dict | None = None, made: dict | None = None):
+        """The result's labels layer (added or replaced); returns it. ``prepared``: the result event
+        with what :func:`_prepare` computed; ``made`` receives ``meta`` and ``kept_old`` for the nuclei."""
+        prepared = prepared if prepared is not None else {}
+        made = made if made is not None else {}
         info = self.state.model_info
         classes = list(info.classes)
         image = plane.layer
@@ -402,41 +539,60 @@ class SegmentPanel(QGroupBox):
         }
         if resolution is not None:
             meta["resolution"] = resolution.to_dict()
-        labels, kept_old = self._place(
-            plane, f"{image.name} labels{plane.suffix}", result.labels, meta, above=image, mode="ask",
-            colormap=class_colormap(classes), features=class_features(classes), opacity=0.6,
-        )
-        self.added.append(labels)
-        if result.instances is not None:
-            # the nuclei follow the labels: a new layer when the edited labels were kept, else replaced
-            nuclei, _ = self._place(
-                plane, f"{image.name} nuclei{plane.suffix}", result.instances, {**meta, "kind": "instances"},
-                above=labels, mode="new" if kept_old else "replace", opacity=0.5, visible=False,
-            )
-            self.added.append(nuclei)
+        digests = prepared.get("digests") or {}
+        made["meta"] = meta
+        self._go_on(self._placed(made, "labels", plane, f"{image.name} labels{plane.suffix}", result.labels, meta,
+                                 above=image, mode="ask", digest=digests.get("labels"),
+                                 colormap=prepared.get("colormap") or class_colormap(classes),
+                                 features=prepared["features"] if "features" in prepared else class_features(classes),
+                                 opacity=0.6))
+
+    def _placed(self, made: dict, key: str, *args, **kwargs):
+        """:meth:`_place`, its layer in ``made[key]`` (and ``made["kept_old"]`` for the labels)."""
+        layer, kept_old = yield from self._place(*args, **kwargs)
+        self.added.append(layer)
+        made[key] = layer
+        if key == "labels":
+            made["kept_old"] = kept_old
+
+    def _add_nuclei(self, plane, event: dict, made: dict):
+        """The result's nuclei layer, following its labels: a new layer when the edited labels were
+        kept, else the previous one replaced."""
+        image = plane.layer
+        return self._placed(made, "nuclei", plane, f"{image.name} nuclei{plane.suffix}", event["result"].instances,
+                            {**made["meta"], "kind": "instances"}, above=made["labels"],
+                            mode="new" if made["kept_old"] else "replace",
+                            digest=(event.get("digests") or {}).get("instances"), opacity=0.5, visible=False)
+
+    def _finish_result(self, plane, result, labels) -> None:
+        """The last step of a result: the labels become the selected layer (not the uncertainty map
+        added after them), so the brush and eraser keys act on them; the notes are told."""
+        if labels in self.state.viewer.layers:
+            self.state.viewer.layers.selection.active = labels
+        image = plane.layer
         for note in [*plane.notes, *result.notes]:
             self._notes.append(f"'{image.name}': {note}")
             if not note.startswith("resolution "):  # the resolution used goes to the status line only
                 _notify.warning(f"'{image.name}': {note}")
-        return labels
 
-    def _place(self, plane, name: str, data, meta: dict, *, above, mode: str, **kwargs):
-        """Put ``data`` where the user expects it; returns ``(layer, kept_old)``.
+    def _place(self, plane, name: str, data, meta: dict, *, above, mode: str, digest: str | None = None, **kwargs):
+        """Put ``data`` where the user expects it; a generator of main-thread steps (the layer is made,
+        then inserted in a later turn) that returns ``(layer, kept_old)``.
 
         The layer this panel made last time for the same image, slice and kind gets the new data when
-        it is unedited; when it was edited, ``mode`` decides: "ask" the user, "replace", or "new".
-        Otherwise (or when the user keeps the edit: ``kept_old``) a new Labels layer ``name`` is
-        added with its image's placement, directly above ``above`` (or above the kept layer).
+        it is unedited; when it was edited, ``mode`` decides: "ask" the user, "replace", or "new"
+        (only "ask" fingerprints the old layer). Otherwise (or when the user keeps the edit:
+        ``kept_old``) a new Labels layer ``name`` is added with its image's placement, directly above
+        ``above`` (or above the kept layer). ``digest``: ``data``'s fingerprint, when already computed.
         """
         viewer = self.state.viewer
         image = plane.layer
         placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
-        meta = {**meta, "digest": _digest(data)}
+        meta = {**meta, "digest": digest or _digest(data)}
         previous = self._previous(meta)
         if previous is not None:
-            edited = layer_meta(previous).get("digest") != _digest(previous.data)
             # "new": the labels this layer follows were kept, so it is kept too (edited or not)
-            replace = mode == "replace" or (mode == "ask" and (not edited or self.state.ask(
+            replace = mode == "replace" or (mode == "ask" and (not self._edited(previous) or self.state.ask(
                 "Replace the edited labels?",
                 f"'{previous.name}' has been edited since it was segmented. Replace it with the new result? "
                 "(No keeps it and adds the new result as a separate layer.)",
@@ -450,14 +606,18 @@ class SegmentPanel(QGroupBox):
                         setattr(previous, key, kwargs[key])
                 previous.refresh()
                 return previous, False
+            yield
             above = previous
-        layer = viewer.add_labels(data, name=name, metadata={META_KEY: meta}, **placement, **kwargs)
-        layers = viewer.layers
-        if above in layers:
-            target = layers.index(above) + 1
-            if layers.index(layer) != target:
-                layers.move(layers.index(layer), target)
+        from napari.layers import Labels
+
+        layer = Labels(data, name=name, metadata={META_KEY: meta}, **placement, **kwargs)  # what add_labels makes
+        yield
+        _insert_above(viewer.layers, layer, above)
         return layer, previous is not None
+
+    @staticmethod
+    def _edited(layer) -> bool:
+        return layer_meta(layer).get("digest") != _digest(layer.data)
 
     def _previous(self, meta: dict):
         """The newest Labels layer this panel made for the same image, slice and kind, or None."""
@@ -470,17 +630,20 @@ class SegmentPanel(QGroupBox):
                 found = layer
         return found
 
-    def _add_uncertainty(self, plane, umap) -> None:
-        """The uncertainty layer (replaced on re-segmentation: nobody edits it) and the ranked fields."""
+    def _add_uncertainty(self, plane, umap, prepared: dict | None = None):
+        """The uncertainty layer (replaced on re-segmentation: nobody edits it) and the ranked fields
+        (``prepared``: the result event, with the map's mean and fields when :func:`_prepare` made them);
+        a generator of main-thread steps (see :meth:`_queue`)."""
         from ...core.inference.uncertainty import rank_fields
 
+        prepared = prepared if prepared is not None else {}
         viewer = self.state.viewer
         image = plane.layer
         name = f"{image.name} uncertainty{plane.suffix}"
         info = self.state.model_info
         meta = {"kind": "uncertainty", "image_layer": image.name, "slice": list(plane.slice_index),
                 "model": str(self.state.model_path), "model_name": info.display_name if info else None,
-                "mean": float(np.mean(umap))}
+                "mean": prepared["uncertainty_mean"] if "uncertainty_mean" in prepared else float(np.mean(umap))}
         placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
         if name in viewer.layers and layer_meta(viewer.layers[name]).get("kind") == "uncertainty":
             layer = viewer.layers[name]
@@ -493,17 +656,17 @@ class SegmentPanel(QGroupBox):
             layer.data = umap
             layer.metadata = {**layer.metadata, META_KEY: meta}
         else:
-            layer = viewer.add_image(umap, name=name, colormap="magma", opacity=0.5, blending="additive",
-                                     contrast_limits=(0.0, 1.0), visible=False, metadata={META_KEY: meta},
-                                     **placement)
+            from napari.layers import Image
+
+            layer = Image(umap, name=name, colormap="magma", opacity=0.5, blending="additive",
+                          contrast_limits=(0.0, 1.0), visible=False, metadata={META_KEY: meta}, **placement)
+            yield
             layers = viewer.layers
             # directly above this image's result layers (the labels stay directly above their image)
             ours = [lay for lay in self.added if lay in layers] or ([image] if image in layers else [])
-            if ours:
-                target = max(layers.index(lay) for lay in ours) + 1
-                if layers.index(layer) != target:
-                    layers.move(layers.index(layer), target)
-        self.fields = (image, rank_fields(umap))
+            _insert_above(layers, layer, max(ours, key=layers.index) if ours else None)
+            yield
+        self.fields = (image, prepared["fields"] if "fields" in prepared else rank_fields(umap))
         self._next.blockSignals(True)
         self._next.clear()
         for k, field in enumerate(self.fields[1], start=1):
