@@ -48,6 +48,11 @@ def training_history(record: dict, results: Path) -> list[dict]:
             break
         init_path = Path(init)
         mirror = init_path.with_suffix(".json")
+        parent_card = (json.loads(mirror.read_text()).get("card") or {}) if mirror.is_file() else {}
+        if parent_card.get("training_history"):
+            # the bundled model (or a kept copy of one) carries its whole history on its card
+            stages[:0] = list(parent_card["training_history"])
+            break
         if init_path.name == BUNDLED_DEFAULT or (mirror.is_file() and "experiment" in
                                                  json.loads(mirror.read_text()).get("provenance", {})):
             # the bundled model, or a kept copy of an earlier one (src_train/checkpoints/nuclei_v1.*)
