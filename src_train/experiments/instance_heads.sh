@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-INIT=napari_genselfdiff/models/default_nuclei.safetensors
+INIT=src_train/checkpoints/nuclei_v1.safetensors  # the default model when these rows ran
 COMMON=(--init "$INIT" --size 128 --batch 8 --steps 600 --lr 5e-4 --warmup 30 --stain --precision bf16
         --validate-every 0 --checkpoint-every 100 --threads 1)
 declare -A ROWS=(
