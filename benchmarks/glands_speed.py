@@ -27,10 +27,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import machine  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.device import cpu_has_native_bf16  # noqa: E402
+from napari_genselfdiff.core.inference.resolution import resolve_and_segment  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.model_files import resolve_model  # noqa: E402
+from napari_genselfdiff.core.progress import run_generator  # noqa: E402
+
+
+def segment(model, info, image, settings):
+    """What ``genselfdiff segment --model glands --instances`` runs on a JPEG that records no resolution:
+    the image taken as the model's training images' resolution, resampled to the model's, mapped back."""
+    return run_generator(resolve_and_segment(model, info, image, settings))[0]
 
 
 def main(argv: list[str] | None = None) -> int:
