@@ -108,6 +108,13 @@ def test_io_imports_no_higher_layer_of_the_core():
             assert not upward, f"core/{room}/{path.name} imports upward into {sorted(upward)}"
 
 
+def test_training_data_imports_no_scoring():
+    """Scoring pairs its files by the data's rule (metrics -> data.folders), so the data must not
+    import the scoring back: masks become labels in core/io (io/masks.py: to_label_image)."""
+    for path in sorted((CORE / "data").glob("*.py")):
+        assert "metrics" not in _imported_rooms(path), f"core/data/{path.name} imports core/metrics"
+
+
 def test_scoring_and_file_pairing_import_no_torch():
     """``genselfdiff evaluate`` and the folder pairing stay quick: neither loads torch."""
     code = (

@@ -9,8 +9,7 @@
 """
 
 # The submodules load on first use (PEP 562), so that importing one of them -- e.g. folders.py, whose
-# pairing rule core/metrics/evaluation.py uses -- neither imports torch (datasets.py) nor runs into the
-# import cycle sources.py -> metrics.evaluation -> data.folders.
+# pairing rule core/metrics/evaluation.py uses -- does not import torch (datasets.py).
 _WHERE = {
     "FINETUNE_AUGMENTATION": "augment",
     "PRETRAIN_AUGMENTATION": "augment",
@@ -27,9 +26,7 @@ _WHERE = {
     "PatchIndex": "patches",
     "grid_origins": "patches",
     "index_patches": "patches",
-    "is_background": "patches",
     "pad_to_patch": "patches",
-    "white_fraction": "patches",
     "StepSampler": "sampler",
     "LoadedImages": "sources",
     "LoadedPairs": "sources",
@@ -72,12 +69,10 @@ __all__ = [
     "match_key",
     "grid_origins",
     "index_patches",
-    "is_background",
     "load_images",
     "load_pairs",
     "mask_to_classes",
     "pad_to_patch",
     "pair_images_with_masks",
     "to_uint8_rgb",
-    "white_fraction",
 ]

@@ -33,12 +33,12 @@ from ..annotations.regions import UNKNOWN_LABEL
 from ..defaults import GEOJSON_SUFFIXES
 from ..errors import ImageInputError, MaskInputError, TrainingInputError
 from ..image_input import to_rgb_float
+from ..io.masks import to_label_image
 from ..io.read import read_array
-from ..metrics.evaluation import to_label_image
 from .folders import find_images, pair_images_with_masks
 
-#: One image source: a folder, a file, an array, or a (name, array) tuple.
-ImageSource = Union[str, Path, np.ndarray, tuple]
+#: One source of training images: a folder, a file, an array, or a (name, array) tuple.
+TrainingImageSource = Union[str, Path, np.ndarray, tuple]
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _expand(sources: Any) -> tuple[list[tuple[str, Any]], list[str]]:
     return items, folders
 
 
-def load_images(sources: ImageSource | Sequence[ImageSource]) -> LoadedImages:
+def load_images(sources: TrainingImageSource | Sequence[TrainingImageSource]) -> LoadedImages:
     """Read unlabeled images from folders, files and arrays.
 
     Args:

@@ -27,7 +27,7 @@ from .resolution import ResolutionError
 #: function of no arguments that returns one (called when its turn comes, so a long list of files is
 #: never in memory at once, and a file that cannot be read is that image's error); a third element,
 #: when present, is the resolution the file or layer records (see :func:`segment_images`).
-ImageSource = tuple
+ImageToSegment = tuple
 
 
 def load_segmentation_model(model: str, device_name: str):
@@ -53,7 +53,7 @@ def load_segmentation_model(model: str, device_name: str):
 def segment_images(
     network,
     info,
-    images: Sequence[ImageSource],
+    images: Sequence[ImageToSegment],
     settings=None,
     uncertainty: bool = False,
     *,
@@ -69,7 +69,7 @@ def segment_images(
 
     Args:
         network, info: a class-head model and its metadata (see :func:`load_segmentation_model`).
-        images: ``(name, array or loader)`` pairs (see :data:`ImageSource`), or triples
+        images: ``(name, array or loader)`` pairs (see :data:`ImageToSegment`), or triples
             ``(name, array or loader, recorded)`` where ``recorded`` is what the file or layer records:
             a :class:`~..io.resolution.RecordedResolution`, ``(mpp, detail)``, an mpp, or None.
         settings: :class:`.predict.InferenceSettings` (None: the defaults).
@@ -151,4 +151,4 @@ def _progress(gen: Generator[dict, None, Any], where: dict) -> Generator[dict, N
         gen.close()  # cancelled between two tiles: the image's generator ends too
 
 
-__all__ = ["ImageSource", "load_segmentation_model", "segment_images"]
+__all__ = ["ImageToSegment", "load_segmentation_model", "segment_images"]

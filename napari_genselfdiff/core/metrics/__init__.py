@@ -7,10 +7,13 @@
 - hausdorff: Hausdorff distance and HD95 between mask boundaries, in pixels.
 - evaluation: score a pair of masks or two folders, and print the result as a table.
 
+Masks read from files become labels by :func:`..io.masks.to_label_image` (re-exported here).
+
 Nucleus instances from a semantic mask (the watershed split of touching nuclei) are made by
 :mod:`..inference.instances`; files pair by :func:`..data.folders.match_key`.
 """
 
+from ..io.masks import to_label_image
 from .aji import aggregated_jaccard_index, aji_plus
 from .evaluation import (
     CLASS_METRICS,
@@ -18,7 +21,6 @@ from .evaluation import (
     evaluate_dirs,
     evaluate_pair,
     format_table,
-    to_label_image,
 )
 from .hausdorff import boundary, hausdorff_and_hd95, hausdorff_distance, hd95, surface_distances
 from .objects import (
