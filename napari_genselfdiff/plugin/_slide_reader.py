@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-LABELS_STORE_SUFFIX = "_labels.zarr"
 #: ``<stem>_labels.zarr`` or ``<stem>_labels-2.zarr``, ``-3``, ... (a store written next to an existing one).
 _LABELS_STORE_NAME = re.compile(r"^(?P<stem>.+)_labels(?P<suffix>-\d+)?\.zarr$", re.IGNORECASE)
 

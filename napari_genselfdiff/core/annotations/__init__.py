@@ -4,7 +4,7 @@ See :mod:`.store` for the folder layout and the crash-safety rules.
 """
 
 from .instances_sync import SyncReport, sync_instances
-from .regions import UNKNOWN_LABEL, check_regions, regions_mask, whole_image_region
+from .regions import UNKNOWN_LABEL, check_regions, regions_mask
 from .store import INDEX_NAME, AnnotationPair, AnnotationSet, AnnotationSetError
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "check_regions",
     "regions_mask",
     "sync_instances",
-    "whole_image_region",
 ]

@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import GEOJSON_SUFFIXES
 from ..errors import MaskInputError
 from .regions import UNKNOWN_LABEL
 
@@ -355,10 +354,6 @@ def read_geojson(path: str | Path, **kwargs: Any) -> QuPathFile:
             "be cut short (an export that did not finish) or edited by hand. Export it again from QuPath."
         ) from None
     return parse_geojson(data, path.name, **kwargs)
-
-
-def is_geojson_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in GEOJSON_SUFFIXES
 
 
 # ------------------------------------------------------------------------------------------ rasterising

@@ -30,12 +30,6 @@ UNKNOWN_LABEL = 255
 REGION_TYPES = ("rectangle", "polygon")
 
 
-def whole_image_region(shape: tuple[int, int]) -> dict[str, Any]:
-    """The region covering a whole (H, W) image."""
-    h, w = int(shape[0]), int(shape[1])
-    return {"type": "rectangle", "points": [[0.0, 0.0], [float(h - 1), float(w - 1)]]}
-
-
 def normalize_region(region: Any) -> dict[str, Any]:
     """A region as ``{"type", "points"}`` with float (y, x) points; accepts an (N, 2) array as a polygon.
 

@@ -59,21 +59,6 @@ def grid_origins(length: int, size: int, stride: int) -> list[int]:
     return origins
 
 
-def white_fraction(patch: np.ndarray) -> float:
-    """Fraction of pixels whose three channels all exceed :data:`WHITE_LEVEL` of full scale.
-
-    Args:
-        patch: (h, w, 3) uint8, or float in [0, 1].
-    """
-    level = WHITE_LEVEL * 255 if patch.dtype == np.uint8 else WHITE_LEVEL
-    return float(np.all(patch[..., :3] > level, axis=-1).mean())
-
-
-def is_background(patch: np.ndarray) -> bool:
-    """True when more than :data:`BACKGROUND_FRACTION` of the patch is white (see the module rules)."""
-    return white_fraction(patch) > BACKGROUND_FRACTION
-
-
 def pad_to_patch(image: np.ndarray, size: int, *, name: str = "image") -> np.ndarray:
     """Mirror-pad ``image`` (H, W[, C]) at the bottom and right so both sides are at least ``size``.
 
