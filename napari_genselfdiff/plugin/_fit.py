@@ -1,4 +1,4 @@
-"""Make a dock widget fit napari's dock at its default width and narrower (issue 24, item 3).
+"""Make a dock widget fit napari's dock at its default width and narrower.
 
 The panels live in scroll areas whose horizontal scroll bar is off (the dock's width is the width the
 user sees), so a panel whose *minimum* width is wider than the dock is cut off at the right edge

@@ -1,4 +1,4 @@
-"""The active-learning experiment script (issue 13) at a tiny scale: synthetic images, a micro network,
+"""The active-learning experiment script (src_train/experiments/active_learning.py) at a tiny scale: synthetic images, a micro network,
 2 rounds of 1 field, 2 steps per round, both strategies, one seed. It checks the mechanics (fields
 chosen, never twice, partial pairs trained, scores recorded), not whether ranking beats random."""
 

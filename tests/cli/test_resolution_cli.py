@@ -1,4 +1,4 @@
-"""``genselfdiff segment`` and resolutions (issue 21): --mpp on images is used and reported, what a
+"""``genselfdiff segment`` and resolutions: --mpp on images is used and reported, what a
 file records is used, bad values are refused naming them and what to type."""
 
 from __future__ import annotations

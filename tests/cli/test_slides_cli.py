@@ -1,4 +1,4 @@
-"""`genselfdiff segment` on whole slides, locally and over a Dask distributed LocalCluster (issue 12)."""
+"""`genselfdiff segment` on whole slides, locally and over a Dask distributed LocalCluster."""
 
 from __future__ import annotations
 

@@ -227,8 +227,8 @@ def test_every_exported_polygon_is_valid_on_random_and_real_objects():
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder that takes no files)")
 def test_a_system_folder_that_exists_is_said_to_be_unwritable_not_missing():
-    """Issue 24, item 6: /proc exists but takes no new file (even for root); the message said "No such
-    file or directory"."""
+    """/proc exists but takes no new file (even for root); the message once said "No such file or
+    directory"."""
     with pytest.raises(ExportError) as caught:
         export_items("/proc", [ExportItem("a", np.ones((4, 4), np.uint8), CLASSES)])
     message = str(caught.value)

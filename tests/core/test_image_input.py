@@ -124,8 +124,8 @@ def test_read_tile_reads_only_the_window_in_every_layout():
 
 
 def test_a_corrupt_tiff_is_said_to_be_corrupt_not_empty(tmp_path):
-    """Issue 24, item 6: a TIFF header over garbage (tifffile finds no page) said "the image is empty
-    (shape (0,))"."""
+    """A TIFF header over garbage (tifffile finds no page) once said "the image is empty (shape
+    (0,))"; it must say the file is corrupt."""
     from napari_genselfdiff.core.io.read import read_array
 
     path = tmp_path / "broken.tif"

@@ -1,4 +1,4 @@
-"""Instances follow corrected labels (issue 24, item 1): erased nuclei disappear, painted nuclei become
+"""Instances follow corrected labels: erased nuclei disappear, painted nuclei become
 new instances, a nucleus cut by an erased line becomes two, untouched nuclei keep their ids; the
 QuPath export of a pair stored with stale instances agrees with its corrected labels."""
 

@@ -1,4 +1,4 @@
-"""Partial annotations (issue 13): corrected regions stored with each snapshot, training on them only
+"""Partial annotations: corrected regions stored with each snapshot, training on them only
 (patches from the regions, the loss masked outside), and an export that keeps them apart."""
 
 from __future__ import annotations

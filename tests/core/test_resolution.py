@@ -1,4 +1,4 @@
-"""Resolution everywhere (issue 21): what files record, refusals, resampling and mapping back, the estimate."""
+"""Resolution everywhere: what files record, refusals, resampling and mapping back, the estimate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Whole-slide images (issue 12): the lazy reader, resolution, tissue mask, slide segmentation to a zarr
+"""Whole-slide images: the lazy reader, resolution, tissue mask, slide segmentation to a zarr
 store with GeoJSON nuclei, bad input. Every slide is written here by tifffile (core/io/synthetic_slide.py).
 
 Fast tests use small slides (a few hundred pixels, the "micro" network, 128-pixel tiles); the one slow

@@ -1,4 +1,4 @@
-"""Bad input for whole slides (issue 12), where test_slides.py and test_slides_cli.py do not already
+"""Bad input for whole slides, where test_slides.py and test_slides_cli.py do not already
 cover it: the napari readers on an unreadable slide or store, the slide widget without a resolution
 or with shapes off the slide, and a full disk at the later stages of a run (the nuclei GeoJSON, the
 pyramid) and while saving corrections. Each gives one clear sentence, and nothing written before is

@@ -1,4 +1,4 @@
-"""Correcting slide labels (issue 12): napari cannot paint a multiscale Labels layer, so a region of the
+"""Correcting slide labels: napari cannot paint a multiscale Labels layer, so a region of the
 store is opened as an in-memory Labels layer at its slide offset, painted, and written back to the
 store's level 0 with the coarser levels regenerated under it, as one transaction
 (core/io/labels_store.py: write_labels_region).

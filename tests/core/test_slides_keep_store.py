@@ -1,4 +1,4 @@
-"""Segmenting a slide again never replaces a finished labels store silently (issue 12): the store may
+"""Segmenting a slide again never replaces a finished labels store silently: the store may
 hold corrections saved from napari (core/io/labels_store.py: write_labels_region). The slide widget
 writes the new labels next to it (``<stem>_labels-2.zarr``, ``-3``, ...: the first free name) and says
 so; the CLI refuses and names the store and ``--overwrite``.

@@ -1,4 +1,4 @@
-"""Continuing an interrupted slide segmentation (issue 12): a cancelled, killed or disk-full run leaves
+"""Continuing an interrupted slide segmentation: a cancelled, killed or disk-full run leaves
 ``<stem>_labels.zarr.partial`` with a resume record; the same run again continues it and gives the
 labels of an uninterrupted run; a run with other settings is refused; ``restart`` starts over.
 

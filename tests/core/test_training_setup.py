@@ -219,7 +219,7 @@ def test_defaults_plus_paper_json_are_the_paper_protocol():
 
 
 def test_a_finetuned_model_inherits_its_parents_resolution_and_card(he_crop, tmp_path, make_model):
-    """Issue 24, item 5: the child of a model recorded at 0.25 um/px is at 0.25 um/px too, and keeps the
+    """The child of a model recorded at 0.25 um/px is at 0.25 um/px too, and keeps the
     card fields that stay true for it (intended use, limits, licence) with its parent's name."""
     from napari_genselfdiff.core.network import UNetConfig
 

@@ -1,4 +1,4 @@
-"""What to correct next (issue 13): the entropy map, fields ranked by it, and the widget's layer + list."""
+"""What to correct next: the entropy map, fields ranked by it, and the widget's layer + list."""
 
 from __future__ import annotations
 

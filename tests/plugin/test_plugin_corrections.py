@@ -1,6 +1,6 @@
-"""Corrections reach the nuclei and the QuPath export, and "No" keeps every edited layer (issue 24,
-item 1); the labels layer is the selected one after a run, the status names the model and the layers,
-an unchecked fine-tuned model is said to be unchecked, and Cancel empties the progress bar (item 7, 9).
+"""Corrections reach the nuclei and the QuPath export, and "No" keeps every edited layer; the
+labels layer is the selected one after a run, the status names the model and the layers,
+an unchecked fine-tuned model is said to be unchecked, and Cancel empties the progress bar.
 
 The bundled model segments a 160x160 crop of the bundled H&E sample (about 0.5 s on a CPU), so the
 nuclei are real ones."""
@@ -63,9 +63,9 @@ def test_corrections_reach_the_stored_nuclei_and_the_qupath_export(setup, tmp_pa
     seg.run([image])
     labels, nuclei = viewer.layers["he labels"], viewer.layers["he nuclei"]
     assert seg.outcome == "done"
-    # item 9: the labels are selected (not the uncertainty map added after them), so the brush acts on them
+    # the labels are selected (not the uncertainty map added after them), so the brush acts on them
     assert viewer.layers.selection.active is labels
-    # item 7: the status names the model and the layer it made; the layers record the model
+    # the status names the model and the layer it made; the layers record the model
     assert "with 'GenSelfDiff nuclei" in seg.status_text() and "'he labels'" in seg.status_text()
     assert labels.metadata["genselfdiff"]["model_name"].startswith("GenSelfDiff nuclei")
     before = np.asarray(nuclei.data).copy()

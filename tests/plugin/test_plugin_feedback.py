@@ -1,4 +1,4 @@
-"""What the widget tells the user (issue 15): each job's last word stays in full in its panel's status
+"""What the widget tells the user: each job's last word stays in full in its panel's status
 line while toasts stay short; the Train tab leads with fine-tuning; read-only fields show the real
 model; models are listed by display name; the provenance says which images trained and which
 validated; labels layers sit on their image and a re-segmentation replaces instead of stacking."""

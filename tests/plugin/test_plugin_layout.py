@@ -1,5 +1,5 @@
 """Every panel fits napari's dock at 1500x950, at the default dock width and at the widget's minimum
-width, with the slide widget docked beside it too (issue 24, item 3): no visible child reaches outside
+width, with the slide widget docked beside it too: no visible child reaches outside
 its tab's visible area ("Cancel" cut to "Cance", "..." buttons off-screen) and none is squeezed below
 its minimum size (rows drawn over each other). See plugin/_fit.py."""
 

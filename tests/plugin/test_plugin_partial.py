@@ -1,4 +1,4 @@
-"""The widget under the correction loop's faults and partial annotations (issue 13): regions from a
+"""The widget under the correction loop's faults and partial annotations: regions from a
 Shapes layer or the current view, clear messages for bad input, and edits never overwritten when a
 fine-tuning ends and re-segments. See docs/reliability.md."""
 

@@ -1,4 +1,4 @@
-"""The Segment panel and resolutions (issue 21; issue 24 item 2): the Resolution field is filled from
+"""The Segment panel and resolutions: the Resolution field is filled from
 the layer (a slide's record, a scale in microns), the image is segmented at the model's resolution
 and the labels come back in its own pixels, the status says which resolution; a bad typed value is
 refused."""

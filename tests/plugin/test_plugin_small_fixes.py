@@ -1,4 +1,4 @@
-"""Issue 24, item 9: the training status line never shows the raw log line of a start, a cancelled run
+"""Small GUI fixes: the training status line never shows the raw log line of a start, a cancelled run
 leaves no part-filled bar, the annotation pair list shows whole rows, and slide labels take the class
 colours (nucleus gold) like the Segment panel's labels."""
 

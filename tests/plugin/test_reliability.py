@@ -1,4 +1,4 @@
-"""Nothing lost under faults (issue 13): kill -9 while the annotation set is written, kill -9 of the
+"""Nothing lost under faults: kill -9 while the annotation set is written, kill -9 of the
 training child in mid-run and a resume from its last checkpoint. The GUI-side checks (edits never
 overwritten, messages for bad input) are in tests/plugin/test_plugin_partial.py. See docs/reliability.md."""
 
