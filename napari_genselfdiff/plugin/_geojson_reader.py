@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ..core.annotations.qupath import (
-    GEOJSON_SUFFIXES,
     QuPathFile,
     QuPathObject,
     check_inside,
@@ -37,7 +36,7 @@ from ..core.annotations.qupath import (
     read_geojson,
 )
 from ..core.data.folders import match_key
-from ..core.defaults import class_colour
+from ..core.defaults import GEOJSON_SUFFIXES, class_colour
 
 #: labels larger than this many pixels open as a lazy multiscale pyramid instead of one array.
 DENSE_PIXELS = 1 << 27
