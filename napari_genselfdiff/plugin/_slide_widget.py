@@ -39,19 +39,17 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core.io.slide import SlideError
 from ._layers import META_KEY
 from ._threading import start_worker
+from .widgets._form import hbox, panel_layout
 
 SCOPES = ("Whole slide", "Field of view", "Shapes")
 #: Metadata key of an editable region of a labels store (under ``metadata["genselfdiff"]``).
@@ -138,30 +136,13 @@ class SlideSegmentWidget(QWidget):
         self.status = QLabel("Open a slide (.svs, .ndpi, .scn, pyramidal TIFF) with File > Open.")
         self.status.setWordWrap(True)
 
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(browse)
-        form = QFormLayout()
-        form.addRow("Slide", self.slide_combo)
-        form.addRow("Model", model_row)
-        form.addRow("Output", self.out_edit)
-        form.addRow("Resolution (um/px)", self.mpp_edit)
-        form.addRow("Segment", self.scope_combo)
-        form.addRow("Shapes layer", self.shapes_combo)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.instances_check)
-        layout.addWidget(self.restart_check)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.segment_button)
-        buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
-        correct = QHBoxLayout()
-        correct.addWidget(self.edit_button)
-        correct.addWidget(self.save_edits_button)
-        layout.addLayout(correct)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout = panel_layout(
+            self,
+            [("Slide", self.slide_combo), ("Model", hbox(self.model_combo, browse, stretch=0)),
+             ("Output", self.out_edit), ("Resolution (um/px)", self.mpp_edit), ("Segment", self.scope_combo),
+             ("Shapes layer", self.shapes_combo)],
+            self.instances_check, self.restart_check, hbox(self.segment_button, self.cancel_button),
+            hbox(self.edit_button, self.save_edits_button), self.progress, self.status)
         layout.addStretch(1)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh)

@@ -22,15 +22,12 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QVBoxLayout,
 )
 
 from ...core.errors import GenSelfDiffError, MaskInputError
@@ -49,6 +46,7 @@ from .._layers import (
     nuclei_layer_for,
     paired_image,
 )
+from ._form import hbox, panel_layout
 from ._path_edit import PathEdit
 
 REGION_WHOLE = "whole image"
@@ -94,21 +92,9 @@ class AnnotationPanel(QGroupBox):
         self._status = QLabel()
         self._status.setWordWrap(True)
 
-        form = QFormLayout()
-        form.addRow("Folder:", self._folder_row)
-        form.addRow("Labels:", self._labels)
-        form.addRow("Image:", self._image)
-        form.addRow("Corrected:", self._region)
-        list_buttons = QHBoxLayout()
-        list_buttons.addWidget(self._count, 1)
-        list_buttons.addWidget(self._open)
-        list_buttons.addWidget(self._remove)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self._mark)
-        layout.addWidget(self._status)
-        layout.addWidget(self._list)
-        layout.addLayout(list_buttons)
+        panel_layout(self, [("Folder:", self._folder_row), ("Labels:", self._labels), ("Image:", self._image),
+                            ("Corrected:", self._region)],
+                     self._mark, self._status, self._list, hbox(self._count, self._open, self._remove, stretch=0))
 
         self._folder.editingFinished.connect(lambda: self.open_folder(self._folder.text()))
         self._mark.clicked.connect(lambda: self.mark_corrected())

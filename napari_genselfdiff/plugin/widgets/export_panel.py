@@ -14,18 +14,16 @@ import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QRadioButton,
-    QVBoxLayout,
 )
 
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import classes_of, layer_meta, nuclei_layer_for
+from ._form import hbox, panel_layout
 from ._path_edit import PathEdit
 
 
@@ -58,19 +56,10 @@ class ExportPanel(QGroupBox):
         self._status = QLabel()
         self._status.setWordWrap(True)
 
-        formats = QHBoxLayout()
-        for box in (self._tif, self._png, self._geojson):
-            formats.addWidget(box)
-        form = QFormLayout()
-        form.addRow("Export:", self._from_set)
-        form.addRow("", self._from_layer)
-        form.addRow("To folder:", self._folder_row)
-        form.addRow("Formats:", formats)
-        form.addRow("QuPath objects:", self._object_type)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self._export)
-        layout.addWidget(self._status)
+        panel_layout(self, [("Export:", self._from_set), ("", self._from_layer), ("To folder:", self._folder_row),
+                            ("Formats:", hbox(self._tif, self._png, self._geojson)),
+                            ("QuPath objects:", self._object_type)],
+                     self._export, self._status)
 
         self._export.clicked.connect(lambda: self.export())
 

@@ -24,16 +24,15 @@ from typing import Any, NamedTuple
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QGroupBox,
     QLineEdit,
-    QVBoxLayout,
 )
 
 from ...core.defaults import DEFAULT_CLASSES, INFERENCE_TILE, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
 from .. import _notify
 from .._layers import image_layers, layer_meta
+from ._form import panel_layout
 from ._path_edit import PathEdit
 from ._training_common import TrainingLifecycle, patch_stride, size_fields
 from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
@@ -124,20 +123,11 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             "instead of starting a new run folder."
         )
 
-        form = QFormLayout()
-        form.addRow("Train on:", self.use_set)
-        form.addRow("+ images:", self.images)
-        form.addRow("+ masks:", self.masks)
-        form.addRow("Start from:", self.start_from)
-        form.addRow("Network:", self.arch)
-        form.addRow("Patch size:", self.patch)
-        form.addRow("Steps:", self.steps)
-        form.addRow("Batch:", self.batch)
-        form.addRow("Run folder:", self.run_dir)
-        form.addRow("", self.resume_box)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.controls)
+        panel_layout(self, [("Train on:", self.use_set), ("+ images:", self.images), ("+ masks:", self.masks),
+                            ("Start from:", self.start_from), ("Network:", self.arch), ("Patch size:", self.patch),
+                            ("Steps:", self.steps), ("Batch:", self.batch), ("Run folder:", self.run_dir),
+                            ("", self.resume_box)],
+                     self.controls)
 
         self.start_from.currentTextChanged.connect(lambda *_: self.sync_network())
         self.arch.activated.connect(lambda *_: self._remember_arch())

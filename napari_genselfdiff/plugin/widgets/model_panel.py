@@ -12,16 +12,15 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QVBoxLayout,
 )
 
 from ...core.defaults import DEVICE_CHOICES, PRECISION_CHOICES
 from ...core.errors import GenSelfDiffError
 from .. import _notify
+from ._form import hbox, panel_layout
 
 _NONE = "(choose a model file...)"
 _DEFAULT = "Default model (bundled)"
@@ -79,21 +78,10 @@ class ModelPanel(QGroupBox):
         self._status = QLabel()
         self._status.setWordWrap(True)
 
-        row = QHBoxLayout()
-        row.addWidget(self._choices, 1)
-        row.addWidget(self._browse)
-        device_row = QHBoxLayout()
-        device_row.addWidget(QLabel("Device:"))
-        device_row.addWidget(self._device)
-        device_row.addWidget(self._precision)
-        device_row.addWidget(self._device_label, 1)
         self._device_label.setWordWrap(True)  # "uses cuda (bf16)" wraps rather than widening the dock
-        layout = QVBoxLayout(self)
-        layout.addLayout(row)
-        layout.addLayout(device_row)
-        layout.addWidget(self._classes)
-        layout.addWidget(self._info)
-        layout.addWidget(self._status)
+        panel_layout(self, [], hbox(self._choices, self._browse, stretch=0),
+                     hbox(QLabel("Device:"), self._device, self._precision, self._device_label, stretch=3),
+                     self._classes, self._info, self._status)
 
         self._choices.activated.connect(self._on_choice)
         self._browse.clicked.connect(self._on_browse)

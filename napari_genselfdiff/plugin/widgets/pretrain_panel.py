@@ -17,13 +17,10 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
 )
 
 from ...core.errors import GenSelfDiffError
@@ -31,6 +28,7 @@ from .. import _notify
 from .._layers import META_KEY
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
+from ._form import hbox, panel_layout
 from ._training_common import (
     FolderList,
     TrainingLifecycle,
@@ -80,22 +78,11 @@ class PretrainPanel(QGroupBox, TrainingLifecycle):
         self.preview_button = QPushButton("Preview samples")
         self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
 
-        form = QFormLayout()
-        form.addRow("Images:", self.use_layers)
-        form.addRow("", self.folders)
-        form.addRow("Network:", self.arch)
-        form.addRow("Patch size:", self.patch)
-        form.addRow("Steps:", self.steps)
-        form.addRow("Batch:", self.batch)
-        form.addRow("Checkpoint every:", self.checkpoint_every)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.run_dir, 1)
-        form.addRow("Run folder:", run_row)
-        form.addRow("", self.resume_box)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.controls)
-        layout.addWidget(self.preview_button)
+        panel_layout(self, [("Images:", self.use_layers), ("", self.folders), ("Network:", self.arch),
+                            ("Patch size:", self.patch), ("Steps:", self.steps), ("Batch:", self.batch),
+                            ("Checkpoint every:", self.checkpoint_every), ("Run folder:", hbox(self.run_dir, stretch=0)),
+                            ("", self.resume_box)],
+                     self.controls, self.preview_button)
 
         self._connect_controls()
         self.preview_button.clicked.connect(lambda: self.preview())

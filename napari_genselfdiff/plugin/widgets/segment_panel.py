@@ -50,9 +50,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -60,7 +58,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
 )
 
 from ...core.defaults import INFERENCE_TILE, overlap_for_tile
@@ -78,6 +75,7 @@ from .._layers import (
     layer_meta,
 )
 from .._threading import start_worker, threads_disabled
+from ._form import hbox, panel_layout
 
 
 def _unchecked(info) -> str | None:
@@ -216,23 +214,10 @@ class SegmentPanel(QGroupBox):
         self._status = QLabel("")
         self._status.setWordWrap(True)
 
-        form = QFormLayout()
-        form.addRow("Image:", self._layer)
-        form.addRow("", self._all)
-        form.addRow("Resolution (um/px):", self._mpp)
-        form.addRow("Tile size:", self._tile)
-        form.addRow("", self._instances)
-        form.addRow("", self._uncertainty)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self._run, 1)
-        buttons.addWidget(self._cancel)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self._bar)
-        layout.addWidget(self._status)
-        layout.addWidget(QLabel("Correct next (mean uncertainty of 256x256 fields):"))
-        layout.addWidget(self._next)
+        panel_layout(self, [("Image:", self._layer), ("", self._all), ("Resolution (um/px):", self._mpp),
+                            ("Tile size:", self._tile), ("", self._instances), ("", self._uncertainty)],
+                     hbox(self._run, self._cancel, stretch=0), self._bar, self._status,
+                     QLabel("Correct next (mean uncertainty of 256x256 fields):"), self._next)
 
         self._run.clicked.connect(lambda: self.run())
         self._next.currentRowChanged.connect(lambda row: self.go_to_field(row))
