@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: the command error, input expansion, inference options."""
+"""Helpers shared by the subcommands: the command error, the parser of a subcommand, the --model and
+inference options, input expansion."""
 
 from __future__ import annotations
 
@@ -26,6 +27,23 @@ FOLDER_SLIDE_SUFFIXES = VENDOR_SLIDE_SUFFIXES + UNSUPPORTED_SLIDE_SUFFIXES
 
 class CommandError(Exception):
     """A problem with the command as given: printed as one line without a traceback, exit code 2."""
+
+
+def add_command(subparsers, name: str, run, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand: its one-line ``help``, its ``description``, an epilog
+    "Example: <example>", and ``run(args) -> int`` as what it calls. Returns it for the arguments."""
+    parser = subparsers.add_parser(name, help=help, description=description, epilog=f"Example: {example}")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """--model: a model file or a bundled model's name (default: the bundled default model)."""
+    parser.add_argument(
+        "--model", default="default", metavar="PATH|NAME",
+        help="a .safetensors model file, or the name of a model bundled with the package: 'default' (the "
+             "nuclei model, also 'nuclei') or another file of napari_genselfdiff/models/ by its name (default: default)",
+    )
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:

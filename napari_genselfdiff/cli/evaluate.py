@@ -29,14 +29,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import add_command
+
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
+    parser = add_command(
+        subparsers, "evaluate", run,
         help="score predicted masks against ground truth (IoU, F1, AJI, PQ, object F1, HD, HD95; GlaS)",
         description="Score every predicted mask in --pred against the ground truth of the same name in "
         "--gt, on whole images, and print a table.",
-        epilog="Example: genselfdiff evaluate --pred results/ --gt monuseg/test/instance_masks --json scores.json",
+        example="genselfdiff evaluate --pred results/ --gt monuseg/test/instance_masks --json scores.json",
     )
     parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predictions")
     parser.add_argument("--gt", required=True, type=Path, metavar="DIR",
@@ -64,7 +66,6 @@ def add_parser(subparsers) -> None:
         help="also report means per name prefix before the first '_' (GlaS testA_* and testB_* apart)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the scores as JSON")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,20 +9,19 @@ import argparse
 import os
 import sys
 
-from .common import CommandError
+from .common import CommandError, add_command
 
 PLUGIN = "napari-genselfdiff"
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "gui",
+    parser = add_command(
+        subparsers, "gui", run,
         help="open napari with the GenSelfDiff widget",
         description="Open napari with the napari-genselfdiff widget docked, and open the given images.",
-        epilog="Example: genselfdiff gui slide1.tif",
+        example="genselfdiff gui slide1.tif",
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files to open")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import add_command
+
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "info",
+    parser = add_command(
+        subparsers, "info", run,
         help="describe a model file",
         description="Print a model file's architecture, classes, normalisation, provenance and model card "
         "(read from its metadata; the weights are not loaded).",
-        epilog="Example: genselfdiff info nuclei.safetensors",
+        example="genselfdiff info nuclei.safetensors",
     )
     parser.add_argument("model", metavar="MODEL", help="a .safetensors model file, or a bundled model's name ('default', 'nuclei', ...)")
     parser.add_argument("--json", action="store_true", help="print the metadata as JSON instead")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,34 +13,29 @@ import argparse
 from pathlib import Path
 
 from ..core.defaults import SAMPLE_IMAGE as SAMPLE
-from .common import add_inference_arguments
+from .common import add_command, add_inference_arguments, add_model_argument
 from .segment import segment_files
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run",
+    parser = add_command(
+        subparsers, "run", run,
         help="segment the bundled sample (or given images) and write labels + overlays to out/",
         description=(
             "The main job: segment the bundled H&E sample (a 512x512 MoNuSeg crop), or the images "
             "given, with the default model; writes <stem>_labels.tif and <stem>_overlay.png to --out, "
             "replacing earlier outputs of the same names."
         ),
-        epilog="Example: genselfdiff run --model nuclei.safetensors my_image.tif",
+        example="genselfdiff run --model nuclei.safetensors my_image.tif",
     )
     parser.add_argument(
         "images", nargs="*", metavar="IMAGE",
         help=f"image files or folders (default: the bundled sample {SAMPLE.name})",
     )
-    parser.add_argument(
-        "--model", default="default", metavar="PATH|NAME",
-        help="a .safetensors model file, or the name of a model bundled with the package: 'default' (the "
-             "nuclei model, also 'nuclei') or another file of napari_genselfdiff/models/ by its name (default: default)",
-    )
+    add_model_argument(parser)
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR", help="output folder (default: out)")
     parser.add_argument("--instances", action="store_true", help="outline nucleus instances (touching nuclei apart)")
     add_inference_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

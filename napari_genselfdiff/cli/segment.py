@@ -24,12 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import GenSelfDiffError
-from .common import CommandError, add_inference_arguments, expand_inputs, inference_settings
+from .common import (
+    CommandError,
+    add_command,
+    add_inference_arguments,
+    add_model_argument,
+    expand_inputs,
+    inference_settings,
+)
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "segment",
+    parser = add_command(
+        subparsers, "segment", run,
         help="segment image files and write label TIFFs",
         description=(
             "Segment H&E images (.tif .tiff .png .jpg .jpeg .bmp, or folders of them) with a model file "
@@ -37,14 +44,10 @@ def add_parser(subparsers) -> None:
             ".bif, pyramidal or very large TIFF) are segmented on tissue only, at the model's resolution, "
             "into <stem>_labels.zarr (OME-Zarr) and, with --instances, <stem>_nuclei.geojson (QuPath)."
         ),
-        epilog="Example: genselfdiff segment slide1.tif slide2.png --model nuclei.safetensors --out results/",
+        example="genselfdiff segment slide1.tif slide2.png --model nuclei.safetensors --out results/",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of image files")
-    parser.add_argument(
-        "--model", default="default", metavar="PATH|NAME",
-        help="a .safetensors model file, or the name of a model bundled with the package: 'default' (the "
-             "nuclei model, also 'nuclei') or another file of napari_genselfdiff/models/ by its name (default: default)",
-    )
+    add_model_argument(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the outputs (created)")
     add_inference_arguments(parser)
     parser.add_argument(

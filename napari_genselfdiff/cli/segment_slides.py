@@ -18,11 +18,11 @@ from .common import CommandError
 
 def add_slide_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("whole slides (.svs .ndpi .scn .bif, pyramidal or very large TIFF)")
-    group.add_argument("--mpp", type=_mpp, default=None, metavar="UM",
+    group.add_argument("--mpp", type=_microns_per_pixel("--mpp"), default=None, metavar="UM",
                        help="the images' and slides' microns per pixel, overriding what the files record (40x: "
                             "about 0.25, 20x: about 0.5). Without it: the file's, else an estimate from the "
                             "nuclei (nuclei models), else the model's; each output line says which")
-    group.add_argument("--model-mpp", type=_positive_float, default=None, metavar="UM",
+    group.add_argument("--model-mpp", type=_microns_per_pixel("--model-mpp"), default=None, metavar="UM",
                        help="the model's microns per pixel (default: from the model file, else 0.25)")
     group.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
                        help="segment only this rectangle, in level-0 slide pixels")
@@ -134,26 +134,21 @@ def segment_slides(paths: list[Path], *, model: str, out_dir: Path, args: argpar
     return n_failed
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be a number, not {text}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
+def _microns_per_pixel(option: str):
+    """The argparse type of ``option``: microns per pixel > 0 (the model's range is checked once the
+    model is loaded); a refusal says what to type."""
+    hint = f"type microns per pixel, e.g. {option} 0.25 for a 40x scan, {option} 0.5 for 20x"
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text} is not a number; {hint}") from exc
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} um/px is not a resolution (it must be more than 0); {hint}")
+        return value
 
-def _mpp(text: str) -> float:
-    """--mpp: microns per pixel > 0 (the model's range is checked once the model is loaded)."""
-    hint = "type microns per pixel, e.g. --mpp 0.25 for a 40x scan, --mpp 0.5 for 20x"
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text} is not a number; {hint}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} um/px is not a resolution (it must be more than 0); {hint}")
-    return value
+    return parse
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
