@@ -105,36 +105,13 @@ def hausdorff_and_hd95(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 
 def hausdorff_distance(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Symmetric Hausdorff distance between the boundaries of two masks, in pixels.
-
-    See `hausdorff_and_hd95` for the definition.
-
-    Args:
-        pred: (H, W) boolean (or 0/nonzero) mask.
-        gt: (H, W) mask of the same shape.
-
-    Returns:
-        HD in pixels; 0.0 when both masks are empty, float("inf") when exactly one is.
-
-    Raises:
-        ValueError: the shapes differ or the masks are not 2-D.
-    """
+    """Symmetric Hausdorff distance between the boundaries of two (H, W) masks, in pixels: the first
+    value of `hausdorff_and_hd95` (its definition, empty-mask rules and errors)."""
     return hausdorff_and_hd95(pred, gt)[0]
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray) -> float:
-    """95th percentile of the pooled symmetric boundary distances, in pixels.
-
-    See `hausdorff_and_hd95` for the definition and how it differs from other tools.
-
-    Args:
-        pred: (H, W) boolean (or 0/nonzero) mask.
-        gt: (H, W) mask of the same shape.
-
-    Returns:
-        HD95 in pixels; 0.0 when both masks are empty, float("inf") when exactly one is.
-
-    Raises:
-        ValueError: the shapes differ or the masks are not 2-D.
-    """
+    """95th percentile of the pooled symmetric boundary distances of two (H, W) masks, in pixels: the
+    second value of `hausdorff_and_hd95` (its definition, how it differs from other tools, empty-mask
+    rules and errors)."""
     return hausdorff_and_hd95(pred, gt)[1]
