@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-json", type=Path, default=None,
                    help="testA/testB scores written by 'genselfdiff evaluate --glas --by-prefix --json' (else the "
                         "record's own 'test', from glas.py --test)")
+    p.add_argument("--instances-json", type=Path, default=None,
+                   help="gland-splitting settings chosen on the held-out images (tune_glands.py; in model pixels)")
     args = p.parse_args(argv)
     record = json.loads(args.record.read_text())
     model, info = load_model(record["model"])
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     prov["evaluation"] = (
         "whole images, tile 512, fp32, per-image means: pixel F1/IoU (gland vs background), GlaS object F1 / "
         "object Dice / object Hausdorff (Sirinukunwattana et al. 2017; core/metrics/objects.py) on gland instances "
-        f"(connected components >= {GLAND_MIN_SIZE} px) against the GlaS masks' components; validation = "
+        f"(made as the model file's postprocess says) against the GlaS masks' components; validation = "
         f"{len(record.get('validation_images', []))} training images of patients 3, 5, 6 (held out), testA (60) and "
         "testB (20) = the official test sets, never used to choose anything")
     prov["experiment"] = {"record": str(args.record), "command": record["command"],
@@ -73,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     info.classes = list(GLAND_CLASSES)
     # Instances are made at the model's resolution: the minimum gland size in its pixels.
     info.postprocess = {"instances": {**GLAND_POSTPROCESS, "min_size": round(GLAND_MIN_SIZE * scale * scale)}}
+    if args.instances_json is not None:
+        best = json.loads(args.instances_json.read_text())["best"]
+        info.postprocess = {"instances": dict(best["params"])}
+        metrics.update({f"validation_split_{k}": round(float(best[k]), 4) for k in ("f1_object", "object_dice", "object_hd")})
+    split = info.postprocess["instances"]
     info.mpp = round(GLAS_MPP / scale, 4)
     info.input_mpp = GLAS_MPP if scale != 1.0 else None
     arch = info.architecture
@@ -95,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "limits": [
             f"Works at {info.mpp:g} um/px: GlaS images (20x, {GLAS_MPP} um/px) shrunk {1 / scale:g}x for context. Images "
             f"that record no resolution are taken as {GLAS_MPP} um/px (20x); others are resampled from what they record.",
-            "Touching glands that the network joins stay one instance (connected components, no split); "
-            f"objects under {GLAND_MIN_SIZE} px (at 20x) are dropped.",
+            ("Touching glands are split by a distance-transform watershed (h "
+             f"{split['h']:g}, min_distance {split['min_distance']:g} model pixels), which can also split a long gland; "
+             if split.get("split_touching") else
+             "Touching glands that the network joins stay one instance (connected components, no split); ")
+            + f"objects under {split['min_size']} model pixels ({split['min_size'] / scale / scale:g} at 20x) are dropped.",
             "Colorectal H&E from one centre (GlaS, 16 slides' worth of patients); a short CPU training budget: "
             "a starting point for correction, not a diagnostic device.",
         ],

@@ -42,11 +42,12 @@ from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 
 #: The grid, in the model's pixels (at 1.24 um/px a gland is about 20-200 px across).
 #: (glas_half_nuclei_init_instances.json: a first grid of min_size 12-200, h 2-4, min_distance 10-20 peaked
-#: at its edges, min_size 200 and h 4, so the grid reaches further.)
+#: at its edges, min_size 200 and h 4; on the 1500-step model, glas_half_long_instances_grid2.json, a
+#: second grid up to min_size 800 and h 12 peaked at its edge again, so the grid reaches further.)
 GRID = {
     "split_touching": [False, True],
-    "min_size": [50, 100, 200, 400, 800],
-    "h": [4.0, 8.0, 12.0],
+    "min_size": [50, 100, 200, 400, 800, 1200, 1600],
+    "h": [4.0, 8.0, 12.0, 16.0, 24.0],
     "min_distance": [20.0, 40.0],
 }
 
