@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics.update({f"{name}_{k}": v for k, v in _rounded(group["mean"]).items()})
     prov["metrics"] = metrics
     prov["evaluation"] = (
-        "whole images, tile 512, fp32, per-image means: pixel F1/IoU (gland vs background), GlaS object F1 / "
+        "whole images, per-image means (validation: glas.py, fp32; test: genselfdiff segment --instances with auto "
+        "precision, then genselfdiff evaluate --glas --by-prefix, when --test-json is given): pixel F1/IoU (gland vs background), GlaS object F1 / "
         "object Dice / object Hausdorff (Sirinukunwattana et al. 2017; core/metrics/objects.py) on gland instances "
         f"(made as the model file's postprocess says) against the GlaS masks' components; validation = "
         f"{len(record.get('validation_images', []))} training images of patients 3, 5, 6 (held out), testA (60) and "
