@@ -223,6 +223,21 @@ def _summary(emit: Emitter, case: str, runs: list[dict], **extra) -> dict:
                 repeats=len(runs), runs=[{k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()} for r in runs], **extra)
 
 
+def _repeat(viewer, widget, image, repeats: int, profile_name: str | None) -> tuple[list, object]:
+    """``repeats`` segmentations of ``image`` from a clean slate (results removed before each), then one
+    more under cProfile when ``profile_name`` is given: (the runs, the profile's top entries or None)."""
+    ticks, runs = TickLog(), []
+    for _ in range(repeats):
+        _remove_results(viewer)
+        runs.append(_segment_once(viewer, widget, image, ticks, None))
+    if profile_name is None:
+        return runs, None
+    _remove_results(viewer)
+    profiler = Profiler(profile_name)
+    _segment_once(viewer, widget, image, ticks, profiler)
+    return runs, profiler.top()
+
+
 def case_sample(emit, viewer, widget, repeats: int, profile: bool) -> dict:
     from napari_genselfdiff.plugin._sample_data import he_nuclei_sample
 
@@ -231,16 +246,7 @@ def case_sample(emit, viewer, widget, repeats: int, profile: bool) -> dict:
     widget.segment_panel._instances.setChecked(True)
     widget.segment_panel._uncertainty.setChecked(True)
     pump(0.3)
-    ticks, runs = TickLog(), []
-    for k in range(repeats):
-        _remove_results(viewer)
-        runs.append(_segment_once(viewer, widget, image, ticks, None))
-    profiled = None
-    if profile:
-        _remove_results(viewer)
-        profiler = Profiler("sample")
-        _segment_once(viewer, widget, image, ticks, profiler)
-        profiled = profiler.top()
+    runs, profiled = _repeat(viewer, widget, image, repeats, "sample" if profile else None)
     viewer.layers.clear()
     pump(0.3)
     return _summary(emit, "ui_layers_sample", runs, image="bundled sample 512x512, bundled model, labels + nuclei + "
@@ -281,16 +287,7 @@ def case_large(emit, viewer, widget, size: int, repeats: int, profile: bool) -> 
     real = module.segment_images
     module.segment_images = fake_segment_images
     try:
-        ticks, runs = TickLog(), []
-        for k in range(repeats):
-            _remove_results(viewer)
-            runs.append(_segment_once(viewer, widget, layer, ticks, None))
-        profiled = None
-        if profile:
-            _remove_results(viewer)
-            profiler = Profiler("large")
-            _segment_once(viewer, widget, layer, ticks, profiler)
-            profiled = profiler.top()
+        runs, profiled = _repeat(viewer, widget, layer, repeats, "large" if profile else None)
     finally:
         module.segment_images = real
     viewer.layers.clear()

@@ -73,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=BUNDLED_DIR / BUNDLED_DEFAULT)
     p.add_argument("--instances-json", type=Path, default=None,
                    help="nucleus-splitting settings chosen on training images (tune_instances.py)")
+    p.add_argument("--test-json", type=Path, default=None,
+                   help="test scores of the bundled file itself, written by 'genselfdiff evaluate --instances --json' "
+                        "(score_cli.sh); else the record's own 'test' (recipe.py --test)")
     args = p.parse_args(argv)
     record = json.loads(args.record.read_text())
+    if args.test_json is not None:
+        record["test"] = json.loads(args.test_json.read_text())
     history = training_history(record, args.record.resolve().parent)  # before the bundled file is replaced
     model, info = load_model(record["model"])
     prov = info.provenance
@@ -83,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     prov["metrics"] = {**{f"monuseg_test_{k}": v for k, v in test.items()},
                        **{f"validation_{k}": v for k, v in val.items()}}
     prov["evaluation"] = (
-        "whole images, tile 512, fp32: pixel IoU/F1 and boundary HD/HD95 against the binary masks, instance AJI "
+        ("test: this file through genselfdiff segment --instances (auto precision, resolution read or estimated) and "
+         "genselfdiff evaluate --instances, per-image means; " if args.test_json is not None else "")
+        + "whole images, tile 512, fp32: pixel IoU/F1 and boundary HD/HD95 against the binary masks, instance AJI "
         "(Kumar et al. 2017) against the instance masks, nuclei split by core.inference.instances; validation = "
         f"{len(record.get('validation', {}).get('per_image', {}))} held-out MoNuSeg training images, test = the 14 "
         "official MoNuSeg 2018 test images (never used to choose anything)")

@@ -33,7 +33,7 @@ from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 GRIDS = {
     "contour": {"interior_threshold": (0.3, 0.4, 0.5, 0.6), "min_marker": (4, 8, 16), "min_size": (20, 30)},
-    "distance": {"h": (0.05, 0.1, 0.2), "smooth": (0.0, 1.0, 2.0), "min_size": (8, 20, 30)},
+    "distance": {"h": (0.05, 0.1, 0.15, 0.2), "smooth": (0.0, 1.0, 2.0), "min_size": (8, 20, 30)},
     "hover": {"energy_threshold": (0.3, 0.4, 0.5, 0.6), "smooth": (1.0, 2.0), "min_marker": (3, 10), "min_size": (8, 30)},
     "classes": {"h": (0.5, 1.0), "min_distance": (6.0, 8.0, 10.0), "min_size": (20, 30)},
 }
