@@ -111,6 +111,43 @@ def default_model_shots() -> int:
     return 0
 
 
+def gland_shots(name: str = "train_18") -> int:
+    """The bundled gland model chosen by its name in the Model panel and run on a held-out GlaS training
+    image (18_glands.png): glands as labels, touching glands apart in the nuclei/instances layer."""
+    work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
+    os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")
+    os.environ["GENSELFDIFF_DATA_DIR"] = str(work / "data")
+    image_path = ROOT.parent / "shared" / "data" / "glas" / "images" / f"{name}.jpg"
+    if not image_path.is_file():
+        print(f"error: {image_path} not found (the shared data folder is absent).", flush=True)
+        return 2
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    import napari
+
+    from napari_genselfdiff.core.model_files import bundled_model_path
+    from napari_genselfdiff.plugin._testing import open_widget
+
+    viewer = napari.Viewer(title="napari-genselfdiff")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = open_widget(viewer)
+    _settle(800)
+    image = viewer.open(image_path, plugin="napari-genselfdiff")[0]
+    widget.model_panel.load(bundled_model_path("glands"))
+    panel = widget.segment_panel
+    panel._instances.setChecked(True)
+    panel.run()
+    _wait(lambda: not widget.state.running("segment"))
+    for layer in viewer.layers:  # the glands filled, one colour each; the class labels hidden below them
+        if layer.name.startswith(image.name) and layer._type_string == "labels":
+            layer.contour, layer.opacity = 0, 0.45
+            layer.visible = layer.name != f"{image.name} labels"
+    viewer.reset_view()
+    _shot(viewer, "18_glands.png")
+    print(panel.status_text() if hasattr(panel, "status_text") else "", flush=True)
+    viewer.close()
+    return 0
+
+
 def slide_shots(size: tuple[int, int] = (6144, 8192)) -> int:
     """The slide workflow (13-16_slide_*.png): a synthetic pyramidal slide opened as a multiscale layer,
     a drawn rectangle segmented with the bundled model into a labels store, the nuclei GeoJSON drawn
@@ -231,7 +268,11 @@ def main(argv=None) -> int:
                         help="only the bundled default model on the sample (11_default_model.png, 12_default_segmented.png)")
     parser.add_argument("--slides-only", action="store_true",
                         help="only the slide workflow on a synthetic slide with the bundled model (13-16_slide_*.png)")
+    parser.add_argument("--glands-only", action="store_true",
+                        help="only the bundled gland model on a held-out GlaS image (18_glands.png)")
     args = parser.parse_args(argv)
+    if args.glands_only:
+        return gland_shots()
     if args.default_only:
         return default_model_shots()
     if args.slides_only:

@@ -61,3 +61,22 @@ def test_a_typed_resolution_is_given_and_a_bad_one_refused(setup, he_image):
     assert panel.outcome == "done", log.items
     assert viewer.layers["crop labels"].data.shape == (48, 48)
     assert "0.5 um/px (given: Resolution field)" in panel.status_text()
+
+
+def test_the_empty_resolution_field_says_what_happens_for_the_model_chosen(make_napari_viewer, make_model, tmp_path,
+                                                                          monkeypatch):
+    """A nuclei model estimates an unrecorded resolution; a gland model that works at 1.24 um/px on
+    GlaS images assumes their 0.62 (input_mpp), and the empty field says so."""
+    from napari_genselfdiff.core.model_files import save_model
+
+    viewer = make_napari_viewer()
+    _, _, nuclei_path = make_model(postprocess={"instances": {"min_size": 4}})
+    widget, log = docked_with_model(viewer, nuclei_path, monkeypatch, tmp_path)
+    panel = widget.segment_panel
+    assert panel._mpp.placeholderText() == "not recorded: estimated"
+    net, info, _ = make_model(classes=("background", "gland"), postprocess={"instances": {}})
+    info.mpp, info.input_mpp = 1.24, 0.62
+    glands = save_model(tmp_path / "glands.safetensors", net, info)
+    assert widget.model_panel.load(glands)
+    assert panel._mpp.placeholderText() == "not recorded: 0.62 assumed"
+    log.close()

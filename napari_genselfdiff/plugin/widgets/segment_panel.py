@@ -228,7 +228,9 @@ class SegmentPanel(QGroupBox):
         viewer.layers.selection.events.active.connect(self._follow_selection)
         self._layer.currentTextChanged.connect(lambda *_: self._fill_resolution())
         state.model_changed.connect(lambda *_: self._update_enabled())
+        state.model_changed.connect(lambda *_: self._describe_empty_resolution())
         self._refresh_layers()
+        self._describe_empty_resolution()
 
     # -- layer choice ------------------------------------------------------------------------------
 
@@ -272,6 +274,17 @@ class SegmentPanel(QGroupBox):
 
     def status_text(self) -> str:
         return self._status.text()
+
+    def _describe_empty_resolution(self) -> None:
+        """The empty Resolution field says what happens: a nuclei model estimates, another model assumes
+        the resolution of its training images (the gland model: 0.62 um/px)."""
+        from ...core.inference.resolution import assumed, estimate_params
+
+        info = self.state.model_info
+        if info is None or estimate_params(info) is not None:
+            self._mpp.setPlaceholderText("not recorded: estimated")
+        else:
+            self._mpp.setPlaceholderText(f"not recorded: {assumed(info).mpp:g} assumed")
 
     def _update_enabled(self) -> None:
         running = self.state.running("segment")
