@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5])
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="of the network's pass (auto: what genselfdiff segment uses on this machine: bf16 on a "
+                        "CPU with native bf16); the splitting is chosen for the maps users get")
     args = p.parse_args(argv)
     import torch
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb = read_array(folder / "images" / f"{stem}.tif")
         gt = to_label_image(read_array(folder / "instance_masks" / f"{stem}.png"))
         for s in args.scales:
-            r = segment(model, info, rescale_image(rgb, s), InferenceSettings(tile=512, precision="fp32", instances=True))
+            r = segment(model, info, rescale_image(rgb, s), InferenceSettings(tile=512, precision=args.precision, instances=True))
             cases.append((s, np.asarray(r.labels) > 0, r.cue, gt))
     grid = GRIDS[info.output]
     rows = []
