@@ -33,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from recipe import drive  # noqa: E402  (the one training-log loop of the experiments)
+
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
@@ -108,19 +110,6 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
     summary = summarize(per_image, by_prefix=True)
     summary["seconds"] = time.perf_counter() - start
     return summary
-
-
-def drive(gen, label: str, log_every: int = 25):
-    start = time.perf_counter()
-    events = Returning(gen)
-    for event in events:
-        if event.kind == "step" and (event.step % log_every == 0 or event.step == event.total_steps):
-            print(f"[{label}] step {event.step}/{event.total_steps} loss {event.loss:.4f} "
-                  f"{event.samples_per_s or 0:.2f} samples/s eta {event.eta_s or 0:.0f} s", flush=True)
-        elif event.kind in ("start", "validation", "cancelled"):
-            print(f"[{label}] {event.kind}: {event.message} {event.metrics or ''}", flush=True)
-    print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {events.value}", flush=True)
-    return events.value
 
 
 def _print(label: str, summary: dict) -> None:

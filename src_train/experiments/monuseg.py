@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from napari_genselfdiff.core.allocator import keep_freed_memory  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.network import PRESETS, UNetConfig  # noqa: E402
-from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
 from napari_genselfdiff.core.training.pretrain import PretrainConfig, pretrain  # noqa: E402
 
@@ -48,16 +47,9 @@ def architecture(name: str, level_attention: bool) -> UNetConfig:
 
 def drive(gen, label: str, log_every: int = 50):
     """Run a training generator, printing a line every ``log_every`` steps; return its result."""
-    start = time.perf_counter()
-    run = Returning(gen)
-    for event in run:
-        if event.kind == "step" and (event.step % log_every == 0 or event.step == event.total_steps):
-            print(f"[{label}] step {event.step}/{event.total_steps} loss {event.loss:.4f} "
-                  f"{event.samples_per_s or 0:.1f} samples/s eta {event.eta_s or 0:.0f} s", flush=True)
-        elif event.kind in ("start", "validation", "cancelled"):
-            print(f"[{label}] {event.kind}: {event.message} {event.metrics or ''}", flush=True)
-    print(f"[{label}] finished in {time.perf_counter() - start:.0f} s -> {run.value}", flush=True)
-    return run.value
+    from recipe import drive as recipe_drive  # the one training-log loop of the experiments
+
+    return recipe_drive(gen, label, log_every)
 
 
 def evaluate_model(model_path: Path, data: Path, split: dict, tile: int) -> dict:
