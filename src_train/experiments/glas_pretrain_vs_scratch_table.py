@@ -1,8 +1,8 @@
 """The table of glas_pretrain_vs_scratch.sh: per labelled-set size and start, the mean +- std over seeds of
-the held-out scores (pixel F1, object F1, object Dice, object Hausdorff), and the paired difference
-pretrained - scratch (same subset and seed).
+the held-out scores (pixel F1, object F1, object Dice, object Hausdorff), and the paired difference of each
+other start against the first (same subset and seed).
 
-    python src_train/experiments/glas_pretrain_vs_scratch_table.py [--starts scratch pre_trans]
+    python src_train/experiments/glas_pretrain_vs_scratch_table.py [--starts scratch pre_trans nuclei]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _fmt(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--starts", nargs="+", default=["scratch", "pre_trans"])
+    p.add_argument("--starts", nargs="+", default=["scratch", "pre_trans", "nuclei"])
     p.add_argument("--sizes", nargs="+", default=["10", "69"])
     args = p.parse_args(argv)
     scores: dict[tuple[str, str, str], dict] = {}
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         for start in args.starts:
             runs = [v for (n, s, _), v in scores.items() if n == size and s == start]
             print(f"| {size} | {start} | " + " | ".join(_fmt([r[k] for r in runs]) for k in KEYS) + " |")
-        if len(args.starts) == 2:
-            a, b = args.starts
+        a = args.starts[0]
+        for b in args.starts[1:]:
             seeds = sorted({seed for (n, s, seed) in scores if n == size and s == a}
                            & {seed for (n, s, seed) in scores if n == size and s == b})
             diffs = {k: [scores[(size, b, s)][k] - scores[(size, a, s)][k] for s in seeds] for k in KEYS}
