@@ -113,7 +113,7 @@ def default_model_shots() -> int:
 
 def gland_shots(name: str = "train_18") -> int:
     """The bundled gland model chosen by its name in the Model panel and run on a held-out GlaS training
-    image (18_glands.png): glands as labels, touching glands apart in the nuclei/instances layer."""
+    image (18_glands.png): glands as labels, touching glands apart in the `<image> glands` instances layer."""
     work = Path(tempfile.mkdtemp(prefix="genselfdiff-docs-"))
     os.environ["GENSELFDIFF_CONFIG_DIR"] = str(work / "config")
     os.environ["GENSELFDIFF_DATA_DIR"] = str(work / "data")

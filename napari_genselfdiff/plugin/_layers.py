@@ -148,6 +148,13 @@ def layer_meta(layer) -> dict:
     return dict((getattr(layer, "metadata", None) or {}).get(META_KEY) or {})
 
 
+def instances_word(classes) -> str:
+    """What a model's instances are called in layer names and labels: "glands" for a gland model (a class
+    named Gland), else "nuclei"."""
+    names = {str(getattr(c, "name", c)).lower() for c in classes or ()}
+    return "glands" if "gland" in names else "nuclei"
+
+
 def paired_image(viewer, labels_layer):
     """The image layer a labels layer was made from (recorded by the segment panel, else by name)."""
     name = layer_meta(labels_layer).get("image_layer")
@@ -156,7 +163,7 @@ def paired_image(viewer, labels_layer):
         if layer.name == name:
             return layer
     base = labels_layer.name
-    for suffix in (" labels", " nuclei", "_labels", "_instances"):
+    for suffix in (" labels", " nuclei", " glands", "_labels", "_instances"):
         if suffix in base:
             base = base.split(suffix)[0]
             break
@@ -203,10 +210,11 @@ def nuclei_layer_for(viewer, labels_layer, plane: ImagePlane | None = None):
             if meta.get("kind") == "instances" and meta.get("result") == result:
                 return layer
     names = []
-    if " labels" in labels_layer.name:
-        names.append(labels_layer.name.replace(" labels", " nuclei"))
-    if plane is not None:
-        names.append(f"{plane.layer.name} nuclei{plane.suffix}")
+    for word in ("nuclei", "glands"):
+        if " labels" in labels_layer.name:
+            names.append(labels_layer.name.replace(" labels", f" {word}"))
+        if plane is not None:
+            names.append(f"{plane.layer.name} {word}{plane.suffix}")
     for name in names:
         for layer in candidates:
             meta = layer_meta(layer)

@@ -70,13 +70,26 @@ def test_the_empty_resolution_field_says_what_happens_for_the_model_chosen(make_
     from napari_genselfdiff.core.model_files import save_model
 
     viewer = make_napari_viewer()
-    _, _, nuclei_path = make_model(postprocess={"instances": {"min_size": 4}})
+    _, _, nuclei_path = make_model(postprocess={"instances": {"min_size": 4}}, name="nuclei")
     widget, log = docked_with_model(viewer, nuclei_path, monkeypatch, tmp_path)
     panel = widget.segment_panel
     assert panel._mpp.placeholderText() == "not recorded: estimated"
-    net, info, _ = make_model(classes=("background", "gland"), postprocess={"instances": {}})
+    net, info, _ = make_model(classes=("background", "gland"), postprocess={"instances": {}}, name="gland_net")
     info.mpp, info.input_mpp = 1.24, 0.62
     glands = save_model(tmp_path / "glands.safetensors", net, info)
     assert widget.model_panel.load(glands)
     assert panel._mpp.placeholderText() == "not recorded: 0.62 assumed"
+    # its instances are glands, in the checkbox and the layer name, and they stay paired with their labels
+    assert panel._instances.text() == "also split glands (instances layer)"
+    from napari_genselfdiff.plugin._layers import nuclei_layer_for
+
+    viewer.add_image(np.zeros((40, 56, 3), np.uint8) + 200, rgb=True, name="colon")
+    panel._instances.setChecked(True)
+    assert panel.run() is not None
+    wait_for(lambda: not widget.state.running("segment"), 120, "the segmentation")
+    assert panel.outcome == "done", log.items
+    assert "colon glands" in viewer.layers and "colon nuclei" not in viewer.layers
+    assert nuclei_layer_for(viewer, viewer.layers["colon labels"]) is viewer.layers["colon glands"]
+    assert widget.model_panel.load(nuclei_path)
+    assert panel._instances.text() == "also split nuclei (instances layer)"
     log.close()

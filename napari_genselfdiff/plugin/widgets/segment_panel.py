@@ -72,6 +72,7 @@ from .._layers import (
     classes_to_meta,
     image_layers,
     image_plane,
+    instances_word,
     layer_meta,
 )
 from .._threading import start_worker, threads_disabled
@@ -281,6 +282,7 @@ class SegmentPanel(QGroupBox):
         from ...core.inference.resolution import assumed, estimate_params
 
         info = self.state.model_info
+        self._instances.setText(f"also split {instances_word(info.classes if info else ())} (instances layer)")
         if info is None or estimate_params(info) is not None:
             self._mpp.setPlaceholderText("not recorded: estimated")
         else:
@@ -557,7 +559,8 @@ class SegmentPanel(QGroupBox):
         """The result's nuclei layer, following its labels: a new layer when the edited labels were
         kept, else the previous one replaced."""
         image = plane.layer
-        return self._placed(made, "nuclei", plane, f"{image.name} nuclei{plane.suffix}", event["result"].instances,
+        word = instances_word(self.state.model_info.classes if self.state.model_info else ())
+        return self._placed(made, "nuclei", plane, f"{image.name} {word}{plane.suffix}", event["result"].instances,
                             {**made["meta"], "kind": "instances"}, above=made["labels"],
                             mode="new" if made["kept_old"] else "replace",
                             digest=(event.get("digests") or {}).get("instances"), opacity=0.5, visible=False)
