@@ -521,8 +521,9 @@ class SegmentPanel(QGroupBox):
             _notify.error(message)
 
     def _add_layers(self, plane, result, resolution=None, prepared: dict | None = None, made: dict | None = None):
-        """The result's labels layer (added or replaced); returns it. ``prepared``: the result event
-        with what :func:`_prepare` computed; ``made`` receives ``meta`` and ``kept_old`` for the nuclei."""
+        """The result's labels layer, added or replaced over the next event-loop turns; ``made`` receives
+        ``meta``, the layer (``labels``) and ``kept_old`` for the nuclei step. ``prepared``: the result
+        event with what :func:`_prepare` computed."""
         prepared = prepared if prepared is not None else {}
         made = made if made is not None else {}
         info = self.state.model_info
