@@ -36,6 +36,7 @@ from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.network import UNetConfig  # noqa: E402
 from napari_genselfdiff.core.progress import Returning  # noqa: E402
 from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from src_train.experiments.organs import ORGANS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results" / "recipe"
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, default=None,
                    help="train on this many of the 24 training images (a subset drawn with --seed)")
     p.add_argument("--final", action="store_true", help="train on all 30 images (no validation)")
+    p.add_argument("--leave-out", default=None, choices=sorted(ORGANS),
+                   help="train on all 30 images but this organ's (no validation): the never-seen-this-organ "
+                        "base model of the correction-loop replay (benchmarks/correction_replay.py)")
     p.add_argument("--test", action="store_true", help="only score the run's model on the 14 test images")
     p.add_argument("--rescore", action="store_true",
                    help="only score the run's model again on the held-out images (at --val-scales)")
@@ -210,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(record["test"]["mean"], indent=1))
         return 0
 
-    train_stems = [s for s in split["train"] if args.final or s not in VALIDATION]
+    if args.leave_out:
+        args.final = True
+    train_stems = [s for s in split["train"] if (args.final or s not in VALIDATION)
+                   and s not in ORGANS.get(args.leave_out, ())]
     if args.subset:
         train_stems = sorted(np.random.default_rng(1000 + args.seed).permutation(train_stems)[: args.subset].tolist())
     pairs = [load_pair(monuseg / "train", s, args.scale) for s in train_stems]

@@ -314,6 +314,16 @@ class AnnotationSet:
         path = self.pairs_dir / pair.id / "instances.tif"
         return tifffile.imread(path) if pair.has_instances and path.is_file() else None
 
+    def training_instances(self) -> dict[str, np.ndarray]:
+        """The stored nucleus instances of the pairs that have them, by pair name (the fine-tuning of an
+        instance-aware model learns these nuclei; see :func:`..training.corrections.corrections_config`)."""
+        out = {}
+        for pair in self.pairs:
+            inst = self.load_instances(pair.id)
+            if inst is not None:
+                out[pair.name] = inst
+        return out
+
     def load_known(self, pair_id: str) -> np.ndarray | None:
         """(H, W) bool of the corrected pixels of a partial pair, or None for a whole-image pair."""
         pair = self.get(pair_id)

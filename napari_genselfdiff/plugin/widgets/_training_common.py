@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.defaults import WIDGET_PRESET, WIDGET_PRESETS, WIDGET_TRAINING_BATCH, WIDGET_TRAINING_PATCH
+from ...core.training.corrections import patch_stride  # noqa: F401 - both panels' patch grid
 from .. import _notify
 from .._layers import image_layers, image_plane, layer_meta
 from .._settings import data_dir
@@ -70,30 +71,25 @@ class FolderList(QWidget):
             self._list.takeItem(self._list.row(item))
 
 
-def size_fields(*, steps: int, arch_tooltip: str) -> tuple[QComboBox, QSpinBox, QSpinBox, QSpinBox]:
+def size_fields(*, steps: int, arch_tooltip: str, patch: int = WIDGET_TRAINING_PATCH,
+                batch: int = WIDGET_TRAINING_BATCH) -> tuple[QComboBox, QSpinBox, QSpinBox, QSpinBox]:
     """The network-size, patch, steps and batch inputs both training panels show (same ranges)."""
     arch = QComboBox()
     arch.addItems(list(WIDGET_PRESETS))
     arch.setCurrentText(WIDGET_PRESET)
     arch.setToolTip(arch_tooltip)
-    patch = QSpinBox()
-    patch.setRange(32, 1024)
-    patch.setSingleStep(32)
-    patch.setValue(WIDGET_TRAINING_PATCH)
-    patch.setSuffix(" px")
+    patch_box = QSpinBox()
+    patch_box.setRange(32, 1024)
+    patch_box.setSingleStep(32)
+    patch_box.setValue(patch)
+    patch_box.setSuffix(" px")
     steps_box = QSpinBox()
     steps_box.setRange(1, 10_000_000)
     steps_box.setValue(steps)
-    batch = QSpinBox()
-    batch.setRange(1, 256)
-    batch.setValue(WIDGET_TRAINING_BATCH)
-    return arch, patch, steps_box, batch
-
-
-def patch_stride(patch: int) -> int:
-    """The patch grid step both training panels use for a patch side: half a patch (at least 16 px),
-    so a few open images still give enough patches."""
-    return max(16, int(patch) // 2)
+    batch_box = QSpinBox()
+    batch_box.setRange(1, 256)
+    batch_box.setValue(batch)
+    return arch, patch_box, steps_box, batch_box
 
 
 def layer_snapshots(viewer) -> tuple[list[tuple[str, np.ndarray]], list[str]]:

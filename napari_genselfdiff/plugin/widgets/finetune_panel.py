@@ -28,13 +28,14 @@ from qtpy.QtWidgets import (
     QLineEdit,
 )
 
-from ...core.defaults import DEFAULT_CLASSES, INFERENCE_TILE, WIDGET_PRESETS
+from ...core.defaults import DEFAULT_CLASSES, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
+from ...core.training.corrections import CORRECTION_RECIPE, CORRECTION_WHY
 from .. import _notify
 from .._layers import image_layers, layer_meta
 from ._form import panel_layout
 from ._path_edit import PathEdit
-from ._training_common import TrainingLifecycle, patch_stride, size_fields
+from ._training_common import TrainingLifecycle, size_fields
 from .model_panel import MIN_IMAGES_FOR_SCORE, model_name
 
 START_CURRENT = "the current model"
@@ -113,8 +114,11 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             "The current model continues training; a pretrained (diffusion) model gets a new class head."
         )
         self.arch, self.patch, self.steps, self.batch = size_fields(
-            steps=500, arch_tooltip="Network size when starting from scratch (a model file brings its own)."
+            steps=CORRECTION_RECIPE.steps, patch=CORRECTION_RECIPE.patch, batch=CORRECTION_RECIPE.batch,
+            arch_tooltip="Network size when starting from scratch (a model file brings its own).",
         )
+        for box, key in ((self.steps, "steps"), (self.patch, "patch"), (self.batch, "batch")):
+            box.setToolTip(CORRECTION_WHY[key])
         self._scratch_arch = self.arch.currentText()
         self.run_dir = QLineEdit(str(self.default_run_dir()))
         self.resume_box = QCheckBox("resume its latest checkpoint")
@@ -247,12 +251,13 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         Raises:
             _UserError / GenSelfDiffError: no data, no model to start from (message for the user).
         """
-        from ...core.training import FinetuneConfig
+        from ...core.training.corrections import corrections_config
 
-        pairs = []
+        pairs, instances = [], None
         aset = self.state.annotations
         if self.use_set.isChecked() and aset is not None:
             pairs = aset.training_items()  # (name, image, labels, corrected-pixels mask or None)
+            instances = aset.training_instances()
             self._check_classes(aset)
         images, masks = self.images.text() or None, self.masks.text() or None
         if bool(images) != bool(masks):
@@ -262,19 +267,16 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
                 "Nothing to fine-tune on: the annotation set is empty. Correct a segmentation and press "
                 "'Mark as corrected' (Correct tab), or give folders of images and masks."
             )
-        steps = int(self.steps.value())
         run_dir = self.run_dir.text().strip()
         if not run_dir:
             raise _UserError("Choose a run folder for the checkpoints and the model.")
         count = self._count_images(pairs, images)
         few = count is not None and count < MIN_IMAGES_FOR_SCORE
-        cfg = FinetuneConfig(
-            images=images, masks=masks, pairs=pairs or None, out_dir=run_dir,
-            init=self._init_model(), arch=self.architecture or self._scratch_arch, classes=self._class_names(),
-            steps=steps, batch=int(self.batch.value()), patch_size=int(self.patch.value()),
-            stride=patch_stride(self.patch.value()), validate_every=max(1, steps // 5),
-            val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4), device=self.state.device,
-            precision=self.state.precision, resume=self.resume_box.isChecked(),
+        cfg = corrections_config(
+            pairs, init=self._init_model(), out_dir=run_dir, instances=instances, images=images, masks=masks,
+            arch=self.architecture or self._scratch_arch, classes=self._class_names(),
+            steps=int(self.steps.value()), batch=int(self.batch.value()), patch=int(self.patch.value()),
+            device=self.state.device, precision=self.state.precision, resume=self.resume_box.isChecked(),
         )
         if few:
             cfg.val_fraction = 0.0  # nothing held out: all images train, the last model is kept

@@ -1,0 +1,141 @@
+"""Fine-tuning on a lab's corrections: the settings the napari widget's Train tab starts from, and the one
+function that turns corrected pairs into a :class:`.finetune.FinetuneConfig`.
+
+The widget (``plugin/widgets/finetune_panel.py``) and the correction-loop replay
+(``benchmarks/correction_replay.py``, which chose these settings; table in docs/results.md) both build
+their run with :func:`corrections_config`, so what the replay measures is what the widget runs.
+
+A corrected pair is ``(name, image, labels, known)`` as :meth:`.annotations.AnnotationSet.training_items`
+gives it (``known``: the corrected pixels of a partial pair, None for a whole one), and optionally the
+pair's nucleus instances: an instance-aware model (distance, contour or hover output) then learns the
+nuclei the pathologist drew, instead of nuclei split again from the labels by a watershed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..defaults import DEFAULT_CLASSES, DEFAULT_DEVICE, DEFAULT_PRECISION, INFERENCE_TILE
+from .finetune import FinetuneConfig
+
+
+@dataclass(frozen=True)
+class CorrectionRecipe:
+    """How fine-tuning on corrections runs (the Train tab's starting values; each with why, for its tooltip).
+
+    Args:
+        steps: training steps.
+        batch: patches per step.
+        patch: patch side in pixels.
+        lr: Adam learning rate (constant after ``warmup_steps``).
+        betas: Adam betas.
+        loss: "dice_ce" or "ss_focal" (:mod:`..losses`).
+        stain_jitter: HED stain jitter on every patch.
+        warmup_steps: linear learning-rate warm-up.
+        grad_clip: clip the gradients' global norm to this (None: no clipping).
+        use_instances: train instance-aware outputs on the pairs' stored nuclei (else split from the labels).
+        first_model_steps: steps after which a first model is written (and offered), before the run ends.
+    """
+
+    steps: int = 500
+    batch: int = 4
+    patch: int = 128
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    loss: str = "ss_focal"
+    stain_jitter: bool = False
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    use_instances: bool = False
+    first_model_steps: int | None = None
+
+    def with_(self, **changes: Any) -> "CorrectionRecipe":
+        """A copy with some settings changed (unknown names are an error)."""
+        values = asdict(self)
+        unknown = sorted(set(changes) - set(values))
+        if unknown:
+            raise ValueError(f"unknown correction setting(s): {', '.join(unknown)}")
+        values.update(changes)
+        return CorrectionRecipe(**values)
+
+
+#: The Train tab's starting values. See docs/results.md, "The correction loop, replayed", for the
+#: measurements behind each (benchmarks/correction_replay.py).
+CORRECTION_RECIPE = CorrectionRecipe()
+
+#: Why each setting is what it is (the widget's tooltips).
+CORRECTION_WHY = {
+    "steps": "Steps of fine-tuning.",
+    "batch": "Patches per step.",
+    "patch": "Patch side in pixels.",
+}
+
+
+def patch_stride(patch: int) -> int:
+    """The patch grid step of the widget's training runs for a patch side: half a patch (at least 16 px),
+    so a few corrected images still give enough patches."""
+    return max(16, int(patch) // 2)
+
+
+def pair_instances(items: list[tuple], instances: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """The stored nuclei of the pairs, by name, for the ones whose name is unique among ``items``
+    (a name shared by two pairs cannot say which nuclei are whose: those are split from their labels)."""
+    if not instances:
+        return None
+    names = [item[0] for item in items]
+    out = {name: np.asarray(inst) for name, inst in instances.items() if inst is not None and names.count(name) == 1}
+    return out or None
+
+
+def corrections_config(
+    items: list[tuple],
+    *,
+    init: str,
+    out_dir: str,
+    recipe: CorrectionRecipe = CORRECTION_RECIPE,
+    instances: dict[str, np.ndarray] | None = None,
+    images: str | None = None,
+    masks: str | None = None,
+    arch: Any = None,
+    classes: list[str] | None = None,
+    steps: int | None = None,
+    batch: int | None = None,
+    patch: int | None = None,
+    val_fraction: float | None = None,
+    device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION,
+    seed: int = 0,
+    resume: bool = False,
+) -> FinetuneConfig:
+    """The fine-tuning run on corrected pairs (and, optionally, folders of images and masks).
+
+    Args:
+        items: ``(name, image, labels, known)`` pairs (``known`` None for a whole image).
+        init: the model file to continue (or a pretrained model, or "scratch").
+        out_dir: the run folder.
+        recipe: the settings; ``steps``, ``batch`` and ``patch`` override its values (the widget's boxes).
+        instances: nucleus instance ids by pair name (used when ``recipe.use_instances``).
+        images / masks: folders of more training images and their masks, paired by name.
+        arch / classes: the network from scratch, the class names (background first).
+        val_fraction: share of whole images held out (None: FinetuneConfig's default).
+        device, precision, seed, resume: see :class:`.settings.RunOptions`.
+    """
+    steps = int(steps if steps is not None else recipe.steps)
+    patch = int(patch if patch is not None else recipe.patch)
+    cfg = FinetuneConfig(
+        images=images, masks=masks, pairs=list(items) or None, out_dir=str(out_dir), init=str(init),
+        classes=list(classes or DEFAULT_CLASSES), steps=steps, batch=int(batch if batch is not None else recipe.batch),
+        patch_size=patch, stride=patch_stride(patch), lr=recipe.lr, betas=list(recipe.betas), loss=recipe.loss,
+        stain_jitter=recipe.stain_jitter, warmup_steps=recipe.warmup_steps, grad_clip=recipe.grad_clip,
+        validate_every=max(1, steps // 5), val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4),
+        device=device, precision=precision, seed=seed, resume=resume,
+        instances=pair_instances(list(items), instances) if recipe.use_instances else None,
+    )
+    if arch is not None:
+        cfg.arch = arch
+    if val_fraction is not None:
+        cfg.val_fraction = val_fraction
+    return cfg
