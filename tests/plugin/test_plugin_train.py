@@ -173,3 +173,42 @@ def test_finetune_pauses_pretraining_switches_model_and_closing_stops_jobs(train
     assert widget._close_filter.eventFilter(window, QCloseEvent()) is False  # napari may close now
     assert not widget.state.running("pretrain") and pre.outcome == "cancelled"
     assert find_latest_checkpoint(tmp_path / "pre") is not None
+
+
+def test_finetune_offers_the_model_so_far_and_replaces_it_at_the_end(trainer, make_model, tmp_path):
+    """Issue 25: a first model well before the run ends, its re-segmentation offered (not forced); the
+    run's final model then replaces it."""
+    viewer, widget, log = trainer
+    _, _, path = make_model(classes=("background", "nucleus"))
+    assert widget.model_panel.load(path)
+    asked = []
+    widget.state.ask = lambda title, text: asked.append(title) or False  # "no" to re-segmenting
+    for seed in (0, 1):
+        image = _he(seed, 64)
+        widget.state.annotations.add(image, (image.mean(-1) < 130).astype(np.uint8), name=f"corrected {seed}")
+    viewer.add_image(_he(5, 64), name="not yet corrected", rgb=True)
+    ft = widget.finetune_panel
+    ft.patch.setValue(32)
+    ft.batch.setValue(2)
+    ft.steps.setValue(40)  # a model is written every 10 steps
+    ft.run_dir.setText(str(tmp_path / "ft"))
+    assert not ft.use_so_far.isEnabled()
+    assert ft.start() is not None
+    assert not ft.use_so_far.isEnabled()  # nothing written yet
+    wait_for(lambda: ft.use_so_far.isEnabled(), 120, "the first model of the run")
+    ft.pause()
+    wait_for(lambda: "paused" in _kinds(ft.run), 60, "the pause")
+    step = int(ft.use_so_far.text().rsplit(" ", 1)[1].rstrip(")"))
+    assert 10 <= step < 40
+    assert ft.use_model_so_far() is not None
+    wait_for(lambda: ft.so_far_worker is None, 60, "the model so far to load")
+    so_far = widget.state.model_path
+    assert so_far.parent == tmp_path / "ft" and so_far.name.startswith("model-so-far-step-"), so_far
+    assert "the model so far" in ft.status_text() and "No held-out score yet" in ft.status_text()
+    assert asked == ["Re-segment with the new model?"]  # offered, and "no" re-segments nothing
+    assert "not yet corrected labels" not in viewer.layers
+    ft.resume()
+    wait_for(lambda: not widget.state.running("finetune"), 180, "fine-tuning")
+    assert ft.outcome == "done", log.items
+    assert widget.state.model_path == ft.model_path != so_far
+    assert not ft.use_so_far.isEnabled()

@@ -396,3 +396,20 @@ def check_compatible(state: TrainingState, *, stage: str, architecture: UNetConf
             f"({_describe(state.architecture)}) than this run asks for ({_describe(architecture)}). "
             "Resume with the same --arch/--width (and classes), or start a new run in another --out folder."
         )
+
+
+def export_checkpoint_model(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the model a run would export at a checkpoint's step as a model file (safetensors + JSON),
+    so a model can be used while its run goes on ("Use the model so far" in the widget). ``out`` is
+    written atomically and read back.
+
+    Raises:
+        TrainingInputError: not a checkpoint, unreadable.
+    """
+    from ..network.unet import AttentionUNet
+    from .run import save_trained_model
+
+    state = load_checkpoint(checkpoint)
+    model = AttentionUNet(state.info.architecture)
+    model.load_state_dict(state.model)
+    return save_trained_model(Path(out), model.eval(), state.info)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QGroupBox,
     QLineEdit,
+    QPushButton,
 )
 
 from ...core.defaults import DEFAULT_CLASSES, WIDGET_PRESETS
@@ -80,6 +81,23 @@ def finetune_and_load(job: str, cfg, control):
         return path
 
 
+def export_latest(run_dir: str):
+    """The worker job of "Use the model so far": the run folder's latest checkpoint written as a model
+    file beside it (``model-so-far-step-<N>.safetensors``) and loaded (a :class:`LoadedModel`), or None
+    when the run has no checkpoint yet."""
+    from ...core.model_files import resolve_model
+    from ...core.training import find_latest_checkpoint
+    from ...core.training.checkpoint import export_checkpoint_model, read_checkpoint_metadata
+
+    checkpoint = find_latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return None
+    step = int(read_checkpoint_metadata(checkpoint)["step"])
+    path = export_checkpoint_model(checkpoint, Path(run_dir) / f"model-so-far-step-{step:06d}.safetensors")
+    return LoadedModel(path, *resolve_model(path, device="cpu", segmentation=False))
+    yield  # a generator function (start_worker runs generators); nothing is yielded
+
+
 class FinetunePanel(QGroupBox, TrainingLifecycle):
     """Supervised fine-tuning on the annotation set.
 
@@ -127,10 +145,20 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             "instead of starting a new run folder."
         )
 
+        self.use_so_far = QPushButton("Use the model so far")
+        self.use_so_far.setEnabled(False)
+        self.use_so_far.setToolTip(
+            "Fine-tuning writes a model every quarter of its steps. Switch to the latest one now and be offered "
+            "to re-segment your other open images with it; training goes on, and its final model replaces "
+            "this one when it ends."
+        )
+        self.use_so_far.clicked.connect(lambda: self.use_model_so_far())
+        self.so_far_worker = None
+
         panel_layout(self, [("Train on:", self.use_set), ("+ images:", self.images), ("+ masks:", self.masks),
                             ("Start from:", self.start_from), ("Network:", self.arch), ("Patch size:", self.patch),
                             ("Steps:", self.steps), ("Batch:", self.batch), ("Run folder:", self.run_dir),
-                            ("", self.resume_box)],
+                            ("", self.resume_box), ("", self.use_so_far)],
                      self.controls)
 
         self.start_from.currentTextChanged.connect(lambda *_: self.sync_network())
@@ -307,7 +335,50 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
                 "will be no held-out score." if few else "")
         return self._launch(cfg, f"Preparing {what}...{held}")
 
+    def use_model_so_far(self):
+        """Switch to the running fine-tune's latest checkpoint (exported and loaded in a worker thread),
+        then offer to re-segment; returns the worker, or None when nothing runs."""
+        from .._threading import start_worker
+
+        if not self.state.running(self.job) or self.so_far_worker is not None:
+            return None
+        self.use_so_far.setEnabled(False)
+        self.so_far_worker = start_worker(
+            export_latest, self.run_dir.text(), on_returned=self._on_so_far, on_errored=self._on_so_far_error,
+            on_finished=self._so_far_finished,
+        )
+        return self.so_far_worker
+
+    def _on_so_far(self, loaded) -> None:
+        if loaded is None:
+            _notify.tell(self.controls.status, "No model written yet: the first one comes after a quarter of the steps.",
+                         "info")
+            return
+        try:
+            self.state.set_model(loaded.path, (loaded.network, loaded.info))
+        except (GenSelfDiffError, OSError) as exc:
+            self._on_so_far_error(exc)
+            return
+        _notify.tell(self.controls.status,
+                     f"Now segmenting with '{model_name(loaded.path)}' ({loaded.path}), the model so far; fine-tuning "
+                     "goes on and its final model replaces it. No held-out score yet.", "info",
+                     toast="The fine-tune's model so far is in use.")
+        self.offer_resegment()
+
+    def _on_so_far_error(self, exc: Exception) -> None:
+        _notify.tell(self.controls.status, f"Cannot use the model so far: {_notify.describe(exc)}", "error")
+
+    def _so_far_finished(self) -> None:
+        self.so_far_worker = None
+        self.use_so_far.setEnabled(self.state.running(self.job))
+
     # -- worker callbacks --------------------------------------------------------------------------
+
+    def _on_event(self, event) -> None:
+        super()._on_event(event)
+        if event.kind == "checkpoint" and self.so_far_worker is None:
+            self.use_so_far.setEnabled(True)
+            self.use_so_far.setText(f"Use the model so far (step {event.step})")
 
     def _job_function(self):
         return finetune_and_load
@@ -381,7 +452,9 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         _notify.tell(self.controls.status, text, "error", toast="Fine-tuning failed; see the Train tab.")
 
     def _after_finished(self) -> None:
-        """A pretraining this run paused goes on."""
+        """A pretraining this run paused goes on; the run's final model replaces any model so far."""
+        self.use_so_far.setEnabled(False)
+        self.use_so_far.setText("Use the model so far")
         if self.paused_pretraining and self.pretrain_panel is not None:
             self.paused_pretraining = False
             if self.pretrain_panel.paused_by == "fine-tuning":
