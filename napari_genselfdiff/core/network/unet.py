@@ -62,6 +62,8 @@ class AttentionUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
+        #: keep batch-norm statistics fixed while training (see :meth:`train`); not saved with the weights
+        self.freeze_norm_statistics = False
         w = config.widths
         temb = 4 * w[0]
         self.time_embedding = TimeEmbedding(w[0])
@@ -162,6 +164,16 @@ class AttentionUNet(nn.Module):
             )
         head = {k: v for k, v in self.state_dict().items() if k.startswith(HEAD_PREFIX)}
         self.load_state_dict({**given, **head}, strict=True)
+
+    def train(self, mode: bool = True) -> "AttentionUNet":
+        """``nn.Module.train``; with :attr:`freeze_norm_statistics` the batch-norm layers stay in
+        evaluation mode (their running statistics are used and kept; their scale and shift still learn)."""
+        super().train(mode)
+        if mode and self.freeze_norm_statistics:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def with_new_head(self, head: str, out_channels: int) -> "AttentionUNet":
         """A new network with this backbone's weights and a freshly initialised head."""

@@ -140,6 +140,8 @@ class FinetuneConfig(RunOptions):
     scale_range: list[float] | None = option(None, "resample each training patch by a factor drawn log-uniformly "
                                              "from LOW HIGH (e.g. 0.5 1.5: tolerance of 20x scans); default: none",
                                              nargs=2, metavar="F")
+    freeze_norm: bool = option(False, "keep the batch-norm statistics of the model fine-tuning starts from (small "
+                               "batches from a few corrected images would otherwise overwrite them)")
     instances: dict[str, Any] | None = None  # image name -> (H, W) instance ids (instance-aware outputs)
 
     def check(self) -> None:
@@ -306,6 +308,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         head_note += f"; called at timestep {arch.segment_timestep}"
         build = _at_timestep(build, arch.segment_timestep)
     model, optimizer = start_model(ctx, build, cfg, betas=tuple(cfg.betas))
+    if cfg.freeze_norm:
+        unwrap(model).freeze_norm_statistics = True
     resumed = dict(ctx.state.stage_state) if ctx.state is not None else {}
     best: dict[str, Any] = {
         "best_score": resumed.get("best_score"),

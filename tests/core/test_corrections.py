@@ -1,0 +1,79 @@
+"""Fine-tuning on corrections (core/training/corrections.py): the settings the widget starts from reach
+the run, the set's stored nuclei reach instance-aware training, and batch-norm statistics can be kept."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_genselfdiff.core.annotations import AnnotationSet
+from napari_genselfdiff.core.progress import run_generator
+from napari_genselfdiff.core.training import finetune
+from napari_genselfdiff.core.training.corrections import CORRECTION_RECIPE, corrections_config, patch_stride
+
+from conftest import micro_config, random_pair
+
+
+def _set_with_nuclei(folder):
+    aset = AnnotationSet(folder)
+    image, labels = random_pair(0, (64, 64), low=60, high=200)
+    instances = np.zeros((64, 64), np.int32)
+    instances[8:20, 8:20], instances[8:20, 20:30] = 1, 2  # two touching nuclei: one blob in the labels
+    labels = (instances > 0).astype(np.uint8)
+    aset.add(image, labels, name="a", instances=instances)
+    aset.add(image, labels, name="b")  # no nuclei stored
+    aset.add(image, labels, name="c", instances=instances)
+    aset.add(image, labels, name="c", instances=instances)  # the same name twice
+    return aset, instances
+
+
+def test_the_recipe_and_the_boxes_reach_the_run(tmp_path):
+    aset, _ = _set_with_nuclei(tmp_path / "set")
+    recipe = CORRECTION_RECIPE.with_(lr=3e-4, loss="dice_ce", betas=(0.9, 0.999), stain_jitter=True, freeze_norm=True)
+    cfg = corrections_config(aset.training_items(), init="scratch", out_dir=str(tmp_path / "run"), recipe=recipe,
+                             steps=40, patch=96, seed=3)
+    assert (cfg.lr, cfg.loss, cfg.betas, cfg.stain_jitter, cfg.freeze_norm) == (3e-4, "dice_ce", [0.9, 0.999], True, True)
+    assert (cfg.steps, cfg.patch_size, cfg.stride, cfg.batch, cfg.seed) == (40, 96, patch_stride(96), recipe.batch, 3)
+    assert cfg.checkpoint_every == 10  # a model every quarter of the run ("Use the model so far")
+    assert len(cfg.pairs) == 4 and cfg.instances is None  # use_instances off
+    with pytest.raises(ValueError, match="unknown correction setting"):
+        CORRECTION_RECIPE.with_(learning_rate=1)
+
+
+def test_stored_nuclei_reach_instance_aware_training_by_unique_name(tmp_path):
+    aset, instances = _set_with_nuclei(tmp_path / "set")
+    assert sorted(aset.training_instances()) == ["a", "c"]
+    cfg = corrections_config(aset.training_items(), init="scratch", out_dir=str(tmp_path / "run"),
+                             recipe=CORRECTION_RECIPE.with_(use_instances=True), instances=aset.training_instances())
+    # "b" has none stored (split from its labels); "c" names two pairs, so neither is trusted
+    assert sorted(cfg.instances) == ["a"]
+    np.testing.assert_array_equal(cfg.instances["a"], instances)
+
+
+def _bn_stats(model):
+    return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_norm_keeps_the_batch_norm_statistics(tmp_path, make_model, freeze):
+    from napari_genselfdiff.core.model_files import load_model
+
+    arch = dataclasses.replace(micro_config(), norm="batch")
+    model, _, path = make_model(arch, classes=("background", "nucleus"))
+    before = _bn_stats(model)
+    assert before, "the model has batch-norm layers"
+    image, labels = random_pair(1, (64, 64), low=60, high=200)
+    cfg = corrections_config([("x", image, labels, None)], init=str(path), out_dir=str(tmp_path / "run"),
+                             recipe=CORRECTION_RECIPE.with_(freeze_norm=freeze), steps=3, batch=2, patch=32,
+                             val_fraction=0.0, precision="fp32")
+    out = run_generator(finetune(cfg))
+    tuned, _ = load_model(out)
+    after = _bn_stats(tuned)
+    same = all(torch.equal(a, b) for a, b in zip(before, after))
+    assert same is freeze
+    weights_moved = any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), tuned.state_dict().values())
+                        if a.dtype.is_floating_point)
+    assert weights_moved
