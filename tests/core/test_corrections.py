@@ -77,3 +77,24 @@ def test_freeze_norm_keeps_the_batch_norm_statistics(tmp_path, make_model, freez
     weights_moved = any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), tuned.state_dict().values())
                         if a.dtype.is_floating_point)
     assert weights_moved
+
+
+def test_pretraining_can_continue_from_a_models_backbone(tmp_path, make_model):
+    """Background pretraining on a lab's unlabeled images may start from the model in use (issue 25):
+    its network and backbone weights, a fresh noise head."""
+    from napari_genselfdiff.core.model_files import load_model
+    from napari_genselfdiff.core.network.unet import HEAD_PREFIX
+    from napari_genselfdiff.core.training import PretrainConfig, pretrain
+
+    parent, _, path = make_model(classes=("background", "nucleus"))
+    images = [random_pair(s, (64, 64), low=60, high=200)[0] for s in range(2)]
+    cfg = PretrainConfig(images=images, out_dir=str(tmp_path / "pre"), init=str(path), arch="tiny", steps=1,
+                         batch=2, patch_size=32, stride=32, lr=1e-12, precision="fp32", checkpoint_every=0)
+    out = run_generator(pretrain(cfg))
+    model, info = load_model(out)
+    assert info.head == "noise" and info.architecture.widths == parent.config.widths  # not "tiny"
+    params = dict(parent.named_parameters())
+    for name, value in model.named_parameters():
+        if not name.startswith(HEAD_PREFIX):
+            torch.testing.assert_close(value, params[name], atol=1e-6, rtol=0)
+    assert info.provenance["parent"] == str(path)

@@ -35,7 +35,7 @@ from ..data.sources import load_images
 from ..defaults import DIFFUSION_TIMESTEPS, TRAINING_ARCH, TRAINING_PATCH, TRAINING_STRIDE
 from ..diffusion import SCHEDULES, GaussianDiffusion
 from ..errors import TrainingInputError
-from ..model_files import ModelInfo
+from ..model_files import ModelInfo, load_model
 from ..network.config import PRESETS, UNetConfig
 from ..network.unet import AttentionUNet
 from ..normalization import DEFAULT_NORMALIZATION
@@ -72,6 +72,8 @@ class PretrainConfig(RunOptions):
         out_dir: the run folder (checkpoints, metrics.jsonl, the model file).
         arch: network preset ("nuclei", the bundled model's, by default; "paper" as in the paper, "small",
             "tiny"), or a UNetConfig / its dict.
+        init: a model file (a segmentation model, or an earlier pretraining) whose backbone the run
+            continues from, with a fresh noise head; its network replaces ``arch``. By default, "scratch".
         width: base width W (widths W, 2W, 4W, 8W) instead of the preset's. By default, the preset's.
         patch_size: training patch side. By default, 256 (the paper).
         stride: patch grid step. By default, 64 (the paper).
@@ -90,6 +92,8 @@ class PretrainConfig(RunOptions):
     out_dir: str = option("runs/pretrain", "run folder: checkpoints, metrics.jsonl, the model file",
                           flag="--out", metavar="RUN_DIR")
     arch: Any = option(TRAINING_ARCH, "network size preset", choices=sorted(PRESETS))
+    init: str = option("scratch", "a model file whose backbone pretraining continues from (its head is replaced "
+                       "by a noise head; it brings its own network), or 'scratch'", metavar="MODEL")
     width: int | None = option(None, "base width W: widths W,2W,4W,8W (overrides the preset's widths)")
     patch_size: int = option(TRAINING_PATCH, "patch side in pixels", flag="--size")
     stride: int = option(TRAINING_STRIDE, "patch grid step in pixels")
@@ -151,18 +155,26 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
             does not fit (another architecture or stage).
     """
     arch = cfg.check()
+    parent = None
+    normalization = DEFAULT_NORMALIZATION
+    if cfg.init and cfg.init != "scratch":
+        parent, parent_info = load_model(cfg.init)
+        arch = parent.config.with_head("noise", 3)
+        normalization = parent_info.normalization
+        check_patch_fits(cfg.patch_size, arch)
     diffusion = _diffusion(cfg)
     ctx = open_run(cfg, stage="pretrain", architecture=arch)
     data = load_images(cfg.images)
     dataset = PatchDataset(
         data.images, cfg.patch_size, cfg.stride, skip_background=cfg.skip_background,
         augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=False, blur=False),
-        normalization=DEFAULT_NORMALIZATION, names=data.names,
+        normalization=normalization, names=data.names,
     )
     sampler = StepSampler(len(dataset), cfg.batch, cfg.seed, ctx.rank, ctx.world)
     steps = total_steps(cfg.steps, cfg.epochs, sampler.steps_per_epoch, PAPER_EPOCHS)
 
-    model, optimizer = start_model(ctx, lambda: AttentionUNet(arch), cfg)
+    build = (lambda: AttentionUNet(arch)) if parent is None else (lambda: parent.with_new_head("noise", 3))
+    model, optimizer = start_model(ctx, build, cfg)
 
     def batches(step: int) -> torch.Tensor:
         return batch_for_step(dataset, sampler, step)
@@ -175,14 +187,15 @@ def pretrain(cfg: PretrainConfig, control: TrainingControl | None = None) -> Gen
 
     summary = data_summary(data, dataset, images=len(data.images))
     lines = [f"{len(data.images)} image(s), {describe_patches(cfg, dataset, sampler.steps_per_epoch)}, "
-             f"device {ctx.device}, precision {ctx.precision.value}"]
+             + (f"continued from the backbone of {cfg.init}, " if parent is not None else "")
+             + f"device {ctx.device}, precision {ctx.precision.value}"]
 
     def model_info(step: int, cancelled: bool = False, **provenance: Any) -> ModelInfo:
         """The metadata of the model file after ``step`` (checkpoints embed it too)."""
         values = base_provenance(ctx, cfg, stage="pretrain", steps=step, epochs=sampler.epoch(step),
                                  cancelled=cancelled)
-        values.update(data=summary, **provenance)
-        return ModelInfo(architecture=arch, classes=[], normalization=DEFAULT_NORMALIZATION,
+        values.update(data=summary, parent=str(cfg.init) if parent is not None else "scratch", **provenance)
+        return ModelInfo(architecture=arch, classes=[], normalization=normalization,
                          patch_size=cfg.patch_size, diffusion=diffusion.to_config(), provenance=values)
 
     result = yield from run_stage(
