@@ -53,6 +53,7 @@ from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_i
 from napari_genselfdiff.core.model_files import load_model, read_model_info  # noqa: E402
 from napari_genselfdiff.core.model_files.store import bundled_model_path, save_model  # noqa: E402
 from napari_genselfdiff.core.network.unet import AttentionUNet  # noqa: E402
+from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 from napari_genselfdiff.core.training import finetune, load_checkpoint  # noqa: E402
 from napari_genselfdiff.core.training.corrections import CORRECTION_RECIPE, corrections_config  # noqa: E402
 from src_train.experiments.organs import ORGANS  # noqa: E402
@@ -120,6 +121,21 @@ def store_corrections(folder: Path, condition: str, images: list[tuple[str, np.n
     return items, instances, n_fields
 
 
+def pretrain_on(args, recipe, info, base: Path, images: list[np.ndarray], work: Path, seed: int) -> tuple[str, float]:
+    """Diffusion pretraining on ``images``, continued from the base model's backbone or from scratch (the
+    base model's network); returns the pretrained model file and the CPU seconds it took."""
+    from napari_genselfdiff.core.training import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(images=images, out_dir=str(work / "pretrain"),
+                         init=str(base) if args.pretrain == "continued" else "scratch",
+                         arch=info.architecture.with_head("noise", 3), steps=args.pretrain_steps, batch=recipe.batch,
+                         patch_size=recipe.patch, stride=recipe.patch // 2, lr=args.pretrain_lr,
+                         precision=args.train_precision, seed=seed, checkpoint_every=0)
+    t = time.process_time()
+    path = run_generator(pretrain(cfg))
+    return str(path), time.process_time() - t
+
+
 def write_folders(folder: Path, stems: list[str], data: Path) -> tuple[str, str]:
     """Folders of images and masks (paired by name) of the base model's own training images: what a lab
     gives as "+ images" / "+ masks" to mix the model's original data into the fine-tune."""
@@ -158,6 +174,8 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
     other_stems = [stems[seed % len(stems)] for o, stems in ORGANS.items() if o != organ]
     others = [(s, *load_image(data, s)) for s in other_stems] if args.forgetting else []
     key = dict(organ=organ, seed=seed, condition=condition)
+    if args.pretrain:
+        key["pretrain"] = f"{args.pretrain} {args.pretrain_steps} steps"
     held = set(other_stems) | set(ORGANS[organ])
     pool = [s for stems in ORGANS.values() for s in stems if s not in held]
     mixed = sorted(np.random.default_rng([seed, 27]).permutation(pool)[: args.mix].tolist()) if args.mix else []
@@ -169,14 +187,18 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
         items, instances, n_fields = store_corrections(work / "set", condition, corrected,
                                                        np.random.default_rng([seed, 26]))
         folders = write_folders(work / "original", mixed, data) if mixed else (None, None)
-        cfg = corrections_config(items, init=str(base), out_dir=str(work / "run"), recipe=recipe,
+        init, cpu = str(base), 0.0
+        if args.pretrain:  # diffusion pretraining on the organ's six images (unlabeled), timed with the rest
+            init, cpu = pretrain_on(args, recipe, info, base, [rgb for _, rgb, _ in corrected + scored], work, seed)
+        cfg = corrections_config(items, init=init, out_dir=str(work / "run"), recipe=recipe,
                                  instances=instances, images=folders[0], masks=folders[1],
                                  steps=args.steps, val_fraction=0.0,
                                  precision=args.train_precision, seed=seed)
         cfg.checkpoint_every = args.score_every
         cfg.keep_checkpoints = 2
+        cfg.output = info.output  # a pretrained (noise) start gets the base model's kind of head
         gen = finetune(cfg)
-        cpu = wall = 0.0
+        wall = 0.0
         while True:
             t_cpu, t_wall = time.process_time(), time.perf_counter()
             try:
@@ -187,6 +209,8 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
             wall += time.perf_counter() - t_wall
             if event.kind == "checkpoint" and event.path is not None:
                 net, ninfo = model_from_checkpoint(Path(event.path))
+                if ninfo.postprocess is None:  # from a pretrained start: the base model's splitting settings
+                    ninfo = dataclasses.replace(ninfo, postprocess=info.postprocess)
                 last = event.step == args.steps
                 row = dict(key, step=event.step, cpu_s=cpu, wall_s=wall, n_fields=n_fields,
                            **scores(net, ninfo, scored, args.precision))
@@ -209,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-every", type=int, default=100)
     p.add_argument("--mix", type=int, default=0,
                    help="mix this many of the base model's own training images (whole, other organs) into the fine-tune")
+    p.add_argument("--pretrain", choices=["continued", "scratch"], default=None,
+                   help="diffusion pretraining on the organ's six images before fine-tuning: continued from the base "
+                        "model's backbone, or from scratch; its CPU time counts")
+    p.add_argument("--pretrain-steps", type=int, default=250)
+    p.add_argument("--pretrain-lr", type=float, default=1e-4)
     p.add_argument("--forgetting", action="store_true", help="also score one image of each other organ at the end")
     p.add_argument("--base", default=str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors"))
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "monuseg" / "train")
@@ -237,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 done.add((r["organ"], r["seed"], r["condition"]))
     (run / "command.json").write_text(json.dumps({
         "command": "python benchmarks/correction_replay.py " + " ".join(argv or sys.argv[1:]),
-        "recipe": dataclasses.asdict(recipe), "steps": args.steps, "mix": args.mix, "threads": args.threads}, indent=1))
+        "recipe": dataclasses.asdict(recipe), "steps": args.steps, "mix": args.mix, "pretrain": args.pretrain,
+        "pretrain_steps": args.pretrain_steps, "threads": args.threads}, indent=1))
 
     def log(row):
         row = dict(row, name=args.name)
