@@ -167,6 +167,17 @@ def scores(model, info, images, precision: str) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+BASE_TEST: dict[str, dict] = {}  # organ -> the base model's scores on the test images (computed once)
+
+
+def test_images(args) -> list:
+    """The MoNuSeg test images (reported only: what the adapted model lost elsewhere; never chosen on)."""
+    if not hasattr(args, "_tests"):
+        stems = sorted(p.stem for p in (args.test / "images").glob("*.tif"))
+        args._tests = [(s, *load_image(args.test, s)) for s in stems]
+    return args._tests
+
+
 def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, data: Path, log) -> None:
     order = np.random.default_rng([seed, 25]).permutation(ORGANS[organ])
     corrected = [(s, *load_image(data, s)) for s in order[:3]]
@@ -180,7 +191,13 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
     pool = [s for stems in ORGANS.values() for s in stems if s not in held]
     mixed = sorted(np.random.default_rng([seed, 27]).permutation(pool)[: args.mix].tolist()) if args.mix else []
     model, info = load_model(base)
-    log(dict(key, step=0, cpu_s=0.0, wall_s=0.0, **scores(model, info, scored, args.precision),
+    tests = test_images(args) if args.test and seed == args.seeds[0] else []
+    base_test = {}
+    if tests:
+        if organ not in BASE_TEST:
+            BASE_TEST[organ] = {f"test_{k}": v for k, v in scores(model, info, tests, args.precision).items()}
+        base_test = BASE_TEST[organ]
+    log(dict(key, step=0, cpu_s=0.0, wall_s=0.0, **scores(model, info, scored, args.precision), **base_test,
              **({f"other_{k}": v for k, v in scores(model, info, others, args.precision).items()} if others else {})))
     work = Path(tempfile.mkdtemp(prefix=f"replay-{organ}-{seed}-{condition}-", dir=args.out))
     try:
@@ -216,6 +233,8 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
                            **scores(net, ninfo, scored, args.precision))
                 if last and others:
                     row.update({f"other_{k}": v for k, v in scores(net, ninfo, others, args.precision).items()})
+                if last and tests:
+                    row.update({f"test_{k}": v for k, v in scores(net, ninfo, tests, args.precision).items()})
                 log(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -238,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                         "model's backbone, or from scratch; its CPU time counts")
     p.add_argument("--pretrain-steps", type=int, default=250)
     p.add_argument("--pretrain-lr", type=float, default=1e-4)
+    p.add_argument("--test", type=Path, default=None, metavar="DIR",
+                   help="also score the MoNuSeg test images (DIR/images, DIR/instance_masks) before and after, for the "
+                        "first seed only (a report of what the adapted model lost; never used to choose)")
     p.add_argument("--forgetting", action="store_true", help="also score one image of each other organ at the end")
     p.add_argument("--base", default=str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors"))
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "monuseg" / "train")

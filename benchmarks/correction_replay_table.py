@@ -56,19 +56,24 @@ def summarise(rows: list[dict], organs: list[str] | None = None) -> list[dict]:
         other = [(r["other_f1"], b["other_f1"]) for r, b in pairs if "other_f1" in r and "other_f1" in b and step]
         if other:
             rec["d_other_f1"] = float(np.mean([a - b for a, b in other]))
+        test = [(r["test_f1"], b["test_f1"]) for r, b in pairs if "test_f1" in r and "test_f1" in b and step]
+        if test:
+            rec["d_test_f1"] = float(np.mean([a - b for a, b in test]))
+            rec["n_test"] = len(test)
         out.append(rec)
     return out
 
 
 def markdown(records: list[dict]) -> str:
-    lines = ["| run | corrected | step | CPU min | F1 | dF1 | dAJI | dPQ | dF1 other organs | n |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| run | corrected | step | CPU min | F1 | dF1 | dAJI | dPQ | dF1 other organs | dF1 MoNuSeg test | n |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
         other = f"{r['d_other_f1']:+.4f}" if "d_other_f1" in r else ""
+        test = f"{r['d_test_f1']:+.4f} (n {r['n_test']})" if "d_test_f1" in r else ""
         lines.append(
             f"| {r['name']} | {r['condition']} | {r['step']} | {r['cpu_min']:.2f} | {r['f1']:.4f} | "
             f"{r['d_f1']:+.4f} +- {r['d_f1_sd']:.4f} | {r['d_aji']:+.4f} +- {r['d_aji_sd']:.4f} | "
-            f"{r['d_pq']:+.4f} +- {r['d_pq_sd']:.4f} | {other} | {r['n']} |")
+            f"{r['d_pq']:+.4f} +- {r['d_pq_sd']:.4f} | {other} | {test} | {r['n']} |")
     return "\n".join(lines)
 
 
