@@ -18,7 +18,8 @@ v2 recipe on the other organs' 24 images), given the shipped model's splitting s
 
 Every ``--score-every`` steps the run's checkpoint segments the three scored images (whole, with
 nuclei): pixel F1, AJI and PQ, against the CPU time spent training so far (process time, every thread).
-``--forgetting`` also scores, at the last step, one image of each other organ (images the base model
+``--forgetting`` also scores, at the recipe's step count (the Train tab's default; the last step when
+the run is shorter), one image of each other organ (images the base model
 was trained on: what it knew). One JSON line per (organ, seed, condition, step) goes to
 ``<out>/results.jsonl``; a run already in the file is skipped (resumable).
 
@@ -228,7 +229,7 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
                 net, ninfo = model_from_checkpoint(Path(event.path))
                 if ninfo.postprocess is None:  # from a pretrained start: the base model's splitting settings
                     ninfo = dataclasses.replace(ninfo, postprocess=info.postprocess)
-                last = event.step == args.steps
+                last = event.step == args.judge_at  # the step whose model is judged elsewhere (the default)
                 row = dict(key, step=event.step, cpu_s=cpu, wall_s=wall, n_fields=n_fields,
                            **scores(net, ninfo, scored, args.precision))
                 if last and others:
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     recipe = CORRECTION_RECIPE.with_(**{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)})
     args.steps = args.steps or recipe.steps
+    args.judge_at = min(recipe.steps, args.steps)
     run = args.out / args.name
     run.mkdir(parents=True, exist_ok=True)
     results = run / "results.jsonl"

@@ -79,6 +79,12 @@ def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, mon
         assert cfg.out_dir == str(data_dir() / "runs" / panel.job) and not cfg.resume
     cfg = finetune.config()
     assert cfg.classes == list(D.DEFAULT_CLASSES) and cfg.val_tile == D.INFERENCE_TILE
+    # the fine-tune runs the correction recipe the replay chose (core/training/corrections.py)
+    from napari_genselfdiff.core.training.corrections import CORRECTION_RECIPE as R
+
+    assert finetune.steps.value() == cfg.steps == R.steps
+    assert (cfg.lr, cfg.loss, cfg.freeze_norm, tuple(cfg.betas)) == (R.lr, R.loss, R.freeze_norm, R.betas)
+    assert "replay" in finetune.steps.toolTip()
 
 
 def test_the_sample_paths_are_one():
