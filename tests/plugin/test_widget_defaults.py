@@ -85,6 +85,10 @@ def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, mon
     assert finetune.steps.value() == cfg.steps == R.steps
     assert (cfg.lr, cfg.loss, cfg.freeze_norm, tuple(cfg.betas)) == (R.lr, R.loss, R.freeze_norm, R.betas)
     assert "replay" in finetune.steps.toolTip()
+    # where it offers pretraining, the Train tab says what pretraining was measured to add
+    from napari_genselfdiff.core.training.corrections import PRETRAINING_WORTH
+
+    assert pretrain.worth.text() == PRETRAINING_WORTH and "Measured" in PRETRAINING_WORTH
 
 
 def test_the_sample_paths_are_one():

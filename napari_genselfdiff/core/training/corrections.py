@@ -88,6 +88,16 @@ CORRECTION_WHY = {
 }
 
 
+#: What diffusion pretraining on a lab's own images was measured to add to fine-tuning on its corrections
+#: (the replay's pretraining arms, docs/results.md); the Train tab shows it where it offers pretraining.
+PRETRAINING_WORTH = (
+    "Measured: diffusion pretraining on an organ's images before fine-tuning on one corrected image made the "
+    "model worse on that organ's other images than fine-tuning alone in the same CPU time (docs/results.md, "
+    "'The correction loop, replayed'). To improve the model in use, correct and fine-tune. Pretraining is for "
+    "starting a new model from scratch, on many images, with a GPU."
+)
+
+
 def patch_stride(patch: int) -> int:
     """The patch grid step of the widget's training runs for a patch side: half a patch (at least 16 px),
     so a few corrected images still give enough patches."""

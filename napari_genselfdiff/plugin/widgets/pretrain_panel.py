@@ -18,12 +18,14 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QGroupBox,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
 )
 
 from ...core.errors import GenSelfDiffError
+from ...core.training.corrections import PRETRAINING_WORTH
 from .. import _notify
 from .._layers import META_KEY
 from .._subprocess import train_in_subprocess
@@ -78,7 +80,10 @@ class PretrainPanel(QGroupBox, TrainingLifecycle):
         self.preview_button = QPushButton("Preview samples")
         self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
 
-        panel_layout(self, [("Images:", self.use_layers), ("", self.folders), ("Network:", self.arch),
+        self.worth = QLabel(PRETRAINING_WORTH)
+        self.worth.setWordWrap(True)
+        self.worth.setStyleSheet("color: #c8a040;")
+        panel_layout(self, [("", self.worth), ("Images:", self.use_layers), ("", self.folders), ("Network:", self.arch),
                             ("Patch size:", self.patch), ("Steps:", self.steps), ("Batch:", self.batch),
                             ("Checkpoint every:", self.checkpoint_every), ("Run folder:", hbox(self.run_dir, stretch=0)),
                             ("", self.resume_box)],
