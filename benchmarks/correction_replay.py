@@ -192,7 +192,7 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
     pool = [s for stems in ORGANS.values() for s in stems if s not in held]
     mixed = sorted(np.random.default_rng([seed, 27]).permutation(pool)[: args.mix].tolist()) if args.mix else []
     model, info = load_model(base)
-    tests = test_images(args) if args.test and seed == args.seeds[0] else []
+    tests = test_images(args) if args.test and seed == 0 else []
     base_test = {}
     if tests:
         if organ not in BASE_TEST:
@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-steps", type=int, default=250)
     p.add_argument("--pretrain-lr", type=float, default=1e-4)
     p.add_argument("--test", type=Path, default=None, metavar="DIR",
-                   help="also score the MoNuSeg test images (DIR/images, DIR/instance_masks) before and after, for the "
-                        "first seed only (a report of what the adapted model lost; never used to choose)")
+                   help="also score the MoNuSeg test images (DIR/images, DIR/instance_masks) before and after, for "
+                        "seed 0 only (a report of what the adapted model lost; never used to choose)")
     p.add_argument("--forgetting", action="store_true", help="also score one image of each other organ at the end")
     p.add_argument("--base", default=str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors"))
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "monuseg" / "train")

@@ -69,12 +69,13 @@ class CorrectionRecipe:
         return CorrectionRecipe(**values)
 
 
-#: The Train tab's starting values, chosen on the correction-loop replay's tuning organ (lung; docs/results.md,
-#: "The correction loop, replayed"; benchmarks/correction_replay_sweep.sh): the bundled model's own loss
-#: (Dice + CE; SS + focal lost 0.06-0.10 F1), the starting model's batch-norm statistics kept (updating
-#: them from a few corrected fields shrank the predicted nuclei: F1 -0.03 to -0.05 instead of +0.03), and
-#: 200 steps (the gain peaks at 200-300 steps on one corrected image and falls after). lr 5e-4 and the
-#: stored nuclei as targets measured no better.
+#: The Train tab's starting values, chosen on the correction-loop replay's tuning organ (lung, 2 seeds;
+#: docs/results.md, "The correction loop, replayed"; benchmarks/correction_replay_sweep.sh). At 200 steps on
+#: one corrected image, pixel F1 on lung's other images: the former settings (SS + focal) -0.143; the
+#: bundled model's own loss (Dice + CE) -0.055; Dice + CE keeping the starting model's batch-norm
+#: statistics +0.040 (updating them from a few corrected patches shrank the predicted nuclei). The gain
+#: peaks at 200-300 steps and falls after. lr 5e-4, the stored nuclei as targets, and mixing in two of
+#: the base model's own images measured no better.
 CORRECTION_RECIPE = CorrectionRecipe(steps=200, loss="dice_ce", freeze_norm=True)
 
 #: Why each setting is what it is (the widget's tooltips).
