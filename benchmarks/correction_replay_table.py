@@ -31,13 +31,15 @@ def read_rows(folders: list[Path]) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict], organs: list[str] | None = None) -> list[dict]:
-    """One record per (name, condition, step): gains over step 0, mean and sd over (organ, seed)."""
+def summarise(rows: list[dict], organs: list[str] | None = None, by_organ: bool = False) -> list[dict]:
+    """One record per (name, condition, step): gains over step 0, mean and sd over (organ, seed); with
+    ``by_organ``, one per organ too (the name becomes "<name> <organ>")."""
     latest: dict[tuple, dict] = {}
     for r in rows:  # a resumed run may log a step twice: keep the last
         if organs and r["organ"] not in organs:
             continue
-        latest[(r["name"], r["organ"], r["seed"], r["condition"], r["step"])] = r
+        name = f"{r['name']} {r['organ']}" if by_organ else r["name"]
+        latest[(name, r["organ"], r["seed"], r["condition"], r["step"])] = r
     groups: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
     for (name, organ, seed, cond, step), r in latest.items():
         base = latest.get((name, organ, seed, cond, 0))
@@ -92,7 +94,7 @@ def plot(records: list[dict], path: Path) -> None:
         ax.errorbar([r["cpu_min"] for r in recs], [r["d_f1"] for r in recs], yerr=[r["d_f1_sd"] for r in recs],
                     marker="o", capsize=3, label=f"{name}: {cond}")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("CPU minutes of fine-tuning (one thread)")
+    ax.set_xlabel("CPU minutes of training, pretraining included (one thread, native bf16)")
     ax.set_ylabel("pixel F1 gain on the organ's other images")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", nargs="+", required=True, help="run names (folders under --runs) or results.jsonl files")
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "replay")
     p.add_argument("--organs", nargs="+", default=None, help="only these organs")
+    p.add_argument("--by-organ", action="store_true", help="one row per organ as well as the mean")
     p.add_argument("--json", type=Path, default=None, help="write the records (and the raw rows) here")
     p.add_argument("--plot", type=Path, default=None, help="draw F1 gain against CPU minutes into this PNG")
     args = p.parse_args(argv)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no results found in " + ", ".join(map(str, folders)), file=sys.stderr)
         return 2
-    records = summarise(rows, args.organs)
+    records = summarise(rows, args.organs) + (summarise(rows, args.organs, by_organ=True) if args.by_organ else [])
     print(markdown(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
