@@ -10,6 +10,9 @@ ones the pathologist corrects, the last three are scored (never trained on). Con
 - ``image1``: the first image corrected whole;
 - ``images3``: the first three images corrected whole.
 
+``--labs`` replays a lab instead of an organ: the organ's images from ONE hospital (TCGA tissue source
+site, with two or more images), the first corrected, the site's others scored.
+
 The corrections are the expert masks (labels and nuclei) stored in an annotation set the way "Mark as
 corrected" stores them, read back with ``AnnotationSet.training_items()`` and turned into the run by
 ``core.training.corrections.corrections_config``: the widget's own code path. The base model of an
@@ -179,13 +182,27 @@ def test_images(args) -> list:
     return args._tests
 
 
-def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, data: Path, log) -> None:
-    order = np.random.default_rng([seed, 25]).permutation(ORGANS[organ])
-    corrected = [(s, *load_image(data, s)) for s in order[:3]]
-    scored = [(s, *load_image(data, s)) for s in order[3:]]
+def site_of(stem: str) -> str:
+    """The TCGA tissue source site of an image id (its second field): the hospital that sent the slide."""
+    return stem.split("-")[1]
+
+
+def labs(organ: str) -> list[str]:
+    """The organ's sites with at least two images (a lab: one corrected image, the others scored)."""
+    sites = [site_of(s) for s in ORGANS[organ]]
+    return sorted({site for site in sites if sites.count(site) >= 2})
+
+
+def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, data: Path, log,
+               lab: str | None = None) -> None:
+    stems = [s for s in ORGANS[organ] if lab is None or site_of(s) == lab]
+    order = np.random.default_rng([seed, 25]).permutation(stems)
+    n_corrected = 1 if lab else 3  # a lab: the first image corrected, all its others scored
+    corrected = [(s, *load_image(data, s)) for s in order[:n_corrected]]
+    scored = [(s, *load_image(data, s)) for s in order[n_corrected:]]
     other_stems = [stems[seed % len(stems)] for o, stems in ORGANS.items() if o != organ]
     others = [(s, *load_image(data, s)) for s in other_stems] if args.forgetting else []
-    key = dict(organ=organ, seed=seed, condition=condition)
+    key = dict(organ=organ if lab is None else f"{organ}/{lab}", seed=seed, condition=condition)
     if args.pretrain:
         key["pretrain"] = f"{args.pretrain} {args.pretrain_steps} steps"
     held = set(other_stems) | set(ORGANS[organ])
@@ -261,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=Path, default=None, metavar="DIR",
                    help="also score the MoNuSeg test images (DIR/images, DIR/instance_masks) before and after, for "
                         "seed 0 only (a report of what the adapted model lost; never used to choose)")
+    p.add_argument("--labs", action="store_true",
+                   help="one lab per TCGA site of the organ with two or more images: one image corrected, the "
+                        "site's others scored (conditions fields4 and image1 only)")
     p.add_argument("--forgetting", action="store_true", help="also score one image of each other organ at the end")
     p.add_argument("--base", default=str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors"))
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "monuseg" / "train")
@@ -269,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", help="inference precision for scoring")
     p.add_argument("--train-precision", default="auto")
     args = p.parse_args(argv)
+    if args.labs and "images3" in args.conditions:
+        p.error("--labs corrects one image: use --conditions fields4 image1")
     if not (args.data / "images").is_dir():
         print(f"skipped: MoNuSeg training images not found under {args.data} (pass --data)", file=sys.stderr)
         return 2
@@ -302,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     for organ in args.organs:
         base = prepared_base(organ, args.base, args.out)
         for seed in args.seeds:
-            for condition in args.conditions:
-                if (organ, seed, condition) in done:
-                    continue
-                replay_one(args, recipe, organ, seed, condition, base, args.data, log)
+            for lab in labs(organ) if args.labs else [None]:
+                for condition in args.conditions:
+                    if (organ if lab is None else f"{organ}/{lab}", seed, condition) in done:
+                        continue
+                    replay_one(args, recipe, organ, seed, condition, base, args.data, log, lab=lab)
     return 0
 
 

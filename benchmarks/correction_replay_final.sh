@@ -8,11 +8,13 @@
 #   pretrain_continued (seeds 0-2) / pretrain_scratch (seed 0): diffusion pretraining on the organ's six
 #             images (250 steps), then the shipped fine-tune on one corrected image; fine-tuning alone in the
 #             same CPU time is the shipped run's curve
+#   labs      (bash benchmarks/correction_replay_final.sh labs) one hospital's images of an organ: its first
+#             image corrected, the same site's others scored; 6 labs (breast 3, kidney 2, prostate 1) x 3 seeds
 # Two lanes of one thread; resumable. Table and plot: docs/results.md, "The correction loop, replayed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-R=(benchmarks/correction_replay.py --organs breast kidney prostate)
+R=(benchmarks/correction_replay.py --organs breast kidney prostate)  # --organs given again wins (labs)
 TEST=(--test ../shared/data/monuseg/test)
 shipped() {
   "$PY" "${R[@]}" --name shipped --seeds 0 --steps 300 --score-every 100 --forgetting "${TEST[@]}"
@@ -30,7 +32,13 @@ before_and_pretraining() {
   done
   "$PY" "${R[@]}" --name pretrain_scratch --seeds 0 --conditions image1 --score-every 100 --pretrain scratch
 }
+labs() {  # a lab = one hospital's images of the organ: one corrected, the same site's others scored
+  "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs
+}
 case "${1:-all}" in
+  labs) labs breast > runs/replay_labs_a.log 2>&1 &
+        labs kidney prostate > runs/replay_labs_b.log 2>&1 &
+        wait ;;
   shipped) shipped ;;
   before) before_and_pretraining ;;
   all) shipped > runs/replay_shipped.log 2>&1 &

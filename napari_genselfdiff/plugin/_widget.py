@@ -80,7 +80,8 @@ class GenSelfDiffWidget(QWidget):
         self.tabs.addTab(_scrolling(self.annotation_panel, self.export_panel), "Correct")
         self.pretrain_section = _collapsible("Pretrain on unlabeled images (optional)", self.pretrain_panel)
         self.pretrain_section.setToolTip("Diffusion pretraining on images without labels: optional, and slow on a CPU.")
-        self.tabs.addTab(_scrolling(self.finetune_panel, self.pretrain_section), "Train")
+        # what pretraining was measured to add, shown above the section that offers it (folded or not)
+        self.tabs.addTab(_scrolling(self.finetune_panel, self.pretrain_panel.worth, self.pretrain_section), "Train")
         from .widgets.finetune_panel import START_PRETRAINED
 
         def open_pretraining(choice: str) -> None:  # starting from a pretrained model that is not there yet

@@ -80,10 +80,11 @@ class PretrainPanel(QGroupBox, TrainingLifecycle):
         self.preview_button = QPushButton("Preview samples")
         self.preview_button.setToolTip("A few DDIM samples from the latest checkpoint, as an image layer.")
 
+        #: what pretraining was measured to add; the dock widget shows it above this panel's folded section
         self.worth = QLabel(PRETRAINING_WORTH)
         self.worth.setWordWrap(True)
         self.worth.setStyleSheet("color: #c8a040;")
-        panel_layout(self, [("", self.worth), ("Images:", self.use_layers), ("", self.folders), ("Network:", self.arch),
+        panel_layout(self, [("Images:", self.use_layers), ("", self.folders), ("Network:", self.arch),
                             ("Patch size:", self.patch), ("Steps:", self.steps), ("Batch:", self.batch),
                             ("Checkpoint every:", self.checkpoint_every), ("Run folder:", hbox(self.run_dir, stretch=0)),
                             ("", self.resume_box)],
