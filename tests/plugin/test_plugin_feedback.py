@@ -139,7 +139,9 @@ def test_train_tab_leads_with_finetuning_and_folds_pretraining(setup):
     items = [page.layout().itemAt(i).widget() for i in range(page.layout().count())]
     items = [w for w in items if w is not None]
     assert items[0] is widget.finetune_panel
-    section = items[1]
+    # what pretraining was measured to add, right above the section that offers it (visible while folded)
+    assert items[1] is widget.pretrain_panel.worth and "Measured" in items[1].text()
+    section = items[2]
     assert isinstance(section, QCollapsible) and section is widget.pretrain_section
     assert not section.isExpanded() and "Pretrain" in section.text()
     assert widget.pretrain_panel.isAncestorOf(widget.pretrain_panel.controls.start)
