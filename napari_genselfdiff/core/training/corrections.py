@@ -83,8 +83,8 @@ CORRECTION_WHY = {
     "steps": "Steps of fine-tuning. 200 by default: on the correction-loop replay (docs/results.md) the gain on "
              "an organ's other images peaked at 200-300 steps from one corrected image and fell after. With many "
              "corrected images more steps can help; 'Use the model so far' lets you try earlier models.",
-    "batch": "Patches per step (4 by default, with 128-px patches: the replay's setting; about 0.1 s a step on two "
-             "CPU cores with native bf16).",
+    "batch": "Patches per step (4 by default, with 128-px patches: the replay's setting; about 0.13 s a step on two "
+             "CPU cores with native bf16, so 200 steps take about half a minute).",
     "patch": "Patch side in pixels (128 by default: the replay's setting; larger patches cost more per step).",
 }
 
