@@ -56,9 +56,9 @@ from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model, read_model_info  # noqa: E402
 from napari_genselfdiff.core.model_files.store import bundled_model_path, save_model  # noqa: E402
-from napari_genselfdiff.core.network.unet import AttentionUNet  # noqa: E402
 from napari_genselfdiff.core.progress import run_generator  # noqa: E402
-from napari_genselfdiff.core.training import finetune, load_checkpoint  # noqa: E402
+from napari_genselfdiff.core.training import finetune  # noqa: E402
+from napari_genselfdiff.core.training.checkpoint import checkpoint_network  # noqa: E402
 from napari_genselfdiff.core.training.corrections import CORRECTION_RECIPE, corrections_config  # noqa: E402
 from src_train.experiments.organs import ORGANS  # noqa: E402
 
@@ -152,13 +152,6 @@ def write_folders(folder: Path, stems: list[str], data: Path) -> tuple[str, str]
     return str(images), str(masks)
 
 
-def model_from_checkpoint(path: Path):
-    state = load_checkpoint(path)
-    net = AttentionUNet(state.info.architecture)
-    net.load_state_dict(state.model)
-    return net.eval(), state.info
-
-
 def scores(model, info, images, precision: str) -> dict:
     settings = InferenceSettings(instances=True, precision=precision)
     rows = []
@@ -243,7 +236,7 @@ def replay_one(args, recipe, organ: str, seed: int, condition: str, base: Path, 
             cpu += time.process_time() - t_cpu
             wall += time.perf_counter() - t_wall
             if event.kind == "checkpoint" and event.path is not None:
-                net, ninfo = model_from_checkpoint(Path(event.path))
+                net, ninfo = checkpoint_network(event.path)
                 if ninfo.postprocess is None:  # from a pretrained start: the base model's splitting settings
                     ninfo = dataclasses.replace(ninfo, postprocess=info.postprocess)
                 last = event.step == args.judge_at  # the step whose model is judged elsewhere (the default)

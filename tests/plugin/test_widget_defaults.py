@@ -55,10 +55,10 @@ def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, mon
 
     from napari.components import LayerList
 
+    from napari_genselfdiff.core.training.corrections import patch_stride
     from napari_genselfdiff.plugin._settings import data_dir
     from napari_genselfdiff.plugin._state import PluginState
     from napari_genselfdiff.plugin._testing import isolate
-    from napari_genselfdiff.plugin.widgets._training_common import patch_stride
     from napari_genselfdiff.plugin.widgets.finetune_panel import START_SCRATCH, FinetunePanel
     from napari_genselfdiff.plugin.widgets.pretrain_panel import PretrainPanel
 

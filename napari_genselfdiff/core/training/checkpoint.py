@@ -42,6 +42,7 @@ from ..io.atomic import atomic_path
 from ..model_files.classes import default_classes
 from ..model_files.schema import ModelInfo
 from ..network.config import UNetConfig
+from ..network.unet import AttentionUNet
 from ..normalization import Normalization
 from .distributed import unwrap
 
@@ -398,6 +399,19 @@ def check_compatible(state: TrainingState, *, stage: str, architecture: UNetConf
         )
 
 
+def checkpoint_network(path: str | Path) -> tuple[AttentionUNet, ModelInfo]:
+    """The network a checkpoint holds, in evaluation mode, and the :class:`ModelInfo` of the model the
+    run would export at its step.
+
+    Raises:
+        TrainingInputError: not a checkpoint, unreadable.
+    """
+    state = load_checkpoint(path)
+    model = AttentionUNet(state.info.architecture)
+    model.load_state_dict(state.model)
+    return model.eval(), state.info
+
+
 def export_checkpoint_model(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the model a run would export at a checkpoint's step as a model file (safetensors + JSON),
     so a model can be used while its run goes on ("Use the model so far" in the widget). ``out`` is
@@ -406,10 +420,6 @@ def export_checkpoint_model(checkpoint: str | Path, out: str | Path) -> Path:
     Raises:
         TrainingInputError: not a checkpoint, unreadable.
     """
-    from ..network.unet import AttentionUNet
     from .run import save_trained_model
 
-    state = load_checkpoint(checkpoint)
-    model = AttentionUNet(state.info.architecture)
-    model.load_state_dict(state.model)
-    return save_trained_model(Path(out), model.eval(), state.info)
+    return save_trained_model(Path(out), *checkpoint_network(checkpoint))

@@ -13,6 +13,7 @@ nuclei the pathologist drew, instead of nuclei split again from the labels by a 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,8 +111,8 @@ def pair_instances(items: list[tuple], instances: dict[str, np.ndarray] | None) 
     (a name shared by two pairs cannot say which nuclei are whose: those are split from their labels)."""
     if not instances:
         return None
-    names = [item[0] for item in items]
-    out = {name: np.asarray(inst) for name, inst in instances.items() if inst is not None and names.count(name) == 1}
+    names = Counter(item[0] for item in items)
+    out = {name: np.asarray(inst) for name, inst in instances.items() if inst is not None and names[name] == 1}
     return out or None
 
 

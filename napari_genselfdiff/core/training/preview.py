@@ -28,7 +28,7 @@ from ..model_files import load_model
 from ..model_files.schema import ModelInfo
 from ..network.unet import AttentionUNet
 from ..normalization import Normalization
-from .checkpoint import METADATA_KEY, find_latest_checkpoint, load_checkpoint
+from .checkpoint import METADATA_KEY, checkpoint_network, find_latest_checkpoint
 from .runlog import PRETRAINED_FILE
 
 
@@ -83,10 +83,7 @@ def _from_model(model: AttentionUNet, info: ModelInfo,
 
 
 def _from_checkpoint(path: Path) -> tuple[AttentionUNet, GaussianDiffusion, Normalization, int]:
-    state = load_checkpoint(path)
-    model = AttentionUNet(state.info.architecture)
-    model.load_state_dict(state.model)
-    return _from_model(model.eval(), state.info, what="a fine-tuning checkpoint")
+    return _from_model(*checkpoint_network(path), what="a fine-tuning checkpoint")
 
 
 def sample_preview(

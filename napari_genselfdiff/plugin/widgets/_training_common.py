@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.defaults import WIDGET_PRESET, WIDGET_PRESETS, WIDGET_TRAINING_BATCH, WIDGET_TRAINING_PATCH
-from ...core.training.corrections import patch_stride  # noqa: F401 - both panels' patch grid
 from .. import _notify
 from .._layers import image_layers, image_plane, layer_meta
 from .._settings import data_dir

@@ -285,7 +285,7 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         aset = self.state.annotations
         if self.use_set.isChecked() and aset is not None:
             pairs = aset.training_items()  # (name, image, labels, corrected-pixels mask or None)
-            instances = aset.training_instances()
+            instances = aset.training_instances() if CORRECTION_RECIPE.use_instances else None  # read only when used
             self._check_classes(aset)
         images, masks = self.images.text() or None, self.masks.text() or None
         if bool(images) != bool(masks):

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.errors import GenSelfDiffError
-from ...core.training.corrections import PRETRAINING_WORTH
+from ...core.training.corrections import PRETRAINING_WORTH, patch_stride
 from .. import _notify
 from .._layers import META_KEY
 from .._subprocess import train_in_subprocess
@@ -35,7 +35,6 @@ from ._training_common import (
     FolderList,
     TrainingLifecycle,
     layer_snapshots,
-    patch_stride,
     report_skipped,
     size_fields,
 )
