@@ -17,7 +17,8 @@ The corrections are the expert masks (labels and nuclei) stored in an annotation
 corrected" stores them, read back with ``AnnotationSet.training_items()`` and turned into the run by
 ``core.training.corrections.corrections_config``: the widget's own code path. The base model of an
 organ is ``runs/recipe/loo_<organ>/last.safetensors`` (``src_train/experiments/leave_organ_out.sh``: the
-v2 recipe on the other organs' 24 images), given the shipped model's splitting settings and resolution.
+v2 recipe on the other organs' 24 images; when that run folder is gone, its fp16 copy in
+``src_train/checkpoints/loo/``), given the shipped model's splitting settings and resolution.
 
 Every ``--score-every`` steps the run's checkpoint segments the three scored images (whole, with
 nuclei): pixel F1, AJI and PQ, against the CPU time spent training so far (process time, every thread).
@@ -63,6 +64,9 @@ from napari_genselfdiff.core.training.corrections import CORRECTION_RECIPE, corr
 from src_train.experiments.organs import ORGANS  # noqa: E402
 
 CONDITIONS = ("fields4", "image1", "images3")
+#: the base models as src_train/experiments/leave_organ_out.sh leaves them, and their fp16 copies in the repository
+DEFAULT_BASE = str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors")
+COMMITTED_BASE = REPO / "src_train" / "checkpoints" / "loo" / "{organ}.safetensors"
 FIELD = 256
 
 
@@ -88,7 +92,10 @@ def prepared_base(organ: str, pattern: str, out: Path) -> Path:
     """The organ's base model with the shipped model's splitting settings and resolution (once)."""
     path = out / f"base_{organ}.safetensors"
     if not path.is_file():
-        model, info = load_model(Path(pattern.format(organ=organ)))
+        source = Path(pattern.format(organ=organ))
+        if not source.is_file() and pattern == DEFAULT_BASE:  # the run folder is gone: the committed fp16 copy
+            source = COMMITTED_BASE.parent / COMMITTED_BASE.name.format(organ=organ)
+        model, info = load_model(source)
         shipped = read_model_info(bundled_model_path())
         info = dataclasses.replace(info, postprocess=shipped.postprocess, mpp=shipped.mpp)
         save_model(path, model, info)
@@ -275,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="one lab per TCGA site of the organ with two or more images: one image corrected, the "
                         "site's others scored (conditions fields4 and image1 only)")
     p.add_argument("--forgetting", action="store_true", help="also score one image of each other organ at the end")
-    p.add_argument("--base", default=str(REPO / "runs" / "recipe" / "loo_{organ}" / "last.safetensors"))
+    p.add_argument("--base", default=DEFAULT_BASE,
+                   help="the base model of {organ} (default: the run folder, else src_train/checkpoints/loo/, fp16)")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "monuseg" / "train")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "replay")
     p.add_argument("--threads", type=int, default=1)
