@@ -37,7 +37,7 @@ LOSS = "dice_ce"  # the bundled models' loss (their cards' provenance.loss)
 
 
 def measure(emit: Emitter, *, model: str = "default", steps: int = 3, batch: int = 8, patch: int | None = None,
-            precision: str = "auto", peaks: dict | None = None) -> dict:
+            precision: str = "auto", peaks: dict | None = None, channels_last: bool | None = None) -> dict:
     """Run ``steps`` + 1 fine-tuning steps; one "finetune_step" figure (the first step not counted)."""
     net, info = load_model(model)
     patch = patch or info.patch_size or 128
@@ -49,7 +49,8 @@ def measure(emit: Emitter, *, model: str = "default", steps: int = 3, batch: int
             pairs=[("sample", image, mask)], instances={"sample": instances}, init=model, loss=LOSS,
             classes=[c.name for c in info.classes], out_dir=str(Path(tmp) / "run"), steps=steps + 1,
             batch=batch, patch_size=patch, stride=patch // 4, val_fraction=0.0, checkpoint_every=0,
-            device="cpu", precision=precision, stain_jitter=True, grad_clip=1.0, seed=0)
+            device="cpu", precision=precision, stain_jitter=True, grad_clip=1.0, seed=0,
+            channels_last=channels_last)
         stamps, started, message = [], None, ""
         with Clock() as clock:
             start = time.perf_counter()
@@ -65,7 +66,7 @@ def measure(emit: Emitter, *, model: str = "default", steps: int = 3, batch: int
     gflop = 3 * forward_flops(net.config, patch, patch) * batch / 1e9
     precision_used = message.split("precision ")[-1].split(";")[0].split(",")[0].strip() if "precision " in message else None
     return emit("finetune_step", **model_fields(info, net), loss=LOSS, patch=patch, batch=batch,
-                precision=precision_used, asked_precision=precision, steps_timed=len(times),
+                precision=precision_used, asked_precision=precision, channels_last=channels_last, steps_timed=len(times),
                 step_s_median=med, step_s=[round(t, 3) for t in times], cpu_s_per_step=cpu,
                 patches_per_s=batch / med, first_step_s=stamps[0][0] - started if started else None,
                 setup_s=(started - start) if started else None, total_wall_s=clock.wall,
@@ -86,14 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch", type=int, default=None, help="patch side (default: the model's)")
     p.add_argument("--precision", default="auto")
     p.add_argument("--peaks", action="store_true", help="measure the GEMM peaks first and give ratios to them")
+    p.add_argument("--memory-format", nargs="+", default=["default"], choices=["default", "contiguous", "channels-last"],
+                   help="time each memory format in turn, in one run (default: the training options' default)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     emit = Emitter(args.out)
     emit("machine", **machine())
     peaks = measure_peaks(emit) if args.peaks else {}
-    measure(emit, model=args.model, steps=args.steps, batch=args.batch, patch=args.patch,
-            precision=args.precision, peaks=peaks)
+    formats = {"default": None, "contiguous": False, "channels-last": True}
+    for fmt in args.memory_format:
+        measure(emit, model=args.model, steps=args.steps, batch=args.batch, patch=args.patch,
+                precision=args.precision, peaks=peaks, channels_last=formats[fmt])
     return 0
 
 

@@ -79,6 +79,19 @@ def load_pair(glas: Path, name: str, scale: float = 1.0) -> tuple[str, np.ndarra
     return name, image, resize_mask(mask, image.shape[:2])
 
 
+def load_gland_instances(glas: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """The mask's gland instance ids (GlaS masks carry one id per gland), resampled to ``shape``."""
+    from recipe import resize_instances
+
+    return resize_instances(to_label_image(read_array(glas / "masks" / f"{name}.png")), shape).astype(np.int32)
+
+
+#: Gland splitting of a distance-map output before tune_glands.py chooses one: h-maxima markers, glands
+#: under GLAND_MIN_SIZE image pixels (0.62 um/px) dropped, in the model's pixels.
+def distance_postprocess(scale: float) -> dict:
+    return {"instances": {"h": 0.15, "smooth": 1.0, "min_size": int(round(GLAND_MIN_SIZE * scale * scale))}}
+
+
 def gland_instances(foreground: np.ndarray) -> np.ndarray:
     """Gland instances of a binary gland mask, as the bundled gland model makes them."""
     return label_instances(foreground, **GLAND_POSTPROCESS)
@@ -93,7 +106,10 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
     the product's resolution path (resampled to the model's, labels mapped back)."""
     model, info = load_model(model_path)
     info.mpp = GLAS_MPP / scale
-    settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=False)
+    own_split = info.output != "classes"  # an instance-aware output splits glands itself
+    if own_split and not (info.postprocess or {}).get("instances"):
+        info.postprocess = distance_postprocess(scale)
+    settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=own_split)
     per_image = {}
     start = time.perf_counter()
     for name in names:
@@ -102,7 +118,7 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
         for _ in result:
             pass
         fg = np.asarray(result.value[0].labels) > 0
-        pred = gland_instances(fg)
+        pred = np.asarray(result.value[0].instances) if own_split else gland_instances(fg)
         gt = to_label_image(read_array(glas / "masks" / f"{name}.png"))
         scores = evaluate_pair(pred, gt, instances=True)
         scores.update(glas_scores(pred, gt))
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "ss_focal"])
     p.add_argument("--init", default="scratch", help="a model file (e.g. the bundled nuclei model), or scratch")
+    p.add_argument("--output", default=None, choices=["classes", "distance"],
+                   help="the head's output kind (default: the init model's); distance: learned gland distance "
+                        "maps split touching glands (targets from the masks' gland ids)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=None, help="train on this many of the 69 (drawn with --seed)")
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "auto"])
@@ -173,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         train = sorted(np.random.default_rng(1000 + args.seed).permutation(train)[: args.subset].tolist(),
                        key=lambda n: int(n.rsplit("_", 1)[1]))
     pairs = [load_pair(glas, n, args.scale) for n in train]
+    instances = {n: load_gland_instances(glas, n, pairs[k][1].shape[:2]) for k, n in enumerate(train)}
     val_pairs = None if args.final else [load_pair(glas, n, args.scale) for n in val]
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=1, norm="batch", stem_stride=2,
                       attention_dim_head=16)
@@ -183,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         stride=args.size // 4, seed=args.seed, loss=args.loss, stain_jitter=True,
         validate_every=0 if args.final else args.validate_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=1, precision=args.precision, resume=(run_dir / "checkpoints").exists(), val_tile=512,
+        output=args.output, instances=instances,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))

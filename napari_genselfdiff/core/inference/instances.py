@@ -178,11 +178,24 @@ def split_by_contour(foreground: np.ndarray, interior: np.ndarray, *, interior_t
 
 
 def split_by_distance(foreground: np.ndarray, distance: np.ndarray, *, h: float = 0.15, min_size: int = 30,
-                      smooth: float = 1.0) -> np.ndarray:
-    """Nuclei from a predicted distance map: its h-maxima as markers, flooded over the foreground."""
+                      smooth: float = 1.0, threshold: float | None = None, min_marker: int = 0) -> np.ndarray:
+    """Nuclei from a predicted distance map (each nucleus a dome from ~0 at its border to 1 at its centre),
+    flooded over the foreground from one marker per dome.
+
+    Markers are the map's h-maxima (domes at least ``h`` above the saddle to a higher one), or, with
+    ``threshold``, the connected cores where the map exceeds it (at least ``min_marker`` pixels):
+    a cut at a fixed fraction of each nucleus's own depth, since the map is normalised per nucleus.
+    """
     d = ndimage.gaussian_filter(distance, smooth) if smooth > 0 else distance
     d = np.where(foreground, d, 0.0)
-    markers, _ = ndimage.label(h_maxima(d, h).astype(bool), structure=np.ones((3, 3), bool))
+    if threshold is None:
+        markers, _ = ndimage.label(h_maxima(d, h).astype(bool), structure=np.ones((3, 3), bool))
+    else:
+        markers, _ = ndimage.label(d > threshold, structure=_CONNECTIVITY)
+        if min_marker > 1:
+            small = np.bincount(markers.ravel()) < min_marker
+            small[0] = False
+            markers[small[markers]] = 0
     labels = watershed(-d, markers, mask=foreground, connectivity=1)
     return _finish(labels, foreground, int(min_size))
 
