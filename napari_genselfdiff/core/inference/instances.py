@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
+
+from .extrema import h_maxima_of_objects
 
 # 4-connectivity: two nuclei that touch only at a corner pixel are kept apart, as annotators draw them.
 _CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
@@ -40,7 +41,7 @@ def _markers(foreground: np.ndarray, distance: np.ndarray, h: float, min_distanc
         (H, W) integer seed labels, 0 = no seed; every connected component of `foreground` holds
         at least one seed, and no seed reaches into two components.
     """
-    peaks = h_maxima(distance, h).astype(bool)
+    peaks = h_maxima_of_objects(distance, h).astype(bool)
     if min_distance > 0:
         # Growing each seed by min_distance / 2 (within the nucleus mask) joins seeds whose gap is at
         # most min_distance; the grown regions are then the seeds.
@@ -189,7 +190,7 @@ def split_by_distance(foreground: np.ndarray, distance: np.ndarray, *, h: float 
     d = ndimage.gaussian_filter(distance, smooth) if smooth > 0 else distance
     d = np.where(foreground, d, 0.0)
     if threshold is None:
-        markers, _ = ndimage.label(h_maxima(d, h).astype(bool), structure=np.ones((3, 3), bool))
+        markers, _ = ndimage.label(h_maxima_of_objects(d, h).astype(bool), structure=np.ones((3, 3), bool))
     else:
         markers, _ = ndimage.label(d > threshold, structure=_CONNECTIVITY)
         if min_marker > 1:
