@@ -23,6 +23,9 @@ declare -A ROW=(
   # after the choice (200 steps, forgetting judged at 200): the shipped recipe, and a lower lr against forgetting
   [shipped200]="--steps 200"                                     # the Train tab's defaults as shipped
   [shipped200_lr3e-5]="lr=3e-5 --steps 200"                      # vs shipped200: a lower learning rate
+  [shipped200_anchor0.1]="anchor=0.1 --steps 200"                # vs shipped200: L2-SP toward the base model (FinetuneConfig.anchor)
+  [shipped200_anchor1]="anchor=1 --steps 200"                    # vs shipped200: L2-SP, stronger
+  [shipped200_anchor10]="anchor=10 --steps 200"                  # vs shipped200: L2-SP, stronger still
 )
 lane() { for name in "$@"; do run "$name" ${ROW[$name]}; done; }
 if [ -n "$ROWS" ]; then lane $ROWS; exit; fi

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from glas import GLAS_MPP, REPO, VALIDATION_PATIENTS, read_split  # noqa: E402
 
 from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances, split_by_distance  # noqa: E402
 from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
@@ -50,6 +50,19 @@ GRID = {
     "h": [4.0, 8.0, 12.0, 16.0, 24.0],
     "min_distance": [20.0, 40.0],
 }
+
+
+#: The grid of a distance-map output (split_by_distance: h-maxima of the predicted map, which is
+#: normalised per gland, so h is a fraction of a gland's depth; min_size in model pixels).
+DISTANCE_GRID = {
+    "h": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
+    "smooth": [1.0, 2.0, 4.0],
+    "min_size": [50, 100, 200, 400, 800],
+}
+
+
+def distance_grid() -> list[dict]:
+    return [dict(zip(DISTANCE_GRID, values)) for values in itertools.product(*DISTANCE_GRID.values())]
 
 
 def settings_grid() -> list[dict]:
@@ -79,22 +92,27 @@ def main(argv: list[str] | None = None) -> int:
     model, info = load_model(args.model)
     f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
     settings = InferenceSettings(tile=512, device="cpu", precision="fp32", instances=False)
-    masks, truths = {}, {}
+    own_split = info.output == "distance"  # split by the model's own distance map, else by the mask's
+    masks, truths, cues = {}, {}, {}
     start = time.perf_counter()
     for name in names:
         rgb = read_array(glas / "images" / f"{name}.jpg")[..., :3]
         source = rgb if f == 1.0 else ResampledView(np.ascontiguousarray(rgb), f)
-        result = run_generator(segment_progressive(model, info, source, settings, name=name))
+        shape = source.shape[:2]
+        cue = np.zeros((1,) + tuple(shape), np.float32) if own_split else None
+        result = run_generator(segment_progressive(model, info, source, settings, name=name, cue_out=cue))
         masks[name] = (np.asarray(result.labels) > 0, rgb.shape[:2])
+        cues[name] = cue
         truths[name] = to_label_image(read_array(glas / "masks" / f"{name}.png"))
     segment_seconds = time.perf_counter() - start
     rows = []
-    for params in settings_grid():
+    for params in distance_grid() if own_split else settings_grid():
         per_image = {}
         t = time.perf_counter()
         for name in names:
             fg, (height, width) = masks[name]
-            glands = label_instances(fg, **params)
+            glands = (split_by_distance(fg, cues[name][0], **params) if own_split
+                      else label_instances(fg, **params))
             if f != 1.0:
                 glands = map_back(glands, (0, height), (0, width), f)
             per_image[name] = glas_scores(glands, truths[name])
@@ -104,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     best = max(rows, key=lambda r: r["selection"])
-    record = {"model": str(args.model), "scale": args.scale, "validation_images": names, "grid": GRID,
+    record = {"model": str(args.model), "scale": args.scale, "validation_images": names,
+              "grid": DISTANCE_GRID if own_split else GRID, "output": info.output,
               "segment_seconds": segment_seconds, "rows": rows, "best": best,
               "command": "python src_train/experiments/tune_glands.py " + shlex.join(argv or sys.argv[1:])}
     args.out.parent.mkdir(parents=True, exist_ok=True)

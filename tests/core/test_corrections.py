@@ -98,3 +98,37 @@ def test_pretraining_can_continue_from_a_models_backbone(tmp_path, make_model):
         if not name.startswith(HEAD_PREFIX):
             torch.testing.assert_close(value, params[name], atol=1e-6, rtol=0)
     assert info.provenance["parent"] == str(path)
+
+
+def _distance_from(model, tuned) -> float:
+    start = dict(model.named_parameters())
+    return float(sum(((w.float() - start[n].float()) ** 2).sum() for n, w in tuned.named_parameters()))
+
+
+def test_anchor_keeps_the_weights_near_the_starting_models(tmp_path, make_model):
+    """L2-SP (FinetuneConfig.anchor): the same run with a strong anchor ends nearer the starting weights."""
+    from napari_genselfdiff.core.model_files import load_model
+
+    model, _, path = make_model(classes=("background", "nucleus"))
+    image, labels = random_pair(1, (64, 64), low=60, high=200)
+    distance = {}
+    for anchor in (0.0, 1e4):
+        cfg = corrections_config([("x", image, labels, None)], init=str(path), out_dir=str(tmp_path / f"a{anchor}"),
+                                 recipe=CORRECTION_RECIPE.with_(anchor=anchor, lr=1e-2), steps=6, batch=2, patch=32,
+                                 val_fraction=0.0, precision="fp32")
+        assert cfg.anchor == anchor
+        tuned, info = load_model(run_generator(finetune(cfg)))
+        assert info.provenance["anchor"] == anchor
+        distance[anchor] = _distance_from(model, tuned)
+    assert distance[0.0] > 0
+    assert distance[1e4] < 0.2 * distance[0.0]
+
+
+def test_anchor_needs_a_starting_model():
+    from napari_genselfdiff.core.errors import TrainingInputError
+    from napari_genselfdiff.core.training import FinetuneConfig
+
+    with pytest.raises(TrainingInputError, match="anchor"):
+        FinetuneConfig(pairs=[], init="scratch", anchor=1.0).check()
+    with pytest.raises(TrainingInputError, match="anchor must be >= 0"):
+        FinetuneConfig(pairs=[], init="model.safetensors", anchor=-1.0).check()

@@ -46,6 +46,7 @@ class CorrectionRecipe:
         grad_clip: clip the gradients' global norm to this (None: no clipping).
         use_instances: train instance-aware outputs on the pairs' stored nuclei (else split from the labels).
         freeze_norm: keep the starting model's batch-norm statistics.
+        anchor: L2-SP weight pulling the weights toward the starting model's (0: off).
     """
 
     steps: int = 500
@@ -59,6 +60,7 @@ class CorrectionRecipe:
     grad_clip: float | None = None
     use_instances: bool = False
     freeze_norm: bool = False
+    anchor: float = 0.0
 
     def with_(self, **changes: Any) -> "CorrectionRecipe":
         """A copy with some settings changed (unknown names are an error)."""
@@ -155,7 +157,8 @@ def corrections_config(
         images=images, masks=masks, pairs=list(items) or None, out_dir=str(out_dir), init=str(init),
         classes=list(classes or DEFAULT_CLASSES), steps=steps, batch=int(batch if batch is not None else recipe.batch),
         patch_size=patch, stride=patch_stride(patch), lr=recipe.lr, betas=list(recipe.betas), loss=recipe.loss,
-        stain_jitter=recipe.stain_jitter, freeze_norm=recipe.freeze_norm, warmup_steps=recipe.warmup_steps, grad_clip=recipe.grad_clip,
+        stain_jitter=recipe.stain_jitter, freeze_norm=recipe.freeze_norm, anchor=recipe.anchor,
+        warmup_steps=recipe.warmup_steps, grad_clip=recipe.grad_clip,
         validate_every=max(1, steps // 5), val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4),
         device=device, precision=precision, seed=seed, resume=resume,
         instances=pair_instances(list(items), instances) if recipe.use_instances else None,

@@ -142,6 +142,9 @@ class FinetuneConfig(RunOptions):
                                              nargs=2, metavar="F")
     freeze_norm: bool = option(False, "keep the batch-norm statistics of the model fine-tuning starts from (small "
                                "batches from a few corrected images would otherwise overwrite them)")
+    anchor: float = option(0.0, "L2-SP (Li et al., ICML 2018): add anchor/2 x the squared distance of the weights "
+                           "from the starting model's to the loss, so fine-tuning on a few images forgets less of "
+                           "what the starting model knew; 0: off. Needs a starting model (--init)")
     instances: dict[str, Any] | None = None  # image name -> (H, W) instance ids (instance-aware outputs)
 
     def check(self) -> None:
@@ -168,6 +171,11 @@ class FinetuneConfig(RunOptions):
                 check_output(self.output, len(self.classes))
             except ValueError as exc:
                 raise TrainingInputError(str(exc)) from exc
+        if not self.anchor >= 0:
+            raise TrainingInputError(f"anchor must be >= 0 (0: off), got {self.anchor}.")
+        if self.anchor > 0 and str(self.init).lower() == "scratch":
+            raise TrainingInputError("anchor pulls the weights toward the starting model's, but training starts "
+                                     "from scratch: give --init a model file, or leave anchor at 0.")
         if self.scale_range is not None and (len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]):
             raise TrainingInputError(f"scale_range must be LOW HIGH with 0 < LOW <= HIGH, got {self.scale_range}.")
         names = list(self.classes)
@@ -225,6 +233,23 @@ def _at_timestep(build, timestep: int):
         net.config = net.config.with_segment_timestep(timestep)
         return net
     return at_timestep
+
+
+def starting_weights(parent: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    """A float copy of the parent model's parameters, taken before training (or a resume) changes them."""
+    return {} if parent is None else {name: w.detach().float().clone() for name, w in parent.named_parameters()}
+
+
+def anchor_pairs(model: torch.nn.Module, start: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, its starting value) for every parameter of ``model`` that the parent model has (same
+    name and shape; a new head has none): what L2-SP (``FinetuneConfig.anchor``) pulls toward. The
+    starting values are the parent's (:func:`starting_weights`), so a resumed run anchors to the same weights."""
+    pairs = []
+    for name, w in model.named_parameters():
+        w0 = start.get(name)
+        if w0 is not None and w0.shape == w.shape:
+            pairs.append((w, w0.to(w.device)))
+    return pairs
 
 
 def _split(data: LoadedPairs, cfg: FinetuneConfig) -> tuple[list[int], list[int], str]:
@@ -307,6 +332,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     if parent is not None and parent.config.segment_timestep != arch.segment_timestep:
         head_note += f"; called at timestep {arch.segment_timestep}"
         build = _at_timestep(build, arch.segment_timestep)
+    start_weights = starting_weights(parent) if cfg.anchor > 0 else {}
     model, optimizer = start_model(ctx, build, cfg, betas=tuple(cfg.betas))
     if cfg.freeze_norm:
         unwrap(model).freeze_norm_statistics = True
@@ -325,15 +351,23 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     def batches(step: int):
         return batch_for_step(dataset, sampler, step)
 
+    anchored = anchor_pairs(unwrap(model), start_weights)
+
+    def with_anchor(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not anchored:
+            return {"loss": total, **parts}
+        pull = 0.5 * cfg.anchor * sum(((w.float() - w0) ** 2).sum() for w, w0 in anchored)
+        return {"loss": total + pull, **parts, "anchor": pull.detach()}
+
     def loss_fn(net: torch.nn.Module, batch, step: int) -> dict[str, torch.Tensor]:
         if output != "classes":  # instance-aware: (images, class targets, cue targets, ignore)
             x, y, regression, ignore = batch
             total, parts = criterion(net(x).float(), y, regression, ignore if bool(ignore.any()) else None)
-            return {"loss": total, **parts}
+            return with_anchor(total, parts)
         x, y, *ignore = batch  # ignore: pixels outside the corrected regions (partial annotations)
         logits = net(x)  # t = None: config.segment_timestep (0 unless --timestep: the paper's t = 0)
         total, parts = criterion(logits.float(), y, ignore[0] if ignore else None)
-        return {"loss": total, **parts}
+        return with_anchor(total, parts)
 
     summary = data_summary(data, dataset, train_images=[data.names[i] for i in train_idx], val_images=val_names)
     parent_path = None if parent_info is None else str(parent_info.path)
@@ -345,7 +379,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             data=summary, parent=parent_path or "scratch",
             parent_stage=(parent_info.provenance.get("stage") if parent_info else None),
             metrics=metrics or {}, selected_by=f"{SELECTION_METRIC} on whole held-out images" if val_images else "last step",
-            betas=list(cfg.betas), lam=cfg.lam,
+            betas=list(cfg.betas), lam=cfg.lam, anchor=cfg.anchor,
             loss=criterion.to_config(),
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
                           "stain_jitter": cfg.stain_jitter,
