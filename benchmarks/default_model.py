@@ -13,6 +13,11 @@ labels-only job measured just before it. Precisions: "auto" (what the CLI uses: 
 computes bf16 natively, else fp32) by default; name several to compare them in one run. On a busy
 machine the wall time is inflated by waiting for a core; cpu_s / threads bounds what an idle machine
 would take.
+
+To see what a change is worth on a noisy machine, compare variants in one run: ``--memory-format
+contiguous channels-last`` (default: the inference default, channels-last unless the network has level
+attention) and ``--h-maxima skimage objects`` (the nucleus split's markers by skimage's whole-image
+h_maxima, as before 2026-12-07, or object by object, ``core.inference.extrema``: the same markers).
 """
 
 from __future__ import annotations
@@ -27,10 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import Clock, Emitter, ForwardTimer, forward_flops, machine, measure_peaks, ratios, test_image  # noqa: E402
+from skimage.morphology import h_maxima as skimage_h_maxima  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
+from napari_genselfdiff.core.inference import (  # noqa: E402
+    InferenceSettings,
+    instances as instances_module,  # noqa: E402
+    segment,
+)
+from napari_genselfdiff.core.inference.extrema import h_maxima_of_objects  # noqa: E402
+from napari_genselfdiff.core.inference.predict import uses_channels_last  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.network.unet import count_parameters  # noqa: E402
+
+#: How the split finds its markers (--h-maxima): both give the same markers (tests/core/test_extrema.py).
+MARKERS = {"objects": h_maxima_of_objects, "skimage": skimage_h_maxima}
 
 
 def model_fields(info, model) -> dict:
@@ -42,16 +57,20 @@ def model_fields(info, model) -> dict:
 
 def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats: int = 3,
             precisions: tuple[str, ...] = ("auto",), instances: bool = True, peaks: dict | None = None,
-            tile: int | None = None) -> list[dict]:
-    """Segment a size x size image; one "segment" figure per precision and job (labels, + instances)."""
+            tile: int | None = None, memory_formats: tuple[str, ...] = ("default",),
+            h_maxima: tuple[str, ...] = ("objects",)) -> list[dict]:
+    """Segment a size x size image; one "segment" figure per variant and job (labels, + instances)."""
     net, info = load_model(model)
     image, source = test_image(size)
     records = []
-    for precision in precisions:
+    formats = {"default": None, "contiguous": False, "channels-last": True}
+    variants = [(p, f, h) for p in precisions for f in memory_formats for h in h_maxima]
+    for precision, memory_format, markers in variants:
+        instances_module.h_maxima_of_objects = MARKERS[markers]
         base = None
         for with_instances in ([False, True] if instances else [False]):
             settings = InferenceSettings(device="cpu", precision=precision, instances=with_instances,
-                                         **({"tile": tile} if tile else {}))
+                                         channels_last=formats[memory_format], **({"tile": tile} if tile else {}))
             result = segment(net, info, image, settings)  # warm-up
             walls, cpus, forwards = [], [], []
             for _ in range(repeats):
@@ -68,6 +87,8 @@ def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats:
                 "job": "labels+instances" if with_instances else "labels", "instances": with_instances,
                 **model_fields(info, net), "source": source, "image": [size, size],
                 "precision": result.precision, "asked_precision": precision, "tiles": result.tiles,
+                "memory_format": "channels-last" if uses_channels_last(net, settings) else "contiguous",
+                "h_maxima": markers,
                 "tile_shape": [th, tw], "wall_s": wall, "all_wall_s": [round(w, 3) for w in walls], "cpu_s": cpu,
                 "forward_s": statistics.median(forwards),
                 "outside_forward_s": statistics.median(w - f for w, f in zip(walls, forwards)),
@@ -102,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", nargs="+", default=["auto"], help="auto fp32 bf16 ... (default: auto)")
     p.add_argument("--instances", action="store_true", help="also time the job with nuclei split, after each labels-only one")
     p.add_argument("--peaks", action="store_true", help="measure the GEMM peaks first and give ratios to them")
+    p.add_argument("--memory-format", nargs="+", default=["default"], choices=["default", "contiguous", "channels-last"])
+    p.add_argument("--h-maxima", nargs="+", default=["objects"], choices=sorted(MARKERS),
+                   help="the split's markers: object by object (the product) or skimage's whole image (before)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON lines to this file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     emit("machine", **machine())
     peaks = measure_peaks(emit) if args.peaks else {}
     measure(emit, model=args.model, size=args.size, repeats=args.repeats, precisions=tuple(args.precision),
-            instances=args.instances, peaks=peaks, tile=args.tile)
+            instances=args.instances, peaks=peaks, tile=args.tile, memory_formats=tuple(args.memory_format),
+            h_maxima=tuple(args.h_maxima))
     return 0
 
 

@@ -120,7 +120,10 @@ class AttentionUNet(nn.Module):
                 h = self.up[j](h)
         h = self.final(torch.cat([h, stem], dim=1), temb)
         if self.config.stem_stride > 1:
-            h = torch.cat([self.full_up(h), x], dim=1)
+            up = self.full_up(h)
+            # the image joins in the features' dtype: under autocast full_conv computes in it anyway, and
+            # concatenating bf16 features with the fp32 image first cast the features to fp32 (5 % of a forward)
+            h = torch.cat([up, x.to(up.dtype)], dim=1)
             h = F.silu(self.full_norm(self.full_conv(h)))
         return h
 
