@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from glas import GLAND_MIN_SIZE, GLAND_POSTPROCESS, GLAS_MPP  # noqa: E402
+from glas import GLAND_MIN_SIZE, GLAND_POSTPROCESS, GLAS_MPP, distance_postprocess  # noqa: E402
 
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.classes import ClassInfo  # noqa: E402
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     scale = float(settings.get("scale", 1.0))
     info.classes = list(GLAND_CLASSES)
     # Instances are made at the model's resolution: the minimum gland size in its pixels.
-    info.postprocess = {"instances": {**GLAND_POSTPROCESS, "min_size": round(GLAND_MIN_SIZE * scale * scale)}}
+    if info.output == "distance":  # the model's own gland distance map splits touching glands
+        info.postprocess = distance_postprocess(scale)
+    else:
+        info.postprocess = {"instances": {**GLAND_POSTPROCESS, "min_size": round(GLAND_MIN_SIZE * scale * scale)}}
     if args.instances_json is not None:
         best = json.loads(args.instances_json.read_text())["best"]
         info.postprocess = {"instances": dict(best["params"])}
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": "GenSelfDiff glands (GlaS)",
         "display_name": f"glands (H&E colon, 20x), trained on {len(record['train_images'])} GlaS images",
         "output": info.output,
-        "intended_use": "Gland segmentation (background / gland, instances = connected glands) of H&E-stained "
+        "intended_use": "Gland segmentation (background / gland, and gland instances) of H&E-stained "
                         "colorectal tissue at 20x, as a starting point that a pathologist corrects. Research use only.",
         "training_data": f"GlaS 2015 training images ({len(record['train_images'])} of the 85; patients 3, 5 and 6 "
                          "held out for validation), binary gland masks. " + GLAS_TERMS,
@@ -103,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "limits": [
             f"Works at {info.mpp:g} um/px: GlaS images (20x, {GLAS_MPP} um/px) shrunk {1 / scale:g}x for context. Images "
             f"that record no resolution are taken as {GLAS_MPP} um/px (20x); others are resampled from what they record.",
-            ("Touching glands are split by a distance-transform watershed (h "
+            (f"Touching glands are split by the network's own gland distance map (h-maxima of height {split['h']:g} "
+             f"after a {split.get('smooth', 0):g}-pixel smoothing); a gland whose map has two domes can be split; "
+             if info.output == "distance" else
+             "Touching glands are split by a distance-transform watershed (h "
              f"{split['h']:g}, min_distance {split['min_distance']:g} model pixels), which can also split a long gland; "
              if split.get("split_touching") else
              "Touching glands that the network joins stay one instance (connected components, no split); ")
