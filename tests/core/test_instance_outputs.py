@@ -74,6 +74,24 @@ def test_each_splitter_splits_two_touching_nuclei_from_perfect_cues(kind):
         assert counts.max() / counts.sum() > 0.9
 
 
+def test_distance_split_by_threshold_markers_and_their_least_size():
+    """split_by_distance(threshold=t): cores of the map above t are the markers; cores under min_marker
+    pixels are dropped (their nucleus is then flooded from a neighbour or kept whole)."""
+    inst = two_touching_discs()
+    fg, d = inst > 0, distance_map(inst)[0]
+    labels = split_by_distance(fg, d, threshold=0.5)
+    assert labels.max() == 2 and ((labels > 0) == fg).all()
+    for value in (1, 2):
+        counts = np.bincount(inst[labels == value], minlength=3)
+        assert counts.max() / counts.sum() > 0.9
+    # a core of ~ pi * 5^2 pixels per disc at t = 0.5: a least size above it leaves no marker, and the blob
+    # stays one nucleus rather than being lost
+    whole = split_by_distance(fg, d, threshold=0.5, min_marker=200)
+    assert whole.max() == 1 and ((whole > 0) == fg).all()
+    # without threshold the h-maxima rule is used, as model files that record no threshold expect
+    np.testing.assert_array_equal(split_by_distance(fg, d), split_by_distance(fg, d, threshold=None))
+
+
 def test_split_output_contour_gives_two_class_logits():
     raw = torch.randn(2, 3, 8, 8)
     logits, cue = split_output(raw, "contour", 2)
