@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         "whole images, per-image means (validation: glas.py, fp32; test: genselfdiff segment --instances with auto "
         "precision, then genselfdiff evaluate --glas --by-prefix, when --test-json is given): pixel F1/IoU (gland vs background), GlaS object F1 / "
         "object Dice / object Hausdorff (Sirinukunwattana et al. 2017; core/metrics/objects.py) on gland instances "
-        f"(made as the model file's postprocess says) against the GlaS masks' components; validation = "
-        f"{len(record.get('validation_images', []))} training images of patients 3, 5, 6 (held out), testA (60) and "
-        "testB (20) = the official test sets, never used to choose anything")
+        f"(made as the model file's postprocess says) against the GlaS masks' components; validation = the 16 "
+        "training images of patients 3, 5, 6 (held out"
+        + (")" if record.get("validation_images") else
+           " from the same recipe's run on the other 69 images, which chose the splitting; this model trained on "
+           "all 85)")
+        + ", testA (60) and testB (20) = the official test sets, never used to choose anything")
     prov["experiment"] = {"record": str(args.record), "command": record["command"],
                           "test_command": record.get("test_command")}
     settings = record["settings"]
@@ -94,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         "output": info.output,
         "intended_use": "Gland segmentation (background / gland, and gland instances) of H&E-stained "
                         "colorectal tissue at 20x, as a starting point that a pathologist corrects. Research use only.",
-        "training_data": f"GlaS 2015 training images ({len(record['train_images'])} of the 85; patients 3, 5 and 6 "
-                         "held out for validation), binary gland masks. " + GLAS_TERMS,
+        "training_data": (f"GlaS 2015 training images ({len(record['train_images'])} of the 85; patients 3, 5 and 6 "
+                          "held out for validation), " if record.get("validation_images") else
+                          "all 85 GlaS 2015 training images (the choices were made on a run that held out patients "
+                          "3, 5 and 6), ")
+                         + ("gland masks and their gland ids (the distance-map targets). " if info.output == "distance"
+                            else "binary gland masks. ") + GLAS_TERMS,
         "initialisation": init,
         "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches at "
                     f"{info.mpp:g} um/px (GlaS images shrunk {1 / scale:g}x), Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')}, {prov.get('warmup_steps')} "
