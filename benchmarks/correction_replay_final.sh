@@ -8,6 +8,8 @@
 #   pretrain_continued (seeds 0-2) / pretrain_scratch (seed 0): diffusion pretraining on the organ's six
 #             images (250 steps), then the shipped fine-tune on one corrected image; fine-tuning alone in the
 #             same CPU time is the shipped run's curve
+#   anchor1   (bash benchmarks/correction_replay_final.sh anchor1) the shipped recipe with L2-SP (anchor 1) against
+#             forgetting, 4 fields and 1 image, seeds 0-2, 200 steps
 #   labs      (bash benchmarks/correction_replay_final.sh labs) one hospital's images of an organ: its first
 #             image corrected, the same site's others scored; 6 labs (breast 3, kidney 2, prostate 1) x 3 seeds
 # Two lanes of one thread; resumable. Table and plot: docs/results.md, "The correction loop, replayed".
@@ -32,6 +34,11 @@ before_and_pretraining() {
   done
   "$PY" "${R[@]}" --name pretrain_scratch --seeds 0 --conditions image1 --score-every 100 --pretrain scratch
 }
+anchor1() {  # L2-SP toward the base model (anchor 1), after the lung sweep; 200 steps, seeds 0-2 (+ test for seed 0)
+  local A=("${R[@]}" --name anchor1 --steps 200 --score-every 100 --forgetting --set anchor=1)
+  "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
+  for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
+}
 labs() {  # a lab = one hospital's images of the organ: one corrected, the same site's others scored
   "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs
 }
@@ -40,6 +47,7 @@ case "${1:-all}" in
         labs kidney prostate > runs/replay_labs_b.log 2>&1 &
         wait ;;
   shipped) shipped ;;
+  anchor1) anchor1 ;;
   before) before_and_pretraining ;;
   all) shipped > runs/replay_shipped.log 2>&1 &
        before_and_pretraining > runs/replay_before.log 2>&1 &
