@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "whole images, per-image means (validation: glas.py, fp32; test: genselfdiff segment --instances with auto "
         "precision, then genselfdiff evaluate --glas --by-prefix, when --test-json is given): pixel F1/IoU (gland vs background), GlaS object F1 / "
         "object Dice / object Hausdorff (Sirinukunwattana et al. 2017; core/metrics/objects.py) on gland instances "
-        f"(made as the model file's postprocess says) against the GlaS masks' components; validation = the 16 "
+        "(made as the model file's postprocess says) against the GlaS masks' components; validation = the 16 "
         "training images of patients 3, 5, 6 (held out"
         + (")" if record.get("validation_images") else
            " from the same recipe's run on the other 69 images, which chose the splitting; this model trained on "

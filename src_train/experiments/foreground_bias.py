@@ -12,7 +12,6 @@ threshold other than 0.5 scoring better.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -22,33 +21,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from instance_oracle import raw_maps  # noqa: E402
-from recipe import REPO, VALIDATION  # noqa: E402
+from instance_oracle import held_out_run, raw_maps  # noqa: E402
+from recipe import VALIDATION  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.instances import split_nuclei  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
-from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
     import torch
 
-    torch.set_num_threads(args.threads)
-    model, info = load_model(args.model)
-    settings = InferenceSettings(tile=512, device="auto", precision=args.precision, instances=False)
-    folder = args.data / "monuseg" / "train"
+    args, model, info, settings, folder = held_out_run(__doc__, argv)
     per: dict[float, list[list[float]]] = {t: [] for t in THRESHOLDS}
     for stem in VALIDATION:
         rgb = read_array(folder / "images" / f"{stem}.tif")

@@ -43,6 +43,31 @@ from napari_genselfdiff.core.progress import Returning  # noqa: E402
 FLIPS = ((), (0,), (1,), (0, 1))
 
 
+def held_out_run(doc: str, argv: list[str] | None, extra=None):
+    """The shared start of the held-out analyses (this file, marker_rules.py, foreground_bias.py): their
+    options (--model, --data, --precision, --threads, --out and ``extra(parser)``'s), the model, the
+    inference settings ``genselfdiff segment`` uses, and the MoNuSeg training folder.
+
+    Returns:
+        (args, model, info, settings, folder)
+    """
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    if extra is not None:
+        extra(p)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model, info = load_model(args.model)
+    settings = InferenceSettings(tile=512, device="auto", precision=args.precision, instances=False)
+    return args, model, info, settings, args.data / "monuseg" / "train"
+
+
 def raw_maps(model, info, rgb: np.ndarray, settings: InferenceSettings, axes: tuple[int, ...]):
     """(logits (C, H, W), cue (E, H, W)) of the image flipped along ``axes``, flipped back."""
     image = np.ascontiguousarray(np.flip(rgb, axes)) if axes else rgb
@@ -83,19 +108,7 @@ def scores(pred_fg: np.ndarray, inst: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    model, info = load_model(args.model)
-    settings = InferenceSettings(tile=512, device="auto", precision=args.precision, instances=False)
-    folder = args.data / "monuseg" / "train"
+    args, model, info, settings, folder = held_out_run(__doc__, argv)
     rows: dict[str, dict[str, dict]] = {}
     start = time.perf_counter()
     for stem in VALIDATION:

@@ -17,7 +17,6 @@ and the best rule by held-out AJI at full scale among those that lose nothing at
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import shlex
@@ -29,15 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from instance_oracle import raw_maps  # noqa: E402
-from recipe import REPO, VALIDATION, rescale_image, resize_instances  # noqa: E402
+from instance_oracle import held_out_run, raw_maps  # noqa: E402
+from recipe import VALIDATION, rescale_image, resize_instances  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.instances import split_by_distance  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
-from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 
 RULES = (
     [{"h": h, "smooth": s} for h, s in itertools.product([0.05, 0.1, 0.15, 0.2, 0.3], [0.0, 1.0, 2.0])]
@@ -48,20 +45,8 @@ SCALES = (1.0, 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--min-size", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    model, info = load_model(args.model)
-    settings = InferenceSettings(tile=512, device="auto", precision=args.precision, instances=False)
-    folder = args.data / "monuseg" / "train"
+    args, model, info, settings, folder = held_out_run(
+        __doc__, argv, lambda p: p.add_argument("--min-size", type=int, default=30))
     maps = {}
     for stem in VALIDATION:
         rgb = read_array(folder / "images" / f"{stem}.tif")
