@@ -351,3 +351,26 @@ def test_slide_benchmark_prints_its_figures(tmp_path):
     assert 0 <= figures["share_outside_network"] <= 1
     assert figures["tiles"] <= figures["tiles_whole_slide"]
     assert json.loads((tmp_path / "f.jsonl").read_text().splitlines()[-1]) == figures
+
+
+def test_an_object_wider_than_the_block_margin_is_written_whole_and_once(tmp_path, make_model):
+    """A gland-sized object that crosses a block border by more than the margin: the margin grows
+    around that block, so the object is outlined whole (its area) and written once."""
+    from napari_genselfdiff.core.export.geojson import rasterize_geometry
+    from napari_genselfdiff.core.inference.slide_nuclei import write_nuclei_geojson
+    from napari_genselfdiff.core.inference.slide_views import SlideGeometry
+    from napari_genselfdiff.core.progress import run_generator
+
+    _, info, _ = make_model()
+    labels = np.zeros((256, 256), np.uint8)
+    labels[40:100, 50:110] = 1  # 60 x 60, crossing the border at 64 by 36 px (margin 8)
+    labels[150:160, 150:160] = 1  # a small one, far from any border
+    geo = SlideGeometry(level=0, f=1.0, source=None, oy=0, ox=0, height=256, width=256)
+    settings = SlideSettings(inference=FAST, instances=True, instance_block=64, instance_margin=8)
+    target = tmp_path / "objects.geojson"
+    n = run_generator(write_nuclei_geojson(labels, geo, info, settings, target, overwrite=False,
+                                           properties={"mpp": 0.25}, seed="t"))
+    features = json.loads(target.read_text())["features"]
+    assert n == len(features) == 2
+    painted = sum(rasterize_geometry(f["geometry"], labels.shape).astype(np.int32) for f in features)
+    assert painted.max() == 1 and np.array_equal(painted > 0, labels > 0)

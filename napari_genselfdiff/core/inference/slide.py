@@ -112,7 +112,8 @@ class SlideSettings:
         region: (x, y, width, height) in level-0 pixels to segment; None: the whole slide.
         object_type: "detection" (light, QuPath's default for many cells) or "annotation".
         instance_block: side of the blocks (model pixels) that nuclei are split in.
-        instance_margin: context around each block (model pixels); wider than the largest nucleus.
+        instance_margin: context around each block (model pixels); wider than the largest nucleus. It
+            doubles (up to 4x) around a block that an object wider than it reaches into (a gland).
     """
 
     inference: InferenceSettings = field(default_factory=InferenceSettings)
