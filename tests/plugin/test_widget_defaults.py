@@ -85,6 +85,19 @@ def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, mon
     assert finetune.steps.value() == cfg.steps == R.steps
     assert (cfg.lr, cfg.loss, cfg.freeze_norm, tuple(cfg.betas)) == (R.lr, R.loss, R.freeze_norm, R.betas)
     assert "replay" in finetune.steps.toolTip()
+    # "keep what it knows elsewhere" (L2-SP): as the recipe says; from scratch there is nothing to keep
+    from napari_genselfdiff.core.training.corrections import KEEP_ELSEWHERE_ANCHOR
+
+    assert finetune.keep_elsewhere.isChecked() is (R.anchor > 0) and cfg.anchor == R.anchor
+    assert not finetune.keep_elsewhere.isEnabled() and "L2-SP" in finetune.keep_elsewhere.toolTip()
+    finetune.keep_elsewhere.setChecked(True)
+    assert finetune.config().anchor == 0.0  # still from scratch: greyed out, not applied
+    finetune.start_from.setCurrentIndex(0)  # the current model
+    assert finetune.keep_elsewhere.isEnabled()
+    monkeypatch.setattr(finetune, "_init_model", lambda: str(tmp_path / "current.safetensors"))
+    assert finetune.config().anchor == KEEP_ELSEWHERE_ANCHOR > 0
+    finetune.keep_elsewhere.setChecked(False)
+    assert finetune.config().anchor == 0.0
     # where it offers pretraining, the Train tab says what pretraining was measured to add
     from napari_genselfdiff.core.training.corrections import PRETRAINING_WORTH
 

@@ -81,6 +81,11 @@ class CorrectionRecipe:
 #: the base model's own images measured no better.
 CORRECTION_RECIPE = CorrectionRecipe(steps=200, loss="dice_ce", freeze_norm=True)
 
+#: The L2-SP weight of the Train tab's "keep what it knows elsewhere" (``CorrectionRecipe.anchor`` when
+#: checked), chosen on the replay's tuning organ (lung, 2 seeds: anchor 1 and 10 against none,
+#: benchmarks/correction_replay_sweep.sh) and reported on the other organs (docs/results.md).
+KEEP_ELSEWHERE_ANCHOR = 1.0
+
 #: Why each setting is what it is (the widget's tooltips).
 CORRECTION_WHY = {
     "steps": "Steps of fine-tuning. 200 by default: on the correction-loop replay (docs/results.md) the gain on "
@@ -89,6 +94,9 @@ CORRECTION_WHY = {
     "batch": "Patches per step (4 by default, with 128-px patches: the replay's setting; about 0.13 s a step on two "
              "CPU cores with native bf16, so 200 steps take about half a minute).",
     "patch": "Patch side in pixels (128 by default: the replay's setting; larger patches cost more per step).",
+    "anchor": "Hold the weights near the starting model's (L2-SP), so the model forgets less of the tissue you "
+              "did not correct, at a smaller gain on the tissue you did (docs/results.md, 'The correction loop, "
+              "replayed'). Needs a model to start from.",
 }
 
 

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ...core.defaults import DEFAULT_CLASSES, WIDGET_PRESETS
 from ...core.errors import GenSelfDiffError
-from ...core.training.corrections import CORRECTION_RECIPE, CORRECTION_WHY
+from ...core.training.corrections import CORRECTION_RECIPE, CORRECTION_WHY, KEEP_ELSEWHERE_ANCHOR
 from .. import _notify
 from .._layers import image_layers, layer_meta
 from ._form import panel_layout
@@ -137,6 +137,9 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         )
         for box, key in ((self.steps, "steps"), (self.patch, "patch"), (self.batch, "batch")):
             box.setToolTip(CORRECTION_WHY[key])
+        self.keep_elsewhere = QCheckBox("keep what it knows elsewhere")
+        self.keep_elsewhere.setChecked(CORRECTION_RECIPE.anchor > 0)
+        self.keep_elsewhere.setToolTip(CORRECTION_WHY["anchor"])
         self._scratch_arch = self.arch.currentText()
         self.run_dir = QLineEdit(str(self.default_run_dir()))
         self.resume_box = QCheckBox("resume its latest checkpoint")
@@ -157,7 +160,8 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
 
         panel_layout(self, [("Train on:", self.use_set), ("+ images:", self.images), ("+ masks:", self.masks),
                             ("Start from:", self.start_from), ("Network:", self.arch), ("Patch size:", self.patch),
-                            ("Steps:", self.steps), ("Batch:", self.batch), ("Run folder:", self.run_dir),
+                            ("Steps:", self.steps), ("Batch:", self.batch), ("", self.keep_elsewhere),
+                            ("Run folder:", self.run_dir),
                             ("", self.resume_box), ("", self.use_so_far)],
                      self.controls)
 
@@ -217,6 +221,7 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             self.arch.setToolTip(f"The network of {where}: fine-tuning keeps it (a model file brings its own).")
         self.arch.setEnabled(scratch)
         self.arch.blockSignals(False)
+        self.keep_elsewhere.setEnabled(not scratch)  # nothing to keep when training from scratch
 
     def _count_images(self, pairs: list, images: str | None) -> int | None:
         """How many training images there will be (None when a folder cannot be listed)."""
@@ -300,8 +305,10 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             raise _UserError("Choose a run folder for the checkpoints and the model.")
         count = self._count_images(pairs, images)
         few = count is not None and count < MIN_IMAGES_FOR_SCORE
+        keep = self.keep_elsewhere.isChecked() and self.keep_elsewhere.isEnabled()
         cfg = corrections_config(
             pairs, init=self._init_model(), out_dir=run_dir, instances=instances, images=images, masks=masks,
+            recipe=CORRECTION_RECIPE.with_(anchor=KEEP_ELSEWHERE_ANCHOR if keep else 0.0),
             arch=self.architecture or self._scratch_arch, classes=self._class_names(),
             steps=int(self.steps.value()), batch=int(self.batch.value()), patch=int(self.patch.value()),
             device=self.state.device, precision=self.state.precision, resume=self.resume_box.isChecked(),
