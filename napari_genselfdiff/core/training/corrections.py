@@ -95,8 +95,10 @@ CORRECTION_WHY = {
              "CPU cores with native bf16, so 200 steps take about half a minute).",
     "patch": "Patch side in pixels (128 by default: the replay's setting; larger patches cost more per step).",
     "anchor": "Hold the weights near the starting model's (L2-SP), so the model forgets less of the tissue you "
-              "did not correct, at a smaller gain on the tissue you did (docs/results.md, 'The correction loop, "
-              "replayed'). Needs a model to start from.",
+              "did not correct, at a smaller gain on the tissue you did. Measured on the correction-loop replay "
+              "after one corrected image: F1 on the MoNuSeg test images +0.001 instead of -0.014, F1 on the "
+              "corrected organ's other images +0.028 instead of +0.040 (docs/results.md). For a model used on "
+              "several tissues. Needs a model to start from.",
 }
 
 
