@@ -35,6 +35,16 @@ GLAS_TERMS = ("GlaS data: research use only. Cite Sirinukunwattana et al., 'Glan
               "34(11), 2015.")
 
 
+def training_stages(record: dict) -> list[str]:
+    """The commands that made the record's model, first stage first: a run that started from another
+    glas.py run's model (``--init runs/glas/<run>/...``) is preceded by that run's stages."""
+    init = str(record.get("settings", {}).get("init", ""))
+    earlier = [r for r in (json.loads(f.read_text()) for f in sorted(Path(__file__).resolve().parents[2].joinpath(
+        "docs", "results", "glas").glob("*.json"))) if isinstance(r, dict) and r.get("model") and "command" in r
+        and Path(r["model"]).resolve() == Path(init).resolve()] if init.startswith("runs/") else []
+    return (training_stages(earlier[0]) if earlier else []) + [record["command"]]
+
+
 def _rounded(values: dict) -> dict:
     return {k: round(float(v), 4) for k, v in values.items() if isinstance(v, (int, float))}
 
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     info.input_mpp = GLAS_MPP if scale != 1.0 else None
     arch = info.architecture
     init = settings.get("init", "scratch")
+    stages = training_stages(record)
     info.card = {
         "name": "GenSelfDiff glands (GlaS)",
         "display_name": f"glands (H&E colon, 20x), trained on {len(record['train_images'])} GlaS images",
@@ -104,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                          + ("gland masks and their gland ids (the distance-map targets). " if info.output == "distance"
                             else "binary gland masks. ") + GLAS_TERMS,
         "initialisation": init,
+        "training_stages": stages,
         "protocol": f"{prov.get('steps')} steps, batch {prov.get('batch')}, {prov.get('patch_size')} px patches at "
                     f"{info.mpp:g} um/px (GlaS images shrunk {1 / scale:g}x), Adam lr {prov.get('lr'):g} ({prov.get('lr_schedule')}, {prov.get('warmup_steps')} "
                     f"warm-up steps), loss {settings.get('loss')}, stain jitter; {prov.get('precision')} on "
