@@ -194,3 +194,18 @@ def test_batchnorm_folded_for_inference_gives_the_same_logits_in_fp32():
     x = torch.randn(2, 3, 48, 32)
     with torch.inference_mode():  # fp32 on every CPU: folding changes only float rounding
         assert torch.allclose(fused(x), model(x), atol=1e-4, rtol=1e-4)
+    # the fused copy is kept while the weights stay as they are, and made again when they change
+    assert fused_for_inference(model) is fused
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    model(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    optimizer.step()  # new weights (and running statistics) in place
+    model.eval()
+    refused = fused_for_inference(model)
+    assert refused is not fused
+    with torch.inference_mode():
+        assert torch.allclose(refused(x), model(x), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(fused(x), model(x), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        model.stem.weight.mul_(0.5)  # a change by hand
+    assert fused_for_inference(model) is not refused

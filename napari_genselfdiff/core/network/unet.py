@@ -17,6 +17,8 @@ Every encoder level's output feeds the decoder (the paper's code dropped the fir
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -189,16 +191,39 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+#: model -> (the state it was fused from, the fused copy): see :func:`fused_for_inference`.
+_FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_state(model: nn.Module) -> tuple:
+    """Where every parameter and buffer lives and how often it was changed in place (torch counts each
+    in-place change, e.g. an optimizer step or load_state_dict, in ``_version``)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+
 def fused_for_inference(model: AttentionUNet) -> AttentionUNet:
     """An evaluation-mode copy with every BatchNorm folded into the convolution before it.
 
     A BatchNorm at inference is a per-channel affine map; folding it into the preceding convolution's
     weights and bias gives the same output (to float rounding) without a separate pass over the
     feature maps. Networks without BatchNorm (GroupNorm, the paper's) are returned as they are.
-    The original model is left untouched (it may still be trained).
+    The original model is left untouched (it may still be trained). The copy is kept until the
+    model's weights change (a segmentation called image after image copied and fused the network each
+    time: 46 ms of a 0.8 s job).
     """
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model.eval()
+    state = _weights_state(model)
+    cached = _FUSED.get(model)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    fused = _fuse(model)
+    _FUSED[model] = (state, fused)
+    return fused
+
+
+def _fuse(model: AttentionUNet) -> AttentionUNet:
     import copy
 
     from torch.nn.utils.fusion import fuse_conv_bn_eval
