@@ -65,51 +65,54 @@ def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats:
     records = []
     formats = {"default": None, "contiguous": False, "channels-last": True}
     variants = [(p, f, h) for p in precisions for f in memory_formats for h in h_maxima]
-    for precision, memory_format, markers in variants:
-        instances_module.h_maxima_of_objects = MARKERS[markers]
-        base = None
-        for with_instances in ([False, True] if instances else [False]):
-            settings = InferenceSettings(device="cpu", precision=precision, instances=with_instances,
-                                         channels_last=formats[memory_format], **({"tile": tile} if tile else {}))
-            result = segment(net, info, image, settings)  # warm-up
-            walls, cpus, forwards = [], [], []
-            for _ in range(repeats):
-                with ForwardTimer() as timer, Clock() as clock:
-                    result = segment(net, info, image, settings)
-                    labels = np.asarray(result.labels)
-                walls.append(clock.wall)
-                cpus.append(clock.cpu)
-                forwards.append(timer.seconds)
-            wall, cpu = statistics.median(walls), statistics.median(cpus)
-            th, tw = result.tile_shape
-            gflop = forward_flops(net.config, th, tw) * result.tiles / 1e9
-            values = {
-                "job": "labels+instances" if with_instances else "labels", "instances": with_instances,
-                **model_fields(info, net), "source": source, "image": [size, size],
-                "precision": result.precision, "asked_precision": precision, "tiles": result.tiles,
-                "memory_format": "channels-last" if uses_channels_last(net, settings) else "contiguous",
-                "h_maxima": markers,
-                "tile_shape": [th, tw], "wall_s": wall, "all_wall_s": [round(w, 3) for w in walls], "cpu_s": cpu,
-                "forward_s": statistics.median(forwards),
-                "outside_forward_s": statistics.median(w - f for w, f in zip(walls, forwards)),
-                "nucleus_fraction": float((labels > 0).mean()),
-                **ratios(gflop, wall, cpu, peaks or {}),  # the whole job's rate
-            }
-            # The network's own rate (time inside its forward only), against the same peaks.
-            values["network_gflops"] = gflop / values["forward_s"]
-            for name, peak in (peaks or {}).items():
-                values[f"network_ratio_{name}_peak"] = values["network_gflops"] / peak["gflops"]
-            if with_instances and base is not None:
-                # The splitting runs outside the network: its cost is the growth of the time outside the
-                # forward passes, steadier on a busy machine than the difference of two wall times.
-                values["ratio_to_labels_only"] = wall / base["wall_s"]
-                values["cpu_ratio_to_labels_only"] = cpu / base["cpu_s"]
-                values["instances_extra_s"] = values["outside_forward_s"] - base["outside_forward_s"]
-            if with_instances:
-                values["nuclei"] = int(result.instances.max()) if result.instances is not None else None
-            record = emit("segment", **values)
-            base = base or record
-            records.append(record)
+    try:
+        for precision, memory_format, markers in variants:
+            instances_module.h_maxima_of_objects = MARKERS[markers]
+            base = None
+            for with_instances in ([False, True] if instances else [False]):
+                settings = InferenceSettings(device="cpu", precision=precision, instances=with_instances,
+                                             channels_last=formats[memory_format], **({"tile": tile} if tile else {}))
+                result = segment(net, info, image, settings)  # warm-up
+                walls, cpus, forwards = [], [], []
+                for _ in range(repeats):
+                    with ForwardTimer() as timer, Clock() as clock:
+                        result = segment(net, info, image, settings)
+                        labels = np.asarray(result.labels)
+                    walls.append(clock.wall)
+                    cpus.append(clock.cpu)
+                    forwards.append(timer.seconds)
+                wall, cpu = statistics.median(walls), statistics.median(cpus)
+                th, tw = result.tile_shape
+                gflop = forward_flops(net.config, th, tw) * result.tiles / 1e9
+                values = {
+                    "job": "labels+instances" if with_instances else "labels", "instances": with_instances,
+                    **model_fields(info, net), "source": source, "image": [size, size],
+                    "precision": result.precision, "asked_precision": precision, "tiles": result.tiles,
+                    "memory_format": "channels-last" if uses_channels_last(net, settings) else "contiguous",
+                    "h_maxima": markers,
+                    "tile_shape": [th, tw], "wall_s": wall, "all_wall_s": [round(w, 3) for w in walls], "cpu_s": cpu,
+                    "forward_s": statistics.median(forwards),
+                    "outside_forward_s": statistics.median(w - f for w, f in zip(walls, forwards)),
+                    "nucleus_fraction": float((labels > 0).mean()),
+                    **ratios(gflop, wall, cpu, peaks or {}),  # the whole job's rate
+                }
+                # The network's own rate (time inside its forward only), against the same peaks.
+                values["network_gflops"] = gflop / values["forward_s"]
+                for name, peak in (peaks or {}).items():
+                    values[f"network_ratio_{name}_peak"] = values["network_gflops"] / peak["gflops"]
+                if with_instances and base is not None:
+                    # The splitting runs outside the network: its cost is the growth of the time outside the
+                    # forward passes, steadier on a busy machine than the difference of two wall times.
+                    values["ratio_to_labels_only"] = wall / base["wall_s"]
+                    values["cpu_ratio_to_labels_only"] = cpu / base["cpu_s"]
+                    values["instances_extra_s"] = values["outside_forward_s"] - base["outside_forward_s"]
+                if with_instances:
+                    values["nuclei"] = int(result.instances.max()) if result.instances is not None else None
+                record = emit("segment", **values)
+                base = base or record
+                records.append(record)
+    finally:  # the product's split again for whatever runs next in this process
+        instances_module.h_maxima_of_objects = h_maxima_of_objects
     return records
 
 

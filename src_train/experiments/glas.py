@@ -86,9 +86,9 @@ def load_gland_instances(glas: Path, name: str, shape: tuple[int, int]) -> np.nd
     return resize_instances(to_label_image(read_array(glas / "masks" / f"{name}.png")), shape).astype(np.int32)
 
 
-#: Gland splitting of a distance-map output before tune_glands.py chooses one: h-maxima markers, glands
-#: under GLAND_MIN_SIZE image pixels (0.62 um/px) dropped, in the model's pixels.
 def distance_postprocess(scale: float) -> dict:
+    """The gland splitting of a distance-map output before tune_glands.py chooses one: h-maxima markers,
+    glands under GLAND_MIN_SIZE image pixels (0.62 um/px) dropped, in the model's pixels at ``scale``."""
     return {"instances": {"h": 0.15, "smooth": 1.0, "min_size": int(round(GLAND_MIN_SIZE * scale * scale))}}
 
 

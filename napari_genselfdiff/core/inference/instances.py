@@ -162,6 +162,15 @@ def _finish(labels: np.ndarray, foreground: np.ndarray, min_size: int) -> np.nda
     return _drop_small_and_renumber(labels, min_size)
 
 
+def _core_markers(cores: np.ndarray, min_marker: int) -> np.ndarray:
+    """One marker per 4-connected core of a bool mask, cores under ``min_marker`` pixels dropped."""
+    markers, _ = ndimage.label(cores, structure=_CONNECTIVITY)
+    small = np.bincount(markers.ravel()) < min_marker
+    small[0] = False
+    markers[small[markers]] = 0
+    return markers
+
+
 def split_by_contour(foreground: np.ndarray, interior: np.ndarray, *, interior_threshold: float = 0.5,
                      min_marker: int = 8, min_size: int = 30) -> np.ndarray:
     """Nuclei from a contour-class output: cores of p(interior) flooded over the foreground.
@@ -171,12 +180,7 @@ def split_by_contour(foreground: np.ndarray, interior: np.ndarray, *, interior_t
         interior: (H, W) probability of "nucleus interior" (not its 1-pixel contour).
         interior_threshold / min_marker / min_size: marker threshold, smallest marker and nucleus (pixels).
     """
-    core = (interior > interior_threshold) & foreground
-    markers, _ = ndimage.label(core, structure=_CONNECTIVITY)
-    sizes = np.bincount(markers.ravel())
-    small = sizes < min_marker
-    small[0] = False
-    markers[small[markers]] = 0
+    markers = _core_markers((interior > interior_threshold) & foreground, min_marker)
     labels = watershed(-interior, markers, mask=foreground, connectivity=1)
     return _finish(labels, foreground, int(min_size))
 
@@ -195,11 +199,7 @@ def split_by_distance(foreground: np.ndarray, distance: np.ndarray, *, h: float 
     if threshold is None:
         markers, _ = ndimage.label(h_maxima_of_objects(d, h).astype(bool), structure=np.ones((3, 3), bool))
     else:
-        markers, _ = ndimage.label(d > threshold, structure=_CONNECTIVITY)
-        if min_marker > 1:
-            small = np.bincount(markers.ravel()) < min_marker
-            small[0] = False
-            markers[small[markers]] = 0
+        markers = _core_markers(d > threshold, min_marker)
     labels = watershed(-d, markers, mask=foreground, connectivity=1)
     return _finish(labels, foreground, int(min_size))
 
@@ -220,12 +220,8 @@ def split_by_hover(foreground: np.ndarray, hv: np.ndarray, *, energy_threshold: 
     sobel_v = 1.0 - normalised(ndimage.sobel(normalised(v_map), axis=0))
     energy = np.maximum(sobel_h, sobel_v) * foreground
     markers = foreground & (energy < energy_threshold)
-    markers = ndimage.binary_opening(ndimage.binary_fill_holes(markers), structure=_CONNECTIVITY)
-    markers, _ = ndimage.label(markers, structure=_CONNECTIVITY)
-    sizes = np.bincount(markers.ravel())
-    small = sizes < min_marker
-    small[0] = False
-    markers[small[markers]] = 0
+    markers = _core_markers(ndimage.binary_opening(ndimage.binary_fill_holes(markers), structure=_CONNECTIVITY),
+                            min_marker)
     labels = watershed(ndimage.gaussian_filter((1.0 - energy) * foreground, 1.0) * -1.0, markers, mask=foreground,
                        connectivity=1)
     return _finish(labels, foreground, int(min_size))

@@ -113,8 +113,6 @@ def _split_block(labels, cue, info, by: int, bx: int, B: int, M: int, H: int, W:
 
     Returns ((wy0, wx0), window labels, instances or None for an empty window).
     """
-    from scipy import ndimage
-
     from .instances import split_nuclei
 
     largest = 4 * M
@@ -125,16 +123,18 @@ def _split_block(labels, cue, info, by: int, bx: int, B: int, M: int, H: int, W:
         if not window.any():
             return (wy0, wx0), window, None
         if M >= largest or not _cut_component_reaches_block(window > 0, (by - wy0, bx - wx0, B),
-                                                              (wy0 > 0, wy1 < H, wx0 > 0, wx1 < W), ndimage):
+                                                              (wy0 > 0, wy1 < H, wx0 > 0, wx1 < W)):
             break
         M *= 2
     cue_window = None if cue is None else np.asarray(cue[:, wy0:wy1, wx0:wx1], dtype=np.float32)
     return (wy0, wx0), window, split_nuclei(window > 0, cue_window, info)
 
 
-def _cut_component_reaches_block(foreground: np.ndarray, block: tuple[int, int, int], inner: tuple, ndimage) -> bool:
+def _cut_component_reaches_block(foreground: np.ndarray, block: tuple[int, int, int], inner: tuple) -> bool:
     """Whether a component of ``foreground`` touches an inner window edge (one that is not the slide's)
     and also the block (``block`` = its top, left and side in window pixels)."""
+    from scipy import ndimage
+
     top, bottom, left, right = inner
     edges = np.zeros(foreground.shape, bool)
     if top:
