@@ -126,6 +126,32 @@ def score(model_path: Path, folder: Path, stems: list[str], tile: int = 512, sca
     return summary
 
 
+def grown_init(init: Path, run_dir: Path, widths: list[int] | None, blocks: int | None) -> Path:
+    """``init`` grown wider/deeper (:func:`core.network.grow.grow`), written once to ``run_dir`` (a resumed
+    run finds it there), with the largest output change the growth caused on a random batch printed."""
+    import dataclasses
+
+    import torch
+
+    from napari_genselfdiff.core.model_files.store import save_model
+    from napari_genselfdiff.core.network.grow import grow
+
+    path = run_dir / "grown_init.safetensors"
+    if path.is_file():
+        return path
+    model, info = load_model(init)
+    check = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    grown, difference = grow(model, widths, blocks, check=check)
+    provenance = {**info.provenance, "grown": {"from": str(init), "widths": list(grown.config.widths),
+                                                "blocks_per_level": grown.config.blocks_per_level,
+                                                "largest_output_change": difference}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_model(path, grown, dataclasses.replace(info, architecture=grown.config, provenance=provenance, path=None))
+    print(f"grown {tuple(model.config.widths)} x{model.config.blocks_per_level} -> {tuple(grown.config.widths)} "
+          f"x{grown.config.blocks_per_level}: largest output change {difference:.2e} -> {path}", flush=True)
+    return path
+
+
 def drive(gen, label: str, log_every: int = 25):
     start = time.perf_counter()
     events = Returning(gen)
@@ -157,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--stain", action="store_true", help="HED stain jitter")
     p.add_argument("--init", default="scratch", help="a pretrained model file, or scratch")
+    p.add_argument("--grow-widths", type=int, nargs="+", default=None, metavar="W",
+                   help="grow the --init model to these widths first, keeping its function "
+                        "(core/network/grow.py; exact when the deepest width is unchanged)")
+    p.add_argument("--grow-blocks", type=int, default=None, metavar="N",
+                   help="grow the --init model to N residual blocks per level first (added blocks start as identities)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0,
                    help="resample images by this factor for training and inference (0.5: MoNuSeg's 0.25 um/px "
@@ -225,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                      pairs[k][1].shape[:2]).astype(np.int32)
                  for k, s in enumerate(train_stems)}
     val_pairs = None if args.final else [load_pair(monuseg / "train", s, args.scale) for s in VALIDATION]
+    if args.grow_widths or args.grow_blocks:
+        args.init = str(grown_init(Path(args.init), run_dir, args.grow_widths, args.grow_blocks))
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=args.blocks, norm=args.norm,
                       stem_stride=args.stem_stride, level_attention=args.level_attention,
                       attention_dim_head=16)
