@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="timestep index the network is fine-tuned and called at (default: the init model's, 0)")
     p.add_argument("--output", default=None, choices=["classes", "contour", "distance", "hover"],
                    help="the head's output kind (default: the init model's; classes from scratch)")
+    p.add_argument("--cue-weight", type=float, default=1.0,
+                   help="weight of the distance/direction map's loss against the class loss (FinetuneConfig.cue_weight)")
     p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar="F",
                    help="random rescaling of training patches by a factor in [LOW, HIGH] (log-uniform)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         loss=args.loss, stain_jitter=args.stain, validate_every=0 if args.final else args.validate_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision=args.precision,
         resume=(run_dir / "checkpoints").exists(), val_tile=512, timestep=args.timestep,
-        output=args.output, scale_range=args.scale_range, instances=instances,
+        output=args.output, scale_range=args.scale_range, instances=instances, cue_weight=args.cue_weight,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))

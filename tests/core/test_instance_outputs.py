@@ -135,6 +135,33 @@ def test_instance_aware_loss_falls_when_the_cue_is_right():
     assert loss(good, cls, reg)[0] < loss(bad, cls, reg)[0]
 
 
+def test_cue_weight_scales_only_the_map_term():
+    inst = torch.from_numpy(two_touching_discs(32)[16:48, 8:40].copy())
+    cls, reg = targets_for("distance", inst.numpy(), (inst.numpy() > 0).astype(np.uint8))
+    cls, reg = torch.from_numpy(cls)[None], torch.from_numpy(reg)[None]
+    raw = torch.randn(1, 3, *cls.shape[-2:], generator=torch.Generator().manual_seed(0))
+    one, parts = InstanceAwareLoss("distance", DiceCELoss())(raw, cls, reg)
+    three, _ = InstanceAwareLoss("distance", DiceCELoss(), regression_weight=3.0)(raw, cls, reg)
+    torch.testing.assert_close(three - one, 2 * parts["mse"], rtol=1e-5, atol=1e-6)
+
+
+def test_cue_weight_is_refused_where_there_is_no_map(tmp_path):
+    from napari_genselfdiff.core.errors import TrainingInputError
+    from napari_genselfdiff.core.progress import run_generator
+    from napari_genselfdiff.core.training.finetune import FinetuneConfig, finetune
+
+    image = np.full((64, 64, 3), 200, np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    for output in ("classes", "contour"):
+        cfg = FinetuneConfig(pairs=[("a", image, mask)], out_dir=str(tmp_path / output), arch="tiny", output=output,
+                             steps=1, batch=1, patch_size=64, val_fraction=0, cue_weight=3.0)
+        with pytest.raises(TrainingInputError, match="cue_weight weighs the loss of a distance or direction map"):
+            run_generator(finetune(cfg))
+        assert not (tmp_path / output).exists()  # refused before the run folder is made
+    with pytest.raises(TrainingInputError, match="cue_weight must be > 0"):
+        FinetuneConfig(pairs=[], cue_weight=0).check()
+
+
 def test_dataset_rescales_and_keeps_instance_ids_with_the_image():
     rng = np.random.default_rng(0)
     inst = np.zeros((128, 128), np.int32)
@@ -168,6 +195,7 @@ def test_finetune_contour_runs_and_segments_instances(tmp_path):
     path = run_generator(finetune(cfg))
     model, info = load_model(path)
     assert info.output == "contour" and model.config.out_channels == 3
+    assert info.provenance["loss"]["regression_weight"] == 1.0
     result = segment(model, info, image, InferenceSettings(tile=64, overlap=16, precision="fp32", instances=True))
     assert result.labels.shape == (96, 96) and set(np.unique(result.labels)) <= {0, 1}
     assert result.instances is not None and result.instances.shape == (96, 96)

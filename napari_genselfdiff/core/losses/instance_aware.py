@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Weight of the cue's regression term against the class loss (HoVer-Net weighs its two regression terms
+#: 1 and 1 against CE + Dice); ``FinetuneConfig.cue_weight`` / ``--cue-weight``.
+CUE_WEIGHT = 1.0
+
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4.0
 
 
@@ -35,11 +39,10 @@ class InstanceAwareLoss(nn.Module):
     Args:
         kind: ``contour``, ``distance`` or ``hover``.
         class_loss: the loss on class logits (called ``class_loss(logits, target, ignore)``).
-        regression_weight: weight of the cue's term. By default, 1.0 (HoVer-Net weighs its two
-            regression terms 1 and 1 against CE + Dice).
+        regression_weight: weight of the cue's term (default :data:`CUE_WEIGHT`).
     """
 
-    def __init__(self, kind: str, class_loss: nn.Module, regression_weight: float = 1.0) -> None:
+    def __init__(self, kind: str, class_loss: nn.Module, regression_weight: float = CUE_WEIGHT) -> None:
         super().__init__()
         if kind not in ("contour", "distance", "hover"):
             raise ValueError(f"no instance-aware loss for output kind {kind!r}.")

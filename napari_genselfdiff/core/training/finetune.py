@@ -35,7 +35,7 @@ from ..data.sources import LoadedPairs, load_pairs
 from ..defaults import DEFAULT_CLASSES, DIFFUSION_TIMESTEPS, TRAINING_ARCH, TRAINING_PATCH, TRAINING_STRIDE
 from ..errors import TrainingInputError
 from ..losses import LOSSES, SSFocalLoss
-from ..losses.instance_aware import InstanceAwareLoss
+from ..losses.instance_aware import CUE_WEIGHT, InstanceAwareLoss
 from ..model_files import ModelInfo, default_classes, load_model
 from ..model_files.outputs import OUTPUT_KINDS, check_output, network_channels
 from ..network.config import PRESETS, UNetConfig
@@ -142,6 +142,8 @@ class FinetuneConfig(RunOptions):
                                              nargs=2, metavar="F")
     freeze_norm: bool = option(False, "keep the batch-norm statistics of the model fine-tuning starts from (small "
                                "batches from a few corrected images would otherwise overwrite them)")
+    cue_weight: float = option(CUE_WEIGHT, "weight of an instance-aware output's map loss (distance or direction "
+                               "maps) against the class loss; only for those outputs")
     anchor: float = option(0.0, "L2-SP (Li et al., ICML 2018): add anchor/2 x the squared distance of the weights "
                            "from the starting model's to the loss, so fine-tuning on a few images forgets less of "
                            "what the starting model knew; 0: off. Needs a starting model (--init)")
@@ -171,6 +173,8 @@ class FinetuneConfig(RunOptions):
                 check_output(self.output, len(self.classes))
             except ValueError as exc:
                 raise TrainingInputError(str(exc)) from exc
+        if not self.cue_weight > 0:
+            raise TrainingInputError(f"cue_weight must be > 0, got {self.cue_weight}.")
         if not self.anchor >= 0:
             raise TrainingInputError(f"anchor must be >= 0 (0: off), got {self.anchor}.")
         if self.anchor > 0 and str(self.init).lower() == "scratch":
@@ -292,6 +296,10 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
     parent, parent_info, arch = _initial_network(cfg, num_classes)
     normalization: Normalization = parent_info.normalization if parent_info else DEFAULT_NORMALIZATION
     output = output_kind(cfg, parent_info)
+    if cfg.cue_weight != CUE_WEIGHT and output in ("classes", "contour"):
+        raise TrainingInputError(f"cue_weight weighs the loss of a distance or direction map, but this model's output "
+                                 f"is {output!r}, which has none: leave cue_weight at {CUE_WEIGHT:g} or train a "
+                                 "distance or hover output (--output).")
     check_patch_fits(cfg.patch_size, arch)
     ctx = open_run(cfg, stage="finetune", architecture=arch)
 
@@ -346,7 +354,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
 
     criterion = SSFocalLoss(lam=cfg.lam) if cfg.loss == "ss_focal" else LOSSES[cfg.loss]()
     if output != "classes":
-        criterion = InstanceAwareLoss(output, criterion)
+        criterion = InstanceAwareLoss(output, criterion, cfg.cue_weight)
 
     def batches(step: int):
         return batch_for_step(dataset, sampler, step)
