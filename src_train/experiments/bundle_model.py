@@ -49,17 +49,24 @@ def training_history(record: dict, results: Path) -> list[dict]:
         init_path = Path(init)
         mirror = init_path.with_suffix(".json")
         parent_card = (json.loads(mirror.read_text()).get("card") or {}) if mirror.is_file() else {}
+        if len(init_path.parts) >= 2 and (results / f"{init_path.parent.name}.json").is_file():
+            # another run's model (runs/recipe/<name>/best.safetensors): its record goes on (its file's card is
+            # only inherited from ITS parent, without its own stage)
+            record = json.loads((results / f"{init_path.parent.name}.json").read_text())
+            continue
         if parent_card.get("training_history"):
-            # the bundled model (or a kept copy of one) carries its whole history on its card
-            stages[:0] = list(parent_card["training_history"])
+            # the bundled model (or a kept copy of one) carries its whole history on its card; where that file
+            # has been replaced since by a later model trained from it (its card then lists a run already
+            # followed here), only the stages before that run are this chain's
+            history = list(parent_card["training_history"])
+            cut = next((k for k, st in enumerate(history) if st.get("run") in seen), len(history))
+            stages[:0] = history[:cut]
             break
         if init_path.name == BUNDLED_DEFAULT or (mirror.is_file() and "experiment" in
                                                  json.loads(mirror.read_text()).get("provenance", {})):
             # the bundled model, or a kept copy of an earlier one (src_train/checkpoints/nuclei_v1.*)
             parent_record = json.loads(mirror.read_text())["provenance"]["experiment"]["record"]
             record_path = Path(parent_record)
-        elif len(init_path.parts) >= 2 and (results / f"{init_path.parent.name}.json").is_file():
-            record_path = results / f"{init_path.parent.name}.json"
         else:
             stages.insert(0, {"run": "init", "model": init})
             break

@@ -258,13 +258,14 @@ def main(argv: list[str] | None = None) -> int:
                                      pairs[k][1].shape[:2]).astype(np.int32)
                  for k, s in enumerate(train_stems)}
     val_pairs = None if args.final else [load_pair(monuseg / "train", s, args.scale) for s in VALIDATION]
+    init = args.init  # the record keeps --init as given; the grown file sits in the run folder
     if args.grow_widths or args.grow_blocks:
-        args.init = str(grown_init(Path(args.init), run_dir, args.grow_widths, args.grow_blocks))
+        init = str(grown_init(Path(args.init), run_dir, args.grow_widths, args.grow_blocks))
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=args.blocks, norm=args.norm,
                       stem_stride=args.stem_stride, level_attention=args.level_attention,
                       attention_dim_head=16)
     cfg = FinetuneConfig(
-        pairs=pairs, val_pairs=val_pairs, val_fraction=0.0, out_dir=str(run_dir), init=args.init, arch=arch,
+        pairs=pairs, val_pairs=val_pairs, val_fraction=0.0, out_dir=str(run_dir), init=init, arch=arch,
         steps=args.steps, batch=args.batch, lr=args.lr, betas=[0.9, 0.999], lr_schedule="cosine",
         warmup_steps=args.warmup, grad_clip=1.0, patch_size=args.size, stride=args.size // 4, seed=args.seed,
         loss=args.loss, stain_jitter=args.stain, validate_every=0 if args.final else args.validate_every,
