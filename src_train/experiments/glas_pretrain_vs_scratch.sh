@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's claim on GlaS, at this project's budget: a diffusion-pretrained start vs scratch for the gland
-# model, with 10 and all 69 non-held-out training images (subsets drawn per seed), 3 seeds, the gland recipe
+# model, with 10, 20 and all 69 non-held-out training images (subsets drawn per seed), 3 seeds, the gland recipe
 # at half resolution (glas.py --scale 0.5) and one short fixed budget (100 steps), scored on the 16 held-out
 # training images (patients 3, 5, 6). Records: docs/results/glas/g{10,69}_{scratch,pre_trans,nuclei}_s{0,1,2}.json
 #
@@ -11,8 +11,9 @@
 # (T = 1000) on the pixels of glas_unlabeled (44 GlaS training + all 80 testA/testB images) and the 30 MoNuSeg
 # training images, full resolution. It has seen the TEST images' pixels (never their labels): the paper's
 # Case II, transductive. nuclei = src_train/checkpoints/nuclei_v1.safetensors (the nuclei model: diffusion-free,
-# trained on MoNuSeg), the start of the shipped gland model. A pretraining on the GlaS training images alone
-# was not run (no CPU left).
+# trained on MoNuSeg), the start of the shipped gland model. pre_train = the same pretraining on the pixels of the
+# 69 non-held-out GlaS TRAINING images and the MoNuSeg training images only (glas_pretrain_train_only.sh; not
+# transductive); its rows are skipped until that file exists.
 # Several workers can run side by side: each run is claimed by creating its run folder.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,16 +21,20 @@ export OMP_NUM_THREADS=1
 PY=${PY:-.venv/bin/python}
 PRE=src_train/checkpoints/pretrained_nuclei_1000steps.safetensors
 NUCLEI=src_train/checkpoints/nuclei_v1.safetensors
-STARTS=${STARTS:-scratch pre_trans nuclei}
+PRE_TRAIN=runs/glas_pretrain_train/pretrained.safetensors
+STARTS=${STARTS:-scratch pre_trans pre_train nuclei}
+SIZES=${SIZES:-10 20 69}
 RECIPE="--scale 0.5 --steps 100 --warmup 10 --validate-every 0 --checkpoint-every 50 --precision bf16"
 mkdir -p runs/glas
-for n in 10 69; do
+for n in $SIZES; do
   for seed in 0 1 2; do
     for start in $STARTS; do
       name=g${n}_${start}_s${seed}
       [ -f docs/results/glas/$name.json ] && continue
+      [ $start = pre_train ] && [ ! -f $PRE_TRAIN ] && continue
       mkdir runs/glas/$name 2>/dev/null || continue   # claimed by another worker
       init=scratch; [ $start = pre_trans ] && init=$PRE; [ $start = nuclei ] && init=$NUCLEI
+      [ $start = pre_train ] && init=$PRE_TRAIN
       subset=""; [ $n != 69 ] && subset="--subset $n"
       $PY src_train/experiments/glas.py --name $name --init $init --seed $seed $subset $RECIPE
     done
