@@ -13,7 +13,8 @@
 # Case II, transductive. nuclei = src_train/checkpoints/nuclei_v1.safetensors (the nuclei model: diffusion-free,
 # trained on MoNuSeg), the start of the shipped gland model. pre_train = the same pretraining on the pixels of the
 # 69 non-held-out GlaS TRAINING images and the MoNuSeg training images only (glas_pretrain_train_only.sh; not
-# transductive); its rows are skipped until that file exists.
+# transductive; kept as src_train/checkpoints/pretrained_glas_train_1000steps.safetensors when it has finished);
+# its rows are skipped until that file exists.
 # Several workers can run side by side: each run is claimed by creating its run folder.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +22,7 @@ export OMP_NUM_THREADS=1
 PY=${PY:-.venv/bin/python}
 PRE=src_train/checkpoints/pretrained_nuclei_1000steps.safetensors
 NUCLEI=src_train/checkpoints/nuclei_v1.safetensors
-PRE_TRAIN=runs/glas_pretrain_train/pretrained.safetensors
+PRE_TRAIN=src_train/checkpoints/pretrained_glas_train_1000steps.safetensors
 STARTS=${STARTS:-scratch pre_trans pre_train nuclei}
 SIZES=${SIZES:-10 20 69}
 RECIPE="--scale 0.5 --steps 100 --warmup 10 --validate-every 0 --checkpoint-every 50 --precision bf16"
