@@ -47,7 +47,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """--device, --precision, --tile, --overlap, --batch (None = the InferenceSettings default)."""
+    """--device, --precision, --tile, --overlap, --batch (None = the InferenceSettings default), --flips."""
     group = parser.add_argument_group("inference")
     group.add_argument(
         "--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
@@ -70,6 +70,11 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch", type=_positive_int, default=None, metavar="N",
         help="tiles per forward pass (default: 1 on CPU, 8 on GPU)",
     )
+    group.add_argument(
+        "--flips", action="store_true",
+        help="test-time flips: average the network over each tile and its three mirror images; 4x slower, "
+             "slightly better (held-out MoNuSeg, 40x: AJI +0.002, PQ +0.008) (default: off)",
+    )
 
 
 def inference_settings(args: argparse.Namespace, *, instances: bool):
@@ -77,7 +82,8 @@ def inference_settings(args: argparse.Namespace, *, instances: bool):
     from ..core.inference import InferenceSettings
 
     given = {key: getattr(args, key) for key in ("tile", "overlap", "batch") if getattr(args, key) is not None}
-    return InferenceSettings(device=args.device, precision=args.precision, instances=instances, **given)
+    return InferenceSettings(device=args.device, precision=args.precision, instances=instances,
+                             flips=bool(getattr(args, "flips", False)), **given)
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:

@@ -6,6 +6,7 @@
 # segmented with no option (the resolution is estimated).
 # With a third argument `heldout`: the same on the 6 held-out TRAINING images of recipe.py (VALIDATION) instead of
 # the test images: how candidates are chosen through the product's whole path (resolution estimate included).
+# SEGMENT_ARGS (environment): more options of `genselfdiff segment`, e.g. SEGMENT_ARGS=--flips.
 # Usage: bash src_train/experiments/score_cli.sh MODEL OUT_DIR [heldout]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +30,7 @@ for sub, suffix in (("images", ".tif"), ("instance_masks", ".png")):
             link.symlink_to(train / sub / f"{stem}{suffix}")
 PY
 fi
-"$G" segment "$TEST/images" --model "$MODEL" --instances --out "$OUT/pred40" --overwrite > "$OUT/segment40.txt"
+"$G" segment "$TEST/images" --model "$MODEL" ${SEGMENT_ARGS:-} --instances --out "$OUT/pred40" --overwrite > "$OUT/segment40.txt"
 "$G" evaluate --pred "$OUT/pred40" --gt "$TEST/instance_masks" --instances --json "$OUT/${SET}40.json" > "$OUT/${SET}40.txt"
 "$PY" - "$TEST" "$OUT" <<'PY'
 import sys
@@ -46,6 +47,6 @@ for path in sorted((test / "images").glob("*.tif")):  # the held-out links resol
     truth = read_array(test / "instance_masks" / f"{path.stem}.png")
     Image.fromarray(shrink_labels(truth, 2).astype(np.uint16)).save(out / "truth20" / f"{path.stem}.png")
 PY
-"$G" segment "$OUT/images20" --model "$MODEL" --instances --out "$OUT/pred20" --overwrite > "$OUT/segment20.txt"
+"$G" segment "$OUT/images20" --model "$MODEL" ${SEGMENT_ARGS:-} --instances --out "$OUT/pred20" --overwrite > "$OUT/segment20.txt"
 "$G" evaluate --pred "$OUT/pred20" --gt "$OUT/truth20" --instances --json "$OUT/${SET}20.json" > "$OUT/${SET}20.txt"
 tail -n 3 "$OUT/${SET}40.txt" "$OUT/${SET}20.txt"

@@ -4,6 +4,7 @@ exit codes, not segmentation quality."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -217,6 +218,10 @@ def test_parser_defaults_match_the_core():
     from napari_genselfdiff.core.io.read import IMAGE_SUFFIXES
 
     assert common.DEFAULT_TILE == InferenceSettings().tile
+    parser = argparse.ArgumentParser()
+    common.add_inference_arguments(parser)
+    assert common.inference_settings(parser.parse_args([]), instances=False).flips is InferenceSettings().flips is False
+    assert common.inference_settings(parser.parse_args(["--flips"]), instances=True).flips is True
     assert common.DEFAULT_OVERLAP == InferenceSettings().overlap
     assert common.IMAGE_SUFFIXES == IMAGE_SUFFIXES
 

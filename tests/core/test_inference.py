@@ -253,3 +253,42 @@ def test_narrow_images_and_heavy_overlaps_keep_one_band(micro):
             touched = {c for x in outside for c in range(x, x + plan.tile_w)}
             assert not touched & set(range(st.keep0, st.keep1)), (overlap, st)
         assert sum(st.keep1 - st.keep0 for st in strips) == plan.padded_w
+
+
+def _segment_maps(network, info, image: np.ndarray, flips: bool, cue_channels: int = 0):
+    logits = np.zeros((len(info.classes),) + image.shape[:2], np.float32)
+    cue = np.zeros((cue_channels,) + image.shape[:2], np.float32) if cue_channels else None
+    segment(network, info, np.ascontiguousarray(image), InferenceSettings(device="cpu", precision="fp32", flips=flips),
+            logits_out=logits, **({"cue_out": cue} if cue_channels else {}))
+    return logits, cue
+
+
+def test_test_time_flips_make_the_result_independent_of_mirroring(micro):
+    network, info = micro
+    image = synthetic_he(96, 128, seed=2)  # one tile: the tiling itself is mirror-symmetric
+    plain, _ = _segment_maps(network, info, image, False)
+    mirrored, _ = _segment_maps(network, info, image[:, ::-1], False)
+    assert np.abs(mirrored[:, :, ::-1] - plain).max() > 1e-3  # a random network is not mirror-symmetric
+    with_flips, _ = _segment_maps(network, info, image, True)
+    for axis in (0, 1):
+        other, _ = _segment_maps(network, info, np.flip(image, axis), True)
+        np.testing.assert_allclose(np.flip(other, axis + 1), with_flips, atol=1e-4)
+    # the mean of the four passes, each flipped back
+    direct = np.mean([np.flip(forward_logits(network, info, np.ascontiguousarray(np.flip(image, axes))),
+                              tuple(a + 1 for a in axes)) for axes in ((), (0,), (1,), (0, 1))], axis=0)
+    np.testing.assert_allclose(with_flips, direct, atol=1e-4)
+
+
+def test_test_time_flips_turn_the_direction_maps_of_a_hover_output_with_the_image():
+    torch.manual_seed(1)
+    config = micro_config(out_channels=4)  # background, nucleus, x offset, y offset
+    network = AttentionUNet(config).eval()
+    info = ModelInfo(architecture=config, classes=default_classes(["background", "nucleus"]), output="hover")
+    image = synthetic_he(64, 96, seed=3)
+    _, cue = _segment_maps(network, info, image, True, cue_channels=2)
+    _, lr = _segment_maps(network, info, image[:, ::-1], True, cue_channels=2)
+    _, ud = _segment_maps(network, info, image[::-1], True, cue_channels=2)
+    np.testing.assert_allclose(lr[0, :, ::-1], -cue[0], atol=1e-4)  # mirrored left-right: x offsets change sign
+    np.testing.assert_allclose(lr[1, :, ::-1], cue[1], atol=1e-4)
+    np.testing.assert_allclose(ud[1, ::-1], -cue[1], atol=1e-4)  # upside down: y offsets change sign
+    np.testing.assert_allclose(ud[0, ::-1], cue[0], atol=1e-4)

@@ -32,8 +32,11 @@ def test_widget_fields_start_at_the_core_defaults(qtbot, tmp_path, monkeypatch):
     settings = segment.inference_settings()  # what a Segment click computes with
     assert (settings.tile, settings.overlap) == (D.INFERENCE_TILE, D.INFERENCE_OVERLAP)
     assert (settings.device, settings.precision) == (D.DEFAULT_DEVICE, D.DEFAULT_PRECISION)
+    assert settings.flips is False and not segment._flips.isChecked()  # test-time flips: off unless asked
     segment._tile.setValue(256)
     assert segment.inference_settings().overlap == D.overlap_for_tile(256) == 32
+    segment._flips.setChecked(True)
+    assert segment.inference_settings().flips is True
     models = model_panel.ModelPanel(state)
     qtbot.addWidget(models)
     assert tuple(models._device.itemText(i) for i in range(models._device.count())) == D.DEVICE_CHOICES
