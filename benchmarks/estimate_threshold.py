@@ -26,21 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from nucleus_size_reference import MONUSEG_MPP, shrink, shrink_labels  # noqa: E402
+from nucleus_size_reference import MONUSEG_MPP, shrink, shrink_labels, training_cases_arguments, training_masks_missing  # noqa: E402
 
 THRESHOLDS = (0.0, 0.02, 0.1, 0.2, 0.3, 0.5, 0.7, 1.01)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg")
+    training_cases_arguments(parser)
     parser.add_argument("--model", default="default")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if not (args.data / "train" / "instance_masks").is_dir():
-        print(f"no MoNuSeg training masks under {args.data}", file=sys.stderr)
+    if training_masks_missing(args.data):
         return 2
     import torch
 

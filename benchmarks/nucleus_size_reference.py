@@ -70,15 +70,28 @@ def reference(data: Path) -> dict:
             "per_image_px_min": round(min(values), 2), "per_image_px_max": round(max(values), 2)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def training_cases_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data (the MoNuSeg folder), --limit (first N training images), --threads: the options of the
+    benchmarks that run the estimator on the training images (this one, estimate_threshold.py)."""
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg")
-    parser.add_argument("--probes", metavar="MODEL", default=None, help="also run the estimator with this model")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+
+
+def training_masks_missing(data: Path) -> bool:
+    """True (and says so) when ``data`` holds no MoNuSeg training instance masks."""
+    if (data / "train" / "instance_masks").is_dir():
+        return False
+    print(f"no MoNuSeg training masks under {data}", file=sys.stderr)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    training_cases_arguments(parser)
+    parser.add_argument("--probes", metavar="MODEL", default=None, help="also run the estimator with this model")
     args = parser.parse_args(argv)
-    if not (args.data / "train" / "instance_masks").is_dir():
-        print(f"no MoNuSeg training masks under {args.data}", file=sys.stderr)
+    if training_masks_missing(args.data):
         return 2
     print(json.dumps(reference(args.data)), flush=True)
     if not args.probes:
