@@ -312,7 +312,7 @@ def _write_one(path: Path, outputs: _Outputs, image, result, info, *, started: f
     print(
         f"{path.name}: {width}x{height}"
         + (f" at {resolution.describe()}" if resolution is not None else "")
-        + f", {result.tiles} tile(s) of {tw}x{th}, {result.device} "
-        f"{result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - started:.1f} s in all "
+        + f", {result.tiles} tile(s) of {tw}x{th}{', each mirror-averaged (4 passes)' if result.flips else ''}, "
+        f"{result.device} {result.precision}, {result.seconds:.1f} s segmenting, {time.perf_counter() - started:.1f} s in all "
         f"-> {', '.join(p.name for p in written)}"
     )

@@ -85,6 +85,10 @@ def test_segment_reports_what_auto_precision_resolved_to(capsys, tmp_path, input
     assert re.search(rf"good\.png: 64x48 at 0\.25 um/px \(assumed: .*\), 1 tile\(s\) of 64x48, cpu {expected}", stdout)
     labels = tifffile.imread(out / "good_labels.tif")
     assert labels.shape == (48, 64) and labels.max() <= 1
+    if expected == "fp32":  # --flips: said on the summary line
+        code, stdout, _ = run_cli(capsys, "segment", inputs / "good.png", "--model", model_path, "--out", out,
+                                  "--device", "cpu", "--flips", "--overwrite")
+        assert code == 0 and "1 tile(s) of 64x48, each mirror-averaged (4 passes), cpu fp32" in stdout
 
 
 def test_segment_refuses_to_overwrite_unless_asked(capsys, tmp_path, inputs, model_path):

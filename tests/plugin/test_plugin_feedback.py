@@ -260,9 +260,14 @@ def test_labels_take_their_images_placement_and_replace_instead_of_stacking(setu
     for layer in (labels, viewer.layers["small nuclei"]):
         assert tuple(layer.scale) == (2.0, 2.0) and tuple(layer.translate) == (100.0, 50.0)
         assert np.allclose(layer.extent.world, small.extent.world)
-    # again, unedited: the same layers get the new result (nothing stacks)
+    assert "mirror-averaged" not in panel._status.text()
+    # again, unedited (and averaged over mirror images, which the status says): the same layers get the new
+    # result (nothing stacks)
+    panel._flips.setChecked(True)
     panel.run([small])
     assert [layer.name for layer in viewer.layers] == names and viewer.layers["small labels"] is labels
+    assert ", each tile mirror-averaged: 'small labels'" in panel._status.text()
+    panel._flips.setChecked(False)
     # edited, and the user keeps the edit: the new result goes to a separate layer above the old one
     labels.data[:5, :5] = 1
     labels.refresh()

@@ -89,6 +89,7 @@ class SegmentationResult:
     tile_shape: tuple[int, int] = (0, 0)
     tiles_computed: int = 0  # forward passes in this run (with ``resume_bands``: fewer than ``tiles``)
     tiles_resumed: int = 0  # tiles an earlier run had finished (``resume_bands``)
+    flips: bool = False  # test-time flips (:attr:`InferenceSettings.flips`): each tile averaged over 4 passes
 
 
 def uses_channels_last(model: AttentionUNet, settings: InferenceSettings) -> bool:
@@ -343,6 +344,7 @@ def segment_progressive(
         tile_shape=(plan.tile_h, plan.tile_w),
         tiles_computed=computed,
         tiles_resumed=resumed,
+        flips=settings.flips,
     )
 
 

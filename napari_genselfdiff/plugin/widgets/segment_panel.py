@@ -194,6 +194,7 @@ class SegmentPanel(QGroupBox):
         self._next.setMaximumHeight(120)
         #: the ranked fields of the last result: (image layer, [Field, ...])
         self.fields: tuple[object, list] = (None, [])
+        self._flipped = False  # whether the running or last job averaged over mirror images
         self._tile = QSpinBox()
         self._tile.setRange(64, 4096)
         self._tile.setSingleStep(64)
@@ -377,6 +378,7 @@ class SegmentPanel(QGroupBox):
         if unchecked:
             self._notes.append(unchecked)
         settings = self.inference_settings()
+        self._flipped = settings.flips  # said when the job ends (the box may change meanwhile)
         given, _ = self.resolution_choice(planes[0].layer)
         if given is not None:  # a typed value: checked now, with what to type instead
             from ...core.inference.resolution import ResolutionError, check_mpp, model_mpp
@@ -716,7 +718,8 @@ class SegmentPanel(QGroupBox):
         made = [layer.name for layer in self.added if layer_meta(layer).get("kind") == "classes"]
         shown = ", ".join(f"'{name}'" for name in made[:3]) + (f" and {len(made) - 3} more" if len(made) > 3 else "")
         model = f" with '{info.display_name}'" if info is not None else ""
-        text = f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}{model}" + (
+        flipped = ", each tile mirror-averaged" if self._flipped else ""
+        text = f"Segmented {count} image(s) in {self.last_seconds:.1f} s on {device}{model}{flipped}" + (
             f": {shown}." if made else ".")
         if count == 0:
             text = "No image was segmented."
