@@ -58,20 +58,21 @@ def model_fields(info, model) -> dict:
 def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats: int = 3,
             precisions: tuple[str, ...] = ("auto",), instances: bool = True, peaks: dict | None = None,
             tile: int | None = None, memory_formats: tuple[str, ...] = ("default",),
-            h_maxima: tuple[str, ...] = ("objects",)) -> list[dict]:
+            h_maxima: tuple[str, ...] = ("objects",), flips: tuple[bool, ...] = (False,)) -> list[dict]:
     """Segment a size x size image; one "segment" figure per variant and job (labels, + instances)."""
     net, info = load_model(model)
     image, source = test_image(size)
     records = []
     formats = {"default": None, "contiguous": False, "channels-last": True}
-    variants = [(p, f, h) for p in precisions for f in memory_formats for h in h_maxima]
+    variants = [(p, f, h, m) for p in precisions for f in memory_formats for h in h_maxima for m in flips]
     try:
-        for precision, memory_format, markers in variants:
+        for precision, memory_format, markers, mirrored in variants:
             instances_module.h_maxima_of_objects = MARKERS[markers]
             base = None
             for with_instances in ([False, True] if instances else [False]):
                 settings = InferenceSettings(device="cpu", precision=precision, instances=with_instances,
-                                             channels_last=formats[memory_format], **({"tile": tile} if tile else {}))
+                                             channels_last=formats[memory_format], flips=mirrored,
+                                             **({"tile": tile} if tile else {}))
                 result = segment(net, info, image, settings)  # warm-up
                 walls, cpus, forwards = [], [], []
                 for _ in range(repeats):
@@ -83,13 +84,13 @@ def measure(emit: Emitter, *, model: str = "default", size: int = 1000, repeats:
                     forwards.append(timer.seconds)
                 wall, cpu = statistics.median(walls), statistics.median(cpus)
                 th, tw = result.tile_shape
-                gflop = forward_flops(net.config, th, tw) * result.tiles / 1e9
+                gflop = forward_flops(net.config, th, tw) * result.tiles * (4 if mirrored else 1) / 1e9
                 values = {
                     "job": "labels+instances" if with_instances else "labels", "instances": with_instances,
                     **model_fields(info, net), "source": source, "image": [size, size],
                     "precision": result.precision, "asked_precision": precision, "tiles": result.tiles,
                     "memory_format": "channels-last" if uses_channels_last(net, settings) else "contiguous",
-                    "h_maxima": markers,
+                    "h_maxima": markers, "flips": mirrored,
                     "tile_shape": [th, tw], "wall_s": wall, "all_wall_s": [round(w, 3) for w in walls], "cpu_s": cpu,
                     "forward_s": statistics.median(forwards),
                     "outside_forward_s": statistics.median(w - f for w, f in zip(walls, forwards)),
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-format", nargs="+", default=["default"], choices=["default", "contiguous", "channels-last"])
     p.add_argument("--h-maxima", nargs="+", default=["objects"], choices=sorted(MARKERS),
                    help="the split's markers: object by object (the product) or skimage's whole image (before)")
+    p.add_argument("--flips", nargs="+", default=["off"], choices=["off", "on"],
+                   help="test-time flips (InferenceSettings.flips) off and/or on (default: off)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON lines to this file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks = measure_peaks(emit) if args.peaks else {}
     measure(emit, model=args.model, size=args.size, repeats=args.repeats, precisions=tuple(args.precision),
             instances=args.instances, peaks=peaks, tile=args.tile, memory_formats=tuple(args.memory_format),
-            h_maxima=tuple(args.h_maxima))
+            h_maxima=tuple(args.h_maxima), flips=tuple(f == "on" for f in args.flips))
     return 0
 
 
