@@ -194,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [load_pair(glas, n, args.scale) for n in train]
     instances = {n: load_gland_instances(glas, n, pairs[k][1].shape[:2]) for k, n in enumerate(train)}
     val_pairs = None if args.final else [load_pair(glas, n, args.scale) for n in val]
+    # From scratch: the nuclei preset's network (attention at the bottleneck only), the network every model
+    # file start has, so that scratch and the pretrained starts differ in their weights alone. (Until
+    # 2026-12-07 scratch had attention at every level, the UNetConfig default: those records are "scratch_la".)
     arch = UNetConfig(widths=tuple(args.widths), blocks_per_level=1, norm="batch", stem_stride=2,
-                      attention_dim_head=16)
+                      level_attention=False, attention_dim_head=16)
     cfg = FinetuneConfig(
         pairs=pairs, val_pairs=val_pairs, val_fraction=0.0, out_dir=str(run_dir), init=args.init, arch=arch,
         classes=["background", "gland"], steps=args.steps, batch=args.batch, lr=args.lr, betas=[0.9, 0.999],

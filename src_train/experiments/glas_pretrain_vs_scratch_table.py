@@ -26,7 +26,7 @@ def _fmt(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--starts", nargs="+", default=["scratch", "pre_trans", "pre_train", "nuclei"])
+    p.add_argument("--starts", nargs="+", default=["scratch", "pre_trans", "pre_train", "nuclei", "scratch_la"])
     p.add_argument("--sizes", nargs="+", default=["10", "20", "69"])
     args = p.parse_args(argv)
     scores: dict[tuple[str, str, str], dict] = {}
