@@ -7,6 +7,8 @@
 #   bash src_train/experiments/glas_pretrain_vs_scratch.sh            # all runs (skips the ones done or claimed)
 #   python src_train/experiments/glas_pretrain_vs_scratch_table.py    # the table in docs/results.md
 #
+# scratch = a new network of the nuclei preset (attention at the bottleneck only: the network of every other start;
+# records before 2026-12-07's third session had attention at every level and are kept as scratch_la).
 # pre_trans = src_train/checkpoints/pretrained_nuclei_1000steps.safetensors: 1000 steps of P2-weighted DDPM
 # (T = 1000) on the pixels of glas_unlabeled (44 GlaS training + all 80 testA/testB images) and the 30 MoNuSeg
 # training images, full resolution. It has seen the TEST images' pixels (never their labels): the paper's
