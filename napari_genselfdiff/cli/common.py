@@ -83,7 +83,7 @@ def inference_settings(args: argparse.Namespace, *, instances: bool):
 
     given = {key: getattr(args, key) for key in ("tile", "overlap", "batch") if getattr(args, key) is not None}
     return InferenceSettings(device=args.device, precision=args.precision, instances=instances,
-                             flips=bool(getattr(args, "flips", False)), **given)
+                             flips=args.flips, **given)
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:

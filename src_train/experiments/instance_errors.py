@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def error_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args, model, info, settings, folder = held_out_run(__doc__, argv)
-    settings = type(settings)(**{**settings.__dict__, "instances": True})
+    settings = replace(settings, instances=True)
     per_image = {}
     for stem in VALIDATION:
         rgb = read_array(folder / "images" / f"{stem}.tif")

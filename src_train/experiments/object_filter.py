@@ -22,9 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.inference.instances import split_nuclei, splitting_parameters  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
-from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
-from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, to_label_image  # noqa: E402
-from src_train.experiments.instance_oracle import held_out_run, raw_maps  # noqa: E402
+from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
+from src_train.experiments.instance_oracle import held_out_run, raw_maps, scores  # noqa: E402
 from src_train.experiments.recipe import VALIDATION, rescale_image, resize_instances  # noqa: E402
 
 MIN_PROB = (0.0, 0.6, 0.7, 0.8)
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args, model, info, settings, folder = held_out_run(__doc__, argv)
     params = splitting_parameters(info)
     grid = list(itertools.product(MIN_PROB, MIN_PEAK, MIN_SIZE))
-    scores = {s: {g: [] for g in grid} for s in (1.0, 0.5)}
+    rows = {s: {g: [] for g in grid} for s in (1.0, 0.5)}
     spurious, matched = [], []
     for stem in VALIDATION:
         rgb0 = read_array(folder / "images" / f"{stem}.tif")
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                     (matched if (hit > 0).any() else spurious).append([stats[0][k - 1], stats[1][k - 1], stats[2][k - 1]])
             for g in grid:
                 pred = resize_instances(kept(inst, stats, *g), rgb0.shape[:2])
-                row = evaluate_pair((pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), instances=False)
-                row.update(instance_scores(pred, truth))
-                scores[scale][g].append({k: row[k] for k in ("f1", "aji", "pq")})
+                rows[scale][g].append(scores(pred > 0, pred, truth))
         print(stem, "done", flush=True)
     sp, ma = np.array(spurious), np.array(matched)
     describe = {name: {"count": len(a), "mean_p_median": float(np.median(a[:, 0])), "peak_median": float(np.median(a[:, 1])),
@@ -84,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"min_prob": g[0], "min_peak": g[1], "min_size": g[2] or params.get("min_size")}
         for scale in (1.0, 0.5):
             for k in ("f1", "aji", "pq"):
-                row[f"{k}" if scale == 1.0 else f"{k}_x0.5"] = float(np.mean([r[k] for r in scores[scale][g]]))
+                row[f"{k}" if scale == 1.0 else f"{k}_x0.5"] = float(np.mean([r[k] for r in rows[scale][g]]))
         table.append(row)
     table.sort(key=lambda r: -(r["aji"] + r["aji_x0.5"]))
     record = {"command": "python src_train/experiments/object_filter.py " + shlex.join(argv or sys.argv[1:]),

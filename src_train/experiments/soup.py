@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from napari_genselfdiff.core.model_files.store import save_model  # noqa: E402
-from src_train.experiments.recipe import RESULTS, VALIDATION, score  # noqa: E402
+from src_train.experiments.recipe import REPO, RESULTS, VALIDATION, score  # noqa: E402
 
 
 def soup(paths: list[Path]):
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True)
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=Path("runs/recipe"))
     p.add_argument("--final", action="store_true", help="write the soup only (models trained on all 30 images)")
     p.add_argument("--threads", type=int, default=1)
