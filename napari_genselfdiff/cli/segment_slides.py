@@ -60,7 +60,8 @@ def _summary(result: dict) -> str:
     share = 1 - result["seconds_network"] / result["seconds"] if result["seconds"] else 0.0
     line = (
         f"{Path(result['slide']).name}: {result['width']}x{result['height']} px at {result['mpp']:.4g} um/px, "
-        f"tissue {100 * result['tissue_fraction']:.0f} %, {result['tiles']} of {result['tiles_all']} tiles, "
+        f"tissue {100 * result['tissue_fraction']:.0f} %, {result['tiles']} of {result['tiles_all']} tiles"
+        f"{' (each mirror-averaged, 4 passes)' if result.get('flips') else ''}, "
         f"{result['seconds']:.1f} s ({100 * share:.0f} % outside the network) -> {Path(result['labels_store']).name}"
     )
     if result.get("geojson"):

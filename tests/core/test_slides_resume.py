@@ -7,6 +7,7 @@ Slides are synthetic (core/io/synthetic_slide.py), the network is the "micro" U-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -113,6 +114,10 @@ def test_other_settings_are_refused_and_restart_starts_over(slide_files, tmp_pat
                            tissue=False)
     with pytest.raises(ResumeError, match="tile: 128 there, 256 now"):
         segment_slide(net, info, slide, tmp_path, bigger)
+    flipped = SlideSettings(inference=dataclasses.replace(FAST, flips=True), tissue=False)
+    with pytest.raises(ResumeError, match=r"test-time flips \(--flips\): off there, on now"):
+        segment_slide(net, info, slide, tmp_path, flipped)  # a half-averaged slide would mix two kinds of tiles
+    assert segment_slide(net, info, slide, tmp_path / "f", flipped).flips  # and a finished one says what it did
     with pytest.raises(ResumeError, match=r"region \(x, y, w, h\): \[0, 0, 800, 600\] there, \[0, 0, 64, 64\] now"):
         segment_slide(net, info, slide, tmp_path, SlideSettings(inference=FAST, tissue=False, region=(0, 0, 64, 64)))
     # Refusing touched nothing.

@@ -144,6 +144,7 @@ class SlideResult:
     tissue_fraction: float
     nuclei: int = 0
     tiles_resumed: int = 0  # tiles an interrupted earlier run had finished (continued, not recomputed)
+    flips: bool = False  # each tile averaged over its mirror images (InferenceSettings.flips)
     seconds: float = 0.0
     seconds_network: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -469,6 +470,7 @@ def _finish(slide: Slide, settings: SlideSettings, run: _Run, store, seg, mask, 
         tiles=seg.tiles, tiles_all=tiles_all, tissue_fraction=mask.fraction, nuclei=nuclei,
         seconds=total_seconds, seconds_network=network_seconds, timings=run.timings,
         notes=run.notes + list(seg.notes) + list(mask.notes), tiles_resumed=seg.tiles_resumed,
+        flips=settings.inference.flips,
     )
     set_info(store, complete=True, tiles=seg.tiles, tiles_all=tiles_all, seconds=round(total_seconds, 2),
              tissue_fraction=round(mask.fraction, 4), nuclei=nuclei, device=seg.device,

@@ -1,5 +1,5 @@
 """The resume key of a slide run: what an unfinished ``<stem>_labels.zarr.partial`` must share with a new
-run (slide, resolutions, model digest, region, tissue mask, tile, overlap, band width) to be continued
+run (slide, resolutions, model digest, region, tissue mask, tile, overlap, band width, test-time flips) to be continued
 by it, and the :class:`ResumeError` that names the differences when it does not."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _KEY_NAMES = {
     "slide": "slide file", "slide_mpp": "slide resolution (um/px)", "model_mpp": "model resolution (um/px)",
     "model_sha256": "model (weights, architecture, classes)", "region_xywh": "region (x, y, w, h)",
     "tissue_mask": "tissue mask", "tile": "tile", "overlap": "overlap", "max_band_width": "band width",
+    "flips": "test-time flips (--flips)",
 }
 RESUME_VERSION = 1
 
@@ -56,6 +57,8 @@ def run_key(slide: Slide, slide_mpp: float, net_mpp: float, region, settings: "S
         "tile": settings.inference.tile, "overlap": settings.inference.overlap,
         "max_band_width": settings.inference.max_band_width,
     }
+    if settings.inference.flips:  # only when on: unfinished runs from before the option stay continuable
+        key["flips"] = True
     return json.loads(json.dumps(key))
 
 
@@ -67,6 +70,8 @@ def key_differences(old: dict, new: dict) -> list[str]:
         if a != b:
             if name == "model_sha256":
                 a, b = f"{str(a)[:12]}...", f"{str(b)[:12]}..."
+            elif name == "flips":
+                a, b = ("on" if a else "off"), ("on" if b else "off")
             out.append(f"{_KEY_NAMES.get(name, name)}: {a} there, {b} now")
     return out
 
