@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--flips", action="store_true",
+                   help="average each tile over its mirror images (genselfdiff segment --flips)")
     args = p.parse_args(argv)
     import torch
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n, patient in read_split(glas)["train"] if patient in VALIDATION_PATIENTS]
     model, info = load_model(args.model)
     f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
-    settings = InferenceSettings(tile=512, device="cpu", precision="fp32", instances=False)
+    settings = InferenceSettings(tile=512, device="cpu", precision="fp32", instances=False, flips=args.flips)
     own_split = info.output == "distance"  # split by the model's own distance map, else by the mask's
     masks, truths, cues = {}, {}, {}
     start = time.perf_counter()
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     best = max(rows, key=lambda r: r["selection"])
-    record = {"model": str(args.model), "scale": args.scale, "validation_images": names,
+    record = {"model": str(args.model), "scale": args.scale, "flips": args.flips, "validation_images": names,
               "grid": DISTANCE_GRID if own_split else GRID, "output": info.output,
               "segment_seconds": segment_seconds, "rows": rows, "best": best,
               "command": "python src_train/experiments/tune_glands.py " + shlex.join(argv or sys.argv[1:])}
