@@ -157,6 +157,13 @@ def segment_files(
         return _finish(n_failed, len(slides) + len(failures), out_dir)
     network, info, device = load_for_segmentation(model, args.device)
     settings = inference_settings(args, instances=instances)
+    given_model_mpp = getattr(args, "model_mpp", None)
+    if given_model_mpp is not None:  # images and slides alike work at it (slides: SlideSettings.model_mpp too)
+        from ..core.inference.resolution import model_mpp, with_model_mpp
+
+        own = model_mpp(info)
+        info = with_model_mpp(info, given_model_mpp, "--model-mpp")
+        print(f"model resolution: {given_model_mpp:g} um/px (--model-mpp; the model's own: {own[0]:g} um/px, {own[1]})")
     given_mpp = getattr(args, "mpp", None)
     if given_mpp is not None:  # refused once, before any image, with what to type instead
         from ..core.inference.resolution import ResolutionError, check_mpp, model_mpp

@@ -23,7 +23,8 @@ def add_slide_arguments(parser: argparse.ArgumentParser) -> None:
                             "about 0.25, 20x: about 0.5). Without it: the file's, else an estimate from the "
                             "nuclei (nuclei models), else the model's; each output line says which")
     group.add_argument("--model-mpp", type=_microns_per_pixel("--model-mpp"), default=None, metavar="UM",
-                       help="the model's microns per pixel (default: from the model file, else 0.25)")
+                       help="the model's microns per pixel, for images and slides (default: from the model file, "
+                            "else 0.25)")
     group.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
                        help="segment only this rectangle, in level-0 slide pixels")
     group.add_argument("--no-tissue-mask", dest="tissue", action="store_false",

@@ -34,6 +34,20 @@ def test_mpp_on_an_image_changes_the_result_and_is_reported(capsys, tmp_path, he
     assert a.shape == b.shape == (48, 64) and not np.array_equal(a, b)
 
 
+def test_model_mpp_on_an_image_is_used_and_reported(capsys, tmp_path, he_image, model_path):
+    """--model-mpp works for plain images as for slides (it was once read by slides only, silently)."""
+    Image.fromarray(he_image(48, 64, seed=1)).save(tmp_path / "a.png")
+    common = ("--model", model_path, "--device", "cpu", "--precision", "fp32", "--mpp", "0.25")
+    code, plain, _ = run_cli(capsys, "segment", tmp_path / "a.png", "--out", tmp_path / "o1", *common)
+    assert code == 0 and "segmented as it is (model 0.25 um/px)" in plain
+    code, given, _ = run_cli(capsys, "segment", tmp_path / "a.png", "--out", tmp_path / "o2", "--model-mpp", "0.5",
+                             *common)
+    assert code == 0 and "model resolution: 0.5 um/px (--model-mpp; the model's own: 0.25 um/px" in given
+    assert "segmented at 0.5x its pixels for the model's 0.5 um/px (--model-mpp)" in given
+    a, b = tifffile.imread(tmp_path / "o1" / "a_labels.tif"), tifffile.imread(tmp_path / "o2" / "a_labels.tif")
+    assert a.shape == b.shape == (48, 64) and not np.array_equal(a, b)
+
+
 def test_a_recorded_resolution_is_used_and_named(capsys, tmp_path, he_image, model_path):
     Image.fromarray(he_image(40, 40, seed=2)).save(tmp_path / "r.png", dpi=(50800, 50800))  # 0.5 um/px
     Image.fromarray(he_image(40, 40, seed=2)).save(tmp_path / "d.png", dpi=(72, 72))  # an editor's default

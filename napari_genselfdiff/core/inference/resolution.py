@@ -122,7 +122,7 @@ def model_mpp(info) -> tuple[float, str]:
     :data:`DEFAULT_MODEL_MPP`.
     """
     for where, value in (
-        ("model file", getattr(info, "mpp", None)),
+        (getattr(info, "mpp_source", "model file"), getattr(info, "mpp", None)),
         ("model provenance", (getattr(info, "provenance", None) or {}).get("mpp")),
         ("model card", (getattr(info, "card", None) or {}).get("mpp")),
     ):
@@ -133,6 +133,12 @@ def model_mpp(info) -> tuple[float, str]:
         if v and v > 0 and math.isfinite(v):
             return v, where
     return DEFAULT_MODEL_MPP, "default (MoNuSeg, 40x)"
+
+
+def with_model_mpp(info, mpp: float, where: str):
+    """A copy of ``info`` whose network works at ``mpp`` um/px, as a user said (``where``: the option,
+    e.g. "--model-mpp"); :func:`model_mpp` then returns it with ``where``. The file is not changed."""
+    return replace(info, mpp=float(mpp), mpp_source=where)
 
 
 def check_mpp(value: Any, net_mpp: float, *, what: str = "the resolution") -> float:
@@ -596,5 +602,5 @@ __all__ = [
     "ResampledView", "Resolution", "ResolutionError", "SOURCES", "TRAINING_NUCLEUS_DIAMETER_UM", "assumed",
     "check_mpp", "choose_resolution", "estimate_mpp", "estimate_params", "layer_resolution", "map_back",
     "model_mpp", "resample_factor", "resolve_and_segment", "segment_at_resolution", "source_indices",
-    "whole_nucleus_diameters",
+    "whole_nucleus_diameters", "with_model_mpp",
 ]

@@ -74,6 +74,8 @@ class ModelInfo:
     output: str = "classes"
     input_mpp: float | None = None
     path: Path | None = None
+    #: Where ``mpp`` came from when it is not the file's: the option a user overrode it with (never saved).
+    mpp_source: str = "model file"
 
     @property
     def head(self) -> str:
