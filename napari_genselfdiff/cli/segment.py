@@ -148,6 +148,7 @@ def segment_files(
 
     slides = [p for p in paths if is_slide(p)]  # whole slides: lazily, tissue only (segment_slides.py)
     paths = [p for p in paths if p not in slides]
+    _check_slide_options(args, n_images=len(paths), n_slides=len(slides))
     cluster = getattr(args, "workers", None) or getattr(args, "scheduler", None)
     if slides and cluster and not paths:  # the workers load the model themselves
         from .segment_slides import segment_slides
@@ -187,6 +188,31 @@ def segment_files(
     n_failed += _segment_paths(paths, network, info, settings, out_dir, write_instances=write_instances,
                                overlay=overlay, overwrite=overwrite, mpp=given_mpp)
     return _finish(n_failed, len(paths) + len(slides) + len(failures), out_dir)
+
+
+#: The options of whole slides only (segment_slides.py): (attribute, flag, value when not given).
+SLIDE_ONLY_OPTIONS = (("region", "--region", None), ("tissue", "--no-tissue-mask", True),
+                      ("restart", "--restart", False), ("workers", "--workers", None), ("scheduler", "--scheduler", None))
+
+
+def _check_slide_options(args: argparse.Namespace, *, n_images: int, n_slides: int) -> None:
+    """Say what the slide-only options given do to plain images, never silently nothing.
+
+    ``--region`` with no slide among the inputs is refused before any work (the user wants part of
+    an image: crop it, or give the slide); the others (and ``--region`` beside slides) are noted once:
+    plain images are segmented whole, in this process, with no partial store to continue.
+    """
+    given = [flag for attr, flag, unset in SLIDE_ONLY_OPTIONS if getattr(args, attr, unset) != unset]
+    if not given or not n_images:
+        return
+    if "--region" in given and not n_slides:
+        raise CommandError(
+            f"--region selects a rectangle of a whole slide (.svs .ndpi .scn .bif, pyramidal TIFF), but the "
+            f"{n_images} input(s) are plain images, which are segmented whole; crop the image first (e.g. in "
+            "napari or ImageJ) or give the slide."
+        )
+    print(f"note: {', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to whole slides only; the "
+          f"{n_images} plain image(s) are segmented whole, in this process.")
 
 
 #: What fails one image, not the whole command (torch reports running out of (GPU) memory as a

@@ -185,3 +185,23 @@ def test_slide_widget_segments_a_drawn_rectangle_exactly_there(slide_dir, tmp_pa
     widget.scope_combo.setCurrentText("Whole slide")
     widget.segment_button.click()
     assert "not a positive number" in widget.status.text()
+
+
+def test_slide_only_options_on_plain_images_are_refused_or_said(tmp_path, make_model, he_image, capsys):
+    """--region on plain images only is refused before any work; the other slide-only options are named in a note
+    (they were once ignored without a word)."""
+    from PIL import Image
+
+    _, _, model = make_model("micro")
+    Image.fromarray(he_image(40, 48, seed=3)).save(tmp_path / "a.png")
+    code, out, err = run_cli(capsys, "segment", tmp_path / "a.png", "--model", model, "--out", tmp_path / "r",
+                             "--region", "0,0,16,16", *TILE)
+    assert code == 2 and "--region selects a rectangle of a whole slide" in err and "crop the image" in err
+    assert not (tmp_path / "r" / "a_labels.tif").exists()
+    code, out, err = run_cli(capsys, "segment", tmp_path / "a.png", "--model", model, "--out", tmp_path / "n",
+                             "--no-tissue-mask", "--restart", *TILE)
+    assert code == 0, err
+    assert "note: --no-tissue-mask, --restart apply to whole slides only; the 1 plain image(s) are segmented whole" in out
+    assert (tmp_path / "n" / "a_labels.tif").exists()
+    code, out, _ = run_cli(capsys, "segment", tmp_path / "a.png", "--model", model, "--out", tmp_path / "p", *TILE)
+    assert code == 0 and "whole slides only" not in out
