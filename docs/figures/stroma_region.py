@@ -34,8 +34,13 @@ REGION = (1250, 1150, 400, 550)  # x, y, w, h in level-0 pixels
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="a model file (repeat for side by side)")
+    p.add_argument("--model-mpp", action="append", default=None,
+                   help="the working resolution for the --model of the same place (um/px, or 'file')")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    working = args.model_mpp or ["file"] * len(args.model)
+    if len(working) != len(args.model):
+        p.error(f"give --model-mpp once per --model ({len(args.model)}), or not at all")
     if not SLIDE.is_file():
         print(f"error: {SLIDE} not found (the shared data folder is absent).", file=sys.stderr)
         return 2
@@ -46,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     x, y, w, h = REGION
     crop = np.asarray(Slide(SLIDE).read_region(x, y, w, h))[..., :3]
     panels = []
-    for model_path in args.model:
+    for model_path, mpp in zip(args.model, working):
         model, info = load_model(model_path)
+        model_mpp = None if mpp == "file" else float(mpp)
         with tempfile.TemporaryDirectory() as tmp:
             result = segment_slide(model, info, SLIDE, Path(tmp), SlideSettings(
-                inference=InferenceSettings(precision="fp32"), instances=True, tissue=False, region=REGION))
+                inference=InferenceSettings(precision="fp32"), instances=True, tissue=False, region=REGION,
+                model_mpp=model_mpp))
             features = json.loads(result.geojson.read_text())["features"]
         panel = Image.fromarray(crop.copy())
         draw = ImageDraw.Draw(panel)
@@ -64,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         draw.rectangle([0, 0, w - 1, 16], fill=(0, 0, 0))
         label = Path(model_path).parent.name if Path(model_path).name in ("best.safetensors", "last.safetensors") \
             else Path(model_path).stem
-        draw.text((4, 2), f"{label} ({info.output}): {len(features)} nuclei", fill=(255, 255, 255))
+        at = f" at {model_mpp:g} um/px" if model_mpp else ""
+        draw.text((4, 2), f"{label}{at}: {len(features)} nuclei", fill=(255, 255, 255))
         panels.append(panel)
-        print(json.dumps({"model": str(model_path), "output": info.output, "nuclei": len(features),
+        print(json.dumps({"model": str(model_path), "model_mpp": model_mpp, "output": info.output, "nuclei": len(features),
                           "median_area_um2": float(np.median(areas)) if areas else None}))
     sheet = Image.new("RGB", (w * len(panels) + 8 * (len(panels) - 1), h), (255, 255, 255))
     for i, panel in enumerate(panels):
