@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "ss_focal"])
+    p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar="F",
+                   help="also rescale each training patch by a factor drawn log-uniformly from LOW HIGH "
+                        "(FinetuneConfig.scale_range; default: none)")
     p.add_argument("--init", default="scratch", help="a model file (e.g. the bundled nuclei model), or scratch")
     p.add_argument("--output", default=None, choices=["classes", "distance"],
                    help="the head's output kind (default: the init model's); distance: learned gland distance "
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         stride=args.size // 4, seed=args.seed, loss=args.loss, stain_jitter=True,
         validate_every=0 if args.final else args.validate_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=1, precision=args.precision, resume=(run_dir / "checkpoints").exists(), val_tile=512,
-        output=args.output, instances=instances,
+        output=args.output, instances=instances, scale_range=args.scale_range,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))
