@@ -203,6 +203,19 @@ def test_the_bundled_model_estimates_the_sample_at_40x_and_20x(bundled, k):
     assert assumed_res.mpp == 0.25 and assumed_res.source == "assumed"
 
 
+def test_a_model_working_at_another_resolution_still_estimates_and_assumes_the_training_scans(bundled):
+    """--model-mpp 0.32 on an unrecorded 40x image: the estimate still says 0.25 (40x), so the image is resampled to
+    0.32; before, the candidates followed the working resolution and the image was taken as 0.32 and left as it was."""
+    from napari_genselfdiff.core.inference.resolution import model_mpp, with_model_mpp
+
+    net, info = bundled
+    working = with_model_mpp(info, 0.32, "--model-mpp")
+    assert model_mpp(working) == (0.32, "--model-mpp") and model_mpp(info)[0] == 0.25
+    found = run_generator(estimate_mpp(net, working, read_array(SAMPLE_IMAGE)[..., :3], FAST))
+    assert found.mpp == pytest.approx(0.25) and found.resolution.source == "estimated"
+    assert assumed(working).mpp == 0.25  # unrecorded images that cannot be estimated: taken as its training scans
+
+
 def test_a_blank_image_is_not_estimated(bundled):
     net, info = bundled
     found = run_generator(estimate_mpp(net, info, np.full((300, 300, 3), 235, np.uint8), FAST))

@@ -137,8 +137,11 @@ def model_mpp(info) -> tuple[float, str]:
 
 def with_model_mpp(info, mpp: float, where: str):
     """A copy of ``info`` whose network works at ``mpp`` um/px, as a user said (``where``: the option,
-    e.g. "--model-mpp"); :func:`model_mpp` then returns it with ``where``. The file is not changed."""
-    return replace(info, mpp=float(mpp), mpp_source=where)
+    e.g. "--model-mpp"); :func:`model_mpp` then returns it with ``where``. Its training images' resolution
+    stays what it was (``input_mpp``: images that record none are still taken as those, and resolution
+    estimates still look for the magnifications around it). The file is not changed."""
+    training = getattr(info, "input_mpp", None) or model_mpp(info)[0]
+    return replace(info, mpp=float(mpp), mpp_source=where, input_mpp=float(training))
 
 
 def check_mpp(value: Any, net_mpp: float, *, what: str = "the resolution") -> float:
@@ -485,8 +488,8 @@ def _probe(model, info, image, spec, settings, candidate: float, net: float, ref
 def estimate_mpp(model, info, image, settings=None, *, name: str = "image") -> Generator[dict, None, Estimate]:
     """Estimate the resolution of ``image`` from the size of its nuclei.
 
-    The candidates (:data:`ESTIMATE_CANDIDATES` times the model's resolution) are tried from the
-    finest: the central part of the image, resampled as if it were at the candidate, is segmented
+    The candidates (:data:`ESTIMATE_CANDIDATES` times the resolution of the model's training images: its
+    ``input_mpp``, else its own) are tried from the finest: the central part of the image, resampled as if it were at the candidate, is segmented
     (:data:`ESTIMATE_PROBE` model pixels a side) and the median diameter of its whole nuclei is
     compared with a training nucleus. When the image is coarser than the candidate its nuclei come
     out small (``ratio`` = implied / candidate above :data:`ESTIMATE_RATIO_LIMIT`) and the next,
@@ -515,13 +518,16 @@ def estimate_mpp(model, info, image, settings=None, *, name: str = "image") -> G
     spec = inspect_image(image, allow_gray=settings.allow_gray, name=name)
     net, _ = model_mpp(info)
     reference_px = params["diameter_um"] / net  # a typical training nucleus, in model pixels
+    # the magnifications tried: around the training images' (a model working at another resolution,
+    # --model-mpp, still looks for 40x, 20x, ... scans)
+    anchor = getattr(info, "input_mpp", None) or net
     probe_settings = replace(settings, instances=True, tile=max(settings.tile, ESTIMATE_PROBE))
     probes: list[Probe] = []
     total = len(ESTIMATE_CANDIDATES)
 
     def probe(i: int) -> Probe:
         while len(probes) <= i:
-            probes.append(_probe(model, info, image, spec, probe_settings, net * ESTIMATE_CANDIDATES[len(probes)],
+            probes.append(_probe(model, info, image, spec, probe_settings, anchor * ESTIMATE_CANDIDATES[len(probes)],
                                  net, reference_px, name))
         return probes[i]
 

@@ -69,6 +69,7 @@ from .resolution import (  # noqa: F401
     check_mpp,
     map_back,
     model_mpp,
+    with_model_mpp,
 )
 from .slide_nuclei import CUE_STORE, cue_store, write_nuclei_geojson
 from .slide_outputs import free_output_suffix, output_paths, slide_stem
@@ -270,7 +271,9 @@ def _plan_run(model, info, slide: Slide, out_dir: Path, settings: SlideSettings,
             "corrections saved in it), or --out another folder."
         )
     slide_mpp = slide.require_mpp()
-    net_mpp, net_source = (settings.model_mpp, "given") if settings.model_mpp else model_mpp(info)
+    if settings.model_mpp:
+        info = with_model_mpp(info, settings.model_mpp, "given")
+    net_mpp, net_source = model_mpp(info)
     if slide.mpp_source == "given":  # a typo (0, nm, dpi) is refused before any work
         try:
             check_mpp(slide_mpp, net_mpp, what=f"{slide.path}: the given resolution")
