@@ -375,7 +375,12 @@ class SlideSegmentWidget(QWidget):
         kwargs["units"] = tuple(self._layer.units[-2:])  # the slide's (napari warns on mixed units)
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
-        self.viewer.add_labels(data, **kwargs)
+        from napari.layers import Labels
+
+        from ._layer_insert import insert_in_pieces, run_in_turns
+
+        layer = Labels(data, **kwargs)  # what add_labels makes, inserted in pieces (no long GUI stall)
+        run_in_turns(insert_in_pieces(self.viewer.layers, len(self.viewer.layers), layer))
 
     # -- correcting --------------------------------------------------------------------------------
     def _store_layer(self):

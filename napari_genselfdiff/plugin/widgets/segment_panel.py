@@ -65,6 +65,7 @@ from ...core.errors import GenSelfDiffError
 from ...core.inference.driver import segment_images
 from ...core.progress import Returning
 from .. import _notify
+from .._layer_insert import insert_in_pieces
 from .._layers import (
     META_KEY,
     class_colormap,
@@ -142,9 +143,11 @@ def segment_prepared(network, info, *args, **kwargs):
     return events.value
 
 
-def _insert_above(layers, layer, above) -> None:
-    """Insert ``layer`` directly above ``above`` in the layer list (on top when ``above`` is not there)."""
-    layers.insert(layers.index(above) + 1 if above is not None and above in layers else len(layers), layer)
+def _insert_above(layers, layer, above) -> Generator[None, None, None]:
+    """Insert ``layer`` directly above ``above`` in the layer list (on top when ``above`` is not there),
+    in pieces (:func:`insert_in_pieces`: a generator of main-thread steps)."""
+    yield from insert_in_pieces(layers, layers.index(above) + 1 if above is not None and above in layers
+                                else len(layers), layer)
 
 
 class SegmentPanel(QGroupBox):
@@ -624,7 +627,7 @@ class SegmentPanel(QGroupBox):
 
         layer = Labels(data, name=name, metadata={META_KEY: meta}, **placement, **kwargs)  # what add_labels makes
         yield
-        _insert_above(viewer.layers, layer, above)
+        yield from _insert_above(viewer.layers, layer, above)
         return layer, previous is not None
 
     @staticmethod
@@ -676,7 +679,7 @@ class SegmentPanel(QGroupBox):
             layers = viewer.layers
             # directly above this image's result layers (the labels stay directly above their image)
             ours = [lay for lay in self.added if lay in layers] or ([image] if image in layers else [])
-            _insert_above(layers, layer, max(ours, key=layers.index) if ours else None)
+            yield from _insert_above(layers, layer, max(ours, key=layers.index) if ours else None)
             yield
         self.fields = (image, prepared["fields"] if "fields" in prepared else rank_fields(umap))
         self._next.blockSignals(True)
