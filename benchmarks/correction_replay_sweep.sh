@@ -20,6 +20,8 @@ declare -A ROW=(
   [F_lr5e-4]="loss=dice_ce freeze_norm=true lr=5e-4"             # vs dicece_freeze: learning rate
   [F_inst]="loss=dice_ce freeze_norm=true use_instances=true"    # vs dicece_freeze: the stored nuclei as targets
   [F_mix2]="loss=dice_ce freeze_norm=true --mix 2"               # vs dicece_freeze: two of the base model's own images mixed in
+  [F_stain]="loss=dice_ce freeze_norm=true stain_jitter=true"    # vs dicece_freeze: HED stain jitter (as the bundled model trained)
+  [F_scale]="loss=dice_ce freeze_norm=true scale_range=0.5,1.5"  # vs dicece_freeze: patch rescaling 0.5-1.5x (as it trained)
   # after the choice (200 steps, forgetting judged at 200): the shipped recipe, and a lower lr against forgetting
   [shipped200]="--steps 200"                                     # the Train tab's defaults as shipped
   [shipped200_lr3e-5]="lr=3e-5 --steps 200"                      # vs shipped200: a lower learning rate

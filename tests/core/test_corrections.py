@@ -32,10 +32,12 @@ def _set_with_nuclei(folder):
 
 def test_the_recipe_and_the_boxes_reach_the_run(tmp_path):
     aset, _ = _set_with_nuclei(tmp_path / "set")
-    recipe = CORRECTION_RECIPE.with_(lr=3e-4, loss="dice_ce", betas=(0.9, 0.999), stain_jitter=True, freeze_norm=True)
+    recipe = CORRECTION_RECIPE.with_(lr=3e-4, loss="dice_ce", betas=(0.9, 0.999), stain_jitter=True, freeze_norm=True,
+                                     scale_range=(0.5, 1.5))
     cfg = corrections_config(aset.training_items(), init="scratch", out_dir=str(tmp_path / "run"), recipe=recipe,
                              steps=40, patch=96, seed=3)
     assert (cfg.lr, cfg.loss, cfg.betas, cfg.stain_jitter, cfg.freeze_norm) == (3e-4, "dice_ce", [0.9, 0.999], True, True)
+    assert cfg.scale_range == [0.5, 1.5]
     assert (cfg.steps, cfg.patch_size, cfg.stride, cfg.batch, cfg.seed) == (40, 96, patch_stride(96), recipe.batch, 3)
     assert cfg.checkpoint_every == 10  # a model every quarter of the run ("Use the model so far")
     assert len(cfg.pairs) == 4 and cfg.instances is None  # use_instances off
