@@ -10,6 +10,8 @@
 #             same CPU time is the shipped run's curve
 #   anchor1   (bash benchmarks/correction_replay_final.sh anchor1) the shipped recipe with L2-SP (anchor 1) against
 #             forgetting, 4 fields and 1 image, seeds 0-2, 200 steps
+#   stain     (bash benchmarks/correction_replay_final.sh stain) the shipped recipe with HED stain jitter (chosen on
+#             lung: the same gain, less forgotten), 4 fields and 1 image, seeds 0-2, 200 steps
 #   labs      (bash benchmarks/correction_replay_final.sh labs) one hospital's images of an organ: its first
 #             image corrected, the same site's others scored; 6 labs (breast 3, kidney 2, prostate 1) x 3 seeds
 # Two lanes of one thread; resumable. Table and plot: docs/results.md, "The correction loop, replayed".
@@ -39,6 +41,11 @@ anchor1() {  # L2-SP toward the base model (anchor 1), after the lung sweep; 200
   "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
   for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
 }
+stain() {  # HED stain jitter on the corrected patches, after the lung sweep; 200 steps, seeds 0-2 (+ test for seed 0)
+  local A=("${R[@]}" --name stain --steps 200 --score-every 100 --forgetting --set stain_jitter=true)
+  "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
+  for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
+}
 labs() {  # a lab = one hospital's images of the organ: one corrected, the same site's others scored
   "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs
 }
@@ -48,6 +55,7 @@ case "${1:-all}" in
         wait ;;
   shipped) shipped ;;
   anchor1) anchor1 ;;
+  stain) stain ;;
   before) before_and_pretraining ;;
   all) shipped > runs/replay_shipped.log 2>&1 &
        before_and_pretraining > runs/replay_before.log 2>&1 &

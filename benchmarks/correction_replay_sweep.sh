@@ -2,7 +2,8 @@
 # Choosing the Train tab's fine-tuning settings on the correction-loop replay (issue 25), on the tuning
 # organ (lung) only: seeds 0 and 1, four corrected fields and one corrected image, 500 steps, scored every
 # 100 steps on lung's other images, plus what the model forgets of the other organs (--forgetting).
-# One factor changed per row against the row it names. Two lanes, one thread each; resumable.
+# One factor changed per row against the row it names (the F_* rows and shipped200* score 200 steps unless
+# --steps says otherwise: the recipe's default since the choice). Two lanes, one thread each; resumable.
 # Table: python benchmarks/correction_replay_table.py --organs lung
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ declare -A ROW=(
   [F_mix2]="loss=dice_ce freeze_norm=true --mix 2"               # vs dicece_freeze: two of the base model's own images mixed in
   [F_stain]="loss=dice_ce freeze_norm=true stain_jitter=true"    # vs dicece_freeze: HED stain jitter (as the bundled model trained)
   [F_scale]="loss=dice_ce freeze_norm=true scale_range=0.5,1.5"  # vs dicece_freeze: patch rescaling 0.5-1.5x (as it trained)
+  [F_stain500]="loss=dice_ce freeze_norm=true stain_jitter=true --steps 500"  # F_stain's curve to 500 steps
+  [F_stain500_lr2e-4]="loss=dice_ce freeze_norm=true stain_jitter=true lr=2e-4 --steps 500"  # vs F_stain500: lr
   # after the choice (200 steps, forgetting judged at 200): the shipped recipe, and a lower lr against forgetting
   [shipped200]="--steps 200"                                     # the Train tab's defaults as shipped
   [shipped200_lr3e-5]="lr=3e-5 --steps 200"                      # vs shipped200: a lower learning rate
