@@ -31,7 +31,8 @@ Keeping the GUI responsive when a result arrives: what can be computed without n
 images' fingerprints, the class colour map and features table, the uncertainty map's mean and ranked
 fields) is computed in the worker thread (:func:`segment_prepared`), and the main thread adds the
 result's layers one per event-loop turn (labels, nuclei, uncertainty map, then the selection and the
-notes), so the viewer repaints and answers in between (``benchmarks/ui_layers.py``). The worker's
+notes; a Labels layer's editing overlays in turns of their own: :mod:`.._layer_insert`), so the viewer
+repaints and answers in between (``benchmarks/ui_layers.py``). The worker's
 later callbacks (progress, the end of the job) wait for those steps, so the job ends after its
 layers are in; without threads (``GENSELFDIFF_NOTHREADS``) the steps run at once.
 """
