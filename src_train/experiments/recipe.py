@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--stain", action="store_true", help="HED stain jitter")
+    p.add_argument("--stain-strength", type=float, default=1.0,
+                   help="the stain jitter's scale and shift as a multiple of their defaults (0.25, 0.04)")
     p.add_argument("--init", default="scratch", help="a pretrained model file, or scratch")
     p.add_argument("--grow-widths", type=int, nargs="+", default=None, metavar="W",
                    help="grow the --init model to these widths first, keeping its function "
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs=pairs, val_pairs=val_pairs, val_fraction=0.0, out_dir=str(run_dir), init=init, arch=arch,
         steps=args.steps, batch=args.batch, lr=args.lr, betas=[0.9, 0.999], lr_schedule="cosine",
         warmup_steps=args.warmup, grad_clip=1.0, patch_size=args.size, stride=args.size // 4, seed=args.seed,
-        loss=args.loss, stain_jitter=args.stain, validate_every=0 if args.final else args.validate_every,
+        loss=args.loss, stain_jitter=args.stain, stain_strength=args.stain_strength, validate_every=0 if args.final else args.validate_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision=args.precision,
         resume=(run_dir / "checkpoints").exists(), val_tile=512, timestep=args.timestep,
         output=args.output, scale_range=args.scale_range, instances=instances, cue_weight=args.cue_weight,

@@ -531,6 +531,30 @@ def test_stain_jitter_changes_colour_within_range_and_is_identity_at_zero_streng
     assert np.array_equal(m1, m2)
 
 
+def test_stain_strength_scales_the_jitter_is_recorded_and_needs_the_jitter(tmp_path, monkeypatch):
+    import dataclasses
+    import importlib
+
+    from napari_genselfdiff.core.data.augment import Augmentation
+
+    made = []
+    recording = dataclasses.dataclass(frozen=True)(
+        type("Recording", (Augmentation,), {"__post_init__": lambda self: made.append(self)}))
+    monkeypatch.setattr(importlib.import_module("napari_genselfdiff.core.training.finetune"), "Augmentation", recording)
+    common = dict(pairs=_monuseg_pairs(1), arch=ARCH, patch_size=PATCH, stride=PATCH, steps=1, batch=2,
+                  validate_every=0, checkpoint_every=0, val_fraction=0.0, precision="fp32")
+    out = Returning(finetune(FinetuneConfig(out_dir=str(tmp_path / "run"), stain_jitter=True, stain_strength=2.0,
+                                            **common)))
+    list(out)
+    assert (made[-1].stain, made[-1].stain_scale, made[-1].stain_shift) == (True, 0.5, 0.08)
+    info = load_model(out.value)[1]
+    assert info.provenance["augmentation"]["stain_strength"] == 2.0
+    with pytest.raises(TrainingInputError, match="stain jitter is off"):
+        FinetuneConfig(out_dir=str(tmp_path / "off"), stain_strength=2.0, **common).check()
+    with pytest.raises(TrainingInputError, match="stain_strength must be > 0"):
+        FinetuneConfig(out_dir=str(tmp_path / "zero"), stain_jitter=True, stain_strength=0.0, **common).check()
+
+
 def test_finetune_at_a_small_timestep_is_stored_and_used_by_inference(pretrained_run, tmp_path):
     """--timestep 50: the network is fine-tuned at t = 50, the model file says so, segmentation calls it at
     t = 50 (not 0), and a later fine-tune from that file keeps t = 50 unless told otherwise."""

@@ -123,6 +123,8 @@ class FinetuneConfig(RunOptions):
     loss: str = option("ss_focal", "objective: ss_focal (the paper: SS + lambda * focal) or dice_ce "
                        "(cross-entropy + soft Dice)", choices=sorted(LOSSES))
     stain_jitter: bool = option(False, "HED stain jitter on every patch (not in the paper)")
+    stain_strength: float = option(1.0, "the stain jitter's scale and shift, as a multiple of its defaults "
+                                   "(0.25 and 0.04 in optical density)")
     flips: bool = option(True, "random flips")
     rot90: bool = option(True, "random 90-degree rotations")
     color_jitter: bool = option(True, "colour jitter (brightness 0.5, contrast 0.4, p 0.3)")
@@ -180,6 +182,11 @@ class FinetuneConfig(RunOptions):
         if self.anchor > 0 and str(self.init).lower() == "scratch":
             raise TrainingInputError("anchor pulls the weights toward the starting model's, but training starts "
                                      "from scratch: give --init a model file, or leave anchor at 0.")
+        if not self.stain_strength > 0:
+            raise TrainingInputError(f"stain_strength must be > 0, got {self.stain_strength}.")
+        if self.stain_strength != 1.0 and not self.stain_jitter:
+            raise TrainingInputError(f"stain_strength {self.stain_strength} sets the stain jitter's strength, but the "
+                                     "stain jitter is off: turn it on (--stain-jitter) or leave the strength at 1.")
         if self.scale_range is not None and (len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]):
             raise TrainingInputError(f"scale_range must be LOW HIGH with 0 < LOW <= HIGH, got {self.scale_range}.")
         names = list(self.classes)
@@ -320,7 +327,8 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         [data.images[i] for i in train_idx], [data.masks[i] for i in train_idx], cfg.patch_size, cfg.stride,
         skip_background=cfg.skip_background,
         augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur,
-                                  stain=cfg.stain_jitter),
+                                  stain=cfg.stain_jitter, stain_scale=Augmentation.stain_scale * cfg.stain_strength,
+                                  stain_shift=Augmentation.stain_shift * cfg.stain_strength),
         normalization=normalization, names=[data.names[i] for i in train_idx],
         output=output, instances=[(cfg.instances or {}).get(data.names[i]) for i in train_idx],
         scale_range=tuple(cfg.scale_range) if cfg.scale_range else None,
@@ -390,7 +398,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             betas=list(cfg.betas), lam=cfg.lam, anchor=cfg.anchor,
             loss=criterion.to_config(),
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
-                          "stain_jitter": cfg.stain_jitter,
+                          "stain_jitter": cfg.stain_jitter, "stain_strength": cfg.stain_strength,
                           "scale_range": list(cfg.scale_range) if cfg.scale_range else None},
         )
         return values
