@@ -87,6 +87,7 @@ def test_training_panels_configs_start_at_the_core_defaults(qtbot, tmp_path, mon
 
     assert finetune.steps.value() == cfg.steps == R.steps
     assert (cfg.lr, cfg.loss, cfg.freeze_norm, tuple(cfg.betas)) == (R.lr, R.loss, R.freeze_norm, R.betas)
+    assert cfg.stain_jitter is R.stain_jitter is True  # chosen on the replay (docs/results.md)
     assert "replay" in finetune.steps.toolTip()
     # "keep what it knows elsewhere" (L2-SP): as the recipe says; from scratch there is nothing to keep
     from napari_genselfdiff.core.training.corrections import KEEP_ELSEWHERE_ANCHOR
