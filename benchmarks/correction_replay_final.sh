@@ -10,8 +10,11 @@
 #             same CPU time is the shipped run's curve
 #   anchor1   (bash benchmarks/correction_replay_final.sh anchor1) the shipped recipe with L2-SP (anchor 1) against
 #             forgetting, 4 fields and 1 image, seeds 0-2, 200 steps
-#   stain     (bash benchmarks/correction_replay_final.sh stain) the shipped recipe with HED stain jitter (chosen on
-#             lung: the same gain, less forgotten), 4 fields and 1 image, seeds 0-2, 200 steps
+#   stain     (bash benchmarks/correction_replay_final.sh stain) HED stain jitter on the corrected patches (chosen on
+#             lung: the same gain, less forgotten; the Train tab's default since), 4 fields and 1 image, seeds 0-2,
+#             and 3 images for seed 0, 200 steps
+#   stain_lr2e-4 (bash benchmarks/correction_replay_final.sh stain_lr2e-4) the same with lr 2e-4 (ahead of lr 1e-4 on
+#             lung with the stain jitter), 4 fields and 1 image, seeds 0-2, 200 steps
 #   labs      (bash benchmarks/correction_replay_final.sh labs) one hospital's images of an organ: its first
 #             image corrected, the same site's others scored; 6 labs (breast 3, kidney 2, prostate 1) x 3 seeds
 # Two lanes of one thread; resumable. Table and plot: docs/results.md, "The correction loop, replayed".
@@ -45,6 +48,12 @@ stain() {  # HED stain jitter on the corrected patches, after the lung sweep; 20
   local A=("${R[@]}" --name stain --steps 200 --score-every 100 --forgetting --set stain_jitter=true)
   "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
   for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
+  "$PY" "${A[@]}" --seeds 0 --conditions images3 "${TEST[@]}"  # three corrected images, seed 0 (as for shipped)
+}
+stain_lr2e-4() {  # the stain row with lr 2e-4 (the lung sweep's F_stain500_lr2e-4 at its 200 steps)
+  local A=("${R[@]}" --name stain_lr2e-4 --steps 200 --score-every 100 --forgetting --set stain_jitter=true lr=2e-4)
+  "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
+  for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
 }
 labs() {  # a lab = one hospital's images of the organ: one corrected, the same site's others scored
   "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs
@@ -56,6 +65,7 @@ case "${1:-all}" in
   shipped) shipped ;;
   anchor1) anchor1 ;;
   stain) stain ;;
+  stain_lr2e-4) stain_lr2e-4 ;;
   before) before_and_pretraining ;;
   all) shipped > runs/replay_shipped.log 2>&1 &
        before_and_pretraining > runs/replay_before.log 2>&1 &
