@@ -10,15 +10,14 @@ controls, the selection change and, for a Labels layer, the vispy visuals of its
   are hidden during the insertion and shown again one per later turn (the generator's ``yield``s),
   exactly as napari made them (enabled by the layer's mode as before).
 
-Measured inside the widget (a 2048x2048 result, the machine busy with two training processes, 4
-repeats, medians): the largest stall while a result's layers are added fell from 225 to 87-133 ms; a
-Labels layer's insertion from about 150 to 80 ms, each overlay then 20-50 ms in a turn of its own.
-What is left of an insertion (the layer's visual, its controls, the selection) happens in napari's
-``insert`` and cannot be split by a plugin.
+Measured inside the widget on the idle machine (``benchmarks/ui_layers_before_after.sh``; docs/performance.md):
+a Labels layer's insertion fell from 60-77 to 39-55 ms, each overlay then 10-19 ms in a turn of its own. What is
+left of an insertion (the layer's visual, its controls, the selection) happens in napari's ``insert`` and cannot
+be split by a plugin.
 
 This uses ``Layer._overlays``, which is not public napari API, on a layer the plugin made itself;
 where a napari version lacks it the layer is inserted as ``insert`` would. Leaving the selection
-alone as well would save about a quarter more, but the only way (``LayerList._activate_on_insert``)
+alone as well would save about a fifth more (measured on a busy machine), but the only way (``LayerList._activate_on_insert``)
 is private API that napari warns a plugin against, so the selection changes as napari does it.
 """
 
