@@ -25,6 +25,8 @@ declare -A ROW=(
   [F_scale]="loss=dice_ce freeze_norm=true scale_range=0.5,1.5"  # vs dicece_freeze: patch rescaling 0.5-1.5x (as it trained)
   [F_stain500]="loss=dice_ce freeze_norm=true stain_jitter=true --steps 500"  # F_stain's curve to 500 steps
   [shipped200_fp32]="--steps 200 --train-precision fp32"         # vs shipped200: fine-tuning in fp32 (bf16 is native here)
+  [S_images3_600]="stain_jitter=true --steps 600 --conditions images3"  # the Train tab (stain jitter) on 3 images, to 600 steps
+  [S_images3_600_judged]="stain_jitter=true steps=600 --conditions images3"  # the same, what is forgotten judged at 600
   [F_stain500_lr2e-4]="loss=dice_ce freeze_norm=true stain_jitter=true lr=2e-4 --steps 500"  # vs F_stain500: lr
   # after the choice (200 steps, forgetting judged at 200): the shipped recipe, and a lower lr against forgetting
   [shipped200]="--steps 200"                                     # the Train tab's defaults as shipped

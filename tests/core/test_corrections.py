@@ -134,3 +134,22 @@ def test_anchor_needs_a_starting_model():
         FinetuneConfig(pairs=[], init="scratch", anchor=1.0).check()
     with pytest.raises(TrainingInputError, match="anchor must be >= 0"):
         FinetuneConfig(pairs=[], init="model.safetensors", anchor=-1.0).check()
+
+
+def test_the_suggested_steps_grow_with_the_corrected_pixels(tmp_path):
+    """200 steps per corrected megapixel between the recipe's 200 and 600 (the replay: one image peaks at 200,
+    three images gain up to 600); a partial pair counts its corrected regions only."""
+    from napari_genselfdiff.core.training.corrections import (
+        MAX_SUGGESTED_STEPS,
+        corrected_pixels,
+        suggested_steps,
+    )
+
+    assert [suggested_steps(p) for p in (0, 262_144, 1_000_000, 1_000_001, 2_000_000, 3_000_000, 9_000_000)] == [
+        200, 200, 200, 300, 400, 600, MAX_SUGGESTED_STEPS]
+    assert suggested_steps(3_000_000, CORRECTION_RECIPE.with_(steps=800)) == 800  # never below the recipe's
+    aset = AnnotationSet(tmp_path / "set")
+    image, labels = random_pair(0, (200, 300), low=60, high=200)
+    aset.add(image, labels, name="whole")
+    aset.add(image, labels, name="field", regions=[[[10, 20], [10, 70], [60, 70], [60, 20]]])
+    assert corrected_pixels(aset.pairs) == 200 * 300 + 51 * 51  # the polygon with its border pixels

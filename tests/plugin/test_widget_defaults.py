@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_genselfdiff.core import defaults as D
@@ -114,3 +115,37 @@ def test_the_sample_paths_are_one():
 
     assert run.SAMPLE == _sample_data.SAMPLE == D.SAMPLE_IMAGE and D.SAMPLE_IMAGE.is_file()
     assert _sample_data.SAMPLE_INSTANCES == D.SAMPLE_INSTANCES and D.SAMPLE_INSTANCES.is_file()
+
+
+def test_the_steps_box_follows_the_corrections_until_the_user_sets_it(qtbot, tmp_path, monkeypatch):
+    """One corrected 1000 x 1000 image: 200 steps; three: 600 (the replay's finding); once the user types a
+    number, adding or removing pairs leaves it alone."""
+    from types import SimpleNamespace
+
+    from napari.components import LayerList
+
+    from napari_genselfdiff.core.annotations import AnnotationSet
+    from napari_genselfdiff.plugin._state import PluginState
+    from napari_genselfdiff.plugin._testing import isolate
+    from napari_genselfdiff.plugin.widgets.finetune_panel import START_SCRATCH, FinetunePanel
+
+    isolate(monkeypatch, tmp_path)
+    state = PluginState(SimpleNamespace(layers=LayerList()))
+    finetune = FinetunePanel(state)
+    qtbot.addWidget(finetune)
+    finetune.start_from.setCurrentText(START_SCRATCH)
+    image = np.zeros((1000, 1000, 3), np.uint8)
+    labels = np.zeros((1000, 1000), np.uint8)
+    aset = AnnotationSet(tmp_path / "set")
+    aset.add(image, labels, name="a")
+    state.open_annotations(aset.folder)
+    assert finetune.steps.value() == 200
+    for name in ("b", "c"):
+        state.annotations.add(image, labels, name=name)
+    state.annotations_changed.emit()  # what Mark as corrected emits
+    assert finetune.steps.value() == 600 == finetune.config().steps
+    assert "follows the corrections" in finetune.steps.toolTip()
+    finetune.steps.setValue(250)  # the user's number
+    state.annotations.remove(state.annotations.pairs[0].id)
+    state.annotations_changed.emit()
+    assert finetune.steps.value() == 250 == finetune.config().steps

@@ -117,7 +117,7 @@ class AnnotationPanel(QGroupBox):
         folder = Path(str(folder)).expanduser()
         if self.state.annotations is not None and self.state.annotations.folder == folder:
             self.state.annotations.reload()
-            self.refresh_list()
+            self.state.annotations_changed.emit()  # the list, and the Train tab's suggested steps
             return True
         try:
             aset = self.state.open_annotations(folder)
@@ -301,7 +301,7 @@ class AnnotationPanel(QGroupBox):
             _notify.tell(self._status, f"Cannot mark as corrected: {_notify.describe(exc)}", "error",
                          toast="Cannot mark as corrected.")
             return None
-        self.refresh_list()
+        self.state.annotations_changed.emit()  # the list, and the Train tab's suggested steps
         if synced:
             nuclei_layer, instances_now, changes = synced
             if changes.changed:
@@ -355,7 +355,7 @@ class AnnotationPanel(QGroupBox):
             _notify.tell(self._status, f"Cannot remove the pair: {_notify.describe(exc)}", "error",
                          toast="Cannot remove the pair.")
             return False
-        self.refresh_list()
+        self.state.annotations_changed.emit()
         return True
 
     def open_pair(self, pair_id: str | None = None) -> None:

@@ -137,6 +137,10 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         )
         for box, key in ((self.steps, "steps"), (self.patch, "patch"), (self.batch, "batch")):
             box.setToolTip(CORRECTION_WHY[key])
+        #: the Steps box follows the annotation set's corrections (suggested_steps) until the user changes it
+        self.steps_follow_corrections = True
+        self._setting_steps = False
+        self.steps.valueChanged.connect(self._on_steps_changed)
         self.keep_elsewhere = QCheckBox("keep what it knows elsewhere")
         self.keep_elsewhere.setChecked(CORRECTION_RECIPE.anchor > 0)
         self.keep_elsewhere.setToolTip(CORRECTION_WHY["anchor"])
@@ -170,10 +174,31 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         state.model_changed.connect(lambda *_: self.sync_network())
         if pretrain_panel is not None and hasattr(pretrain_panel, "model_ready"):
             pretrain_panel.model_ready.connect(lambda *_: self.sync_network())
+        state.annotations_changed.connect(self.follow_corrections)
+        self.use_set.toggled.connect(lambda *_: self.follow_corrections())
         self.sync_network()
+        self.follow_corrections()
         self._connect_controls()
 
     # -- configuration ------------------------------------------------------------------------------
+
+    def _on_steps_changed(self, _value: int) -> None:
+        if not self._setting_steps:
+            self.steps_follow_corrections = False  # the user's number from now on
+
+    def follow_corrections(self) -> None:
+        """Set the Steps box from the corrections in the annotation set (:func:`suggested_steps`: more steps
+        for more corrected pixels), unless the user has set it."""
+        from ...core.training.corrections import corrected_pixels, suggested_steps
+
+        aset = self.state.annotations
+        if not self.steps_follow_corrections or aset is None or not self.use_set.isChecked():
+            return
+        self._setting_steps = True
+        try:
+            self.steps.setValue(suggested_steps(corrected_pixels(aset.pairs)))
+        finally:
+            self._setting_steps = False
 
     def status_text(self) -> str:
         return self.controls.status.text()
