@@ -8,6 +8,7 @@
 #              32-64-128-192, 1 -> 2 residual blocks per level (4.4 M -> 7.3 M parameters)
 #   w_cue3     the same network, the distance map's loss weighted 3x (--cue-weight 3)
 #   w_control_s1, w_cue3_s1   the same two with another seed (patch draws, augmentation): how large is the noise?
+#   w_stain2, w_stain2_s1     the stain jitter twice as strong (--stain-strength 2), seeds 0 and 1 (2026-12-08)
 # and the shipped candidates, the chosen row's recipe from `v2_final` (the shipped v2, all 30 images), no validation:
 #   v21_final       1200 more steps (the w_control row)
 #   v21_final_cue3  1200 more steps with --cue-weight 3 (the w_cue3 row)
@@ -25,6 +26,8 @@ for row in "$@"; do
     w_cue3) extra=(--cue-weight 3) ;;
     w_control_s1) extra=(--seed 1) ;;
     w_cue3_s1) extra=(--cue-weight 3 --seed 1) ;;
+    w_stain2) extra=(--stain-strength 2) ;;
+    w_stain2_s1) extra=(--stain-strength 2 --seed 1) ;;
     v21_final) extra=(--final --init runs/recipe/v2_final/last.safetensors) ;;
     v21_final_cue3) extra=(--final --init runs/recipe/v2_final/last.safetensors --cue-weight 3) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
