@@ -145,7 +145,8 @@ def test_the_steps_box_follows_the_corrections_until_the_user_sets_it(qtbot, tmp
     state.annotations_changed.emit()  # what Mark as corrected emits
     assert finetune.steps.value() == 600 == finetune.config().steps
     assert "follows the corrections" in finetune.steps.toolTip()
+    assert finetune.steps_note() == " (3.0 megapixels corrected: 600 steps, 200 per megapixel, from 200 to 600)"
     finetune.steps.setValue(250)  # the user's number
     state.annotations.remove(state.annotations.pairs[0].id)
     state.annotations_changed.emit()
-    assert finetune.steps.value() == 250 == finetune.config().steps
+    assert finetune.steps.value() == 250 == finetune.config().steps and finetune.steps_note() == ""

@@ -186,6 +186,17 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         if not self._setting_steps:
             self.steps_follow_corrections = False  # the user's number from now on
 
+    def steps_note(self) -> str:
+        """Why the Steps box holds its number, when it follows the corrections (else "")."""
+        from ...core.training.corrections import MAX_SUGGESTED_STEPS, STEPS_PER_CORRECTED_MEGAPIXEL, corrected_pixels
+
+        aset = self.state.annotations
+        if not self.steps_follow_corrections or aset is None or not self.use_set.isChecked():
+            return ""
+        megapixels = corrected_pixels(aset.pairs) / 1e6
+        return (f" ({megapixels:.1f} megapixels corrected: {self.steps.value()} steps, {STEPS_PER_CORRECTED_MEGAPIXEL} "
+                f"per megapixel, from {CORRECTION_RECIPE.steps} to {MAX_SUGGESTED_STEPS})")
+
     def follow_corrections(self) -> None:
         """Set the Steps box from the corrections in the annotation set (:func:`suggested_steps`: more steps
         for more corrected pixels), unless the user has set it."""
@@ -363,6 +374,7 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
             _notify.info("Pretraining paused while fine-tuning runs.")
         count, few = self.planned
         what = f"{len(cfg.pairs or [])} corrected pair(s)" + (" and a folder of images" if cfg.images else "")
+        what += self.steps_note()
         held = (f" Fewer than {MIN_IMAGES_FOR_SCORE} images: all of them train and nothing is held out, so there "
                 "will be no held-out score." if few else "")
         return self._launch(cfg, f"Preparing {what}...{held}")
