@@ -49,6 +49,7 @@ from qtpy.QtWidgets import (
 from ..core.io.slide import SlideError
 from ._layers import META_KEY
 from ._threading import start_worker
+from .widgets._bars import set_bar
 from .widgets._form import hbox, panel_layout
 
 SCOPES = ("Whole slide", "Field of view", "Shapes")
@@ -306,7 +307,7 @@ class SlideSegmentWidget(QWidget):
         store_path = output_paths(out_dir, stem, suffix)[0]
         kept = [path.name for n in range(1, int(suffix[1:]) if suffix else 1)
                 if (path := output_paths(out_dir, stem, f"-{n}" if n > 1 else "")[0]).exists()]
-        self.progress.setValue(0)
+        set_bar(self.progress, 0)
         self.segment_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         where = "the whole slide" if region is None else f"x {region[0]}, y {region[1]}, {region[2]} x {region[3]} px"
@@ -331,7 +332,7 @@ class SlideSegmentWidget(QWidget):
     def _progress(self, event: dict) -> None:
         total = max(int(event.get("total") or 1), 1)
         self.progress.setMaximum(total)
-        self.progress.setValue(int(event.get("done") or 0))
+        set_bar(self.progress, int(event.get("done") or 0))
         self.progress.setFormat(f"{event.get('stage', '')}: %v / %m")
 
     def _done(self, result) -> None:

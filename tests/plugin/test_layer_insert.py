@@ -90,3 +90,4 @@ def test_the_segment_panel_adds_its_labels_in_pieces(make_napari_viewer, make_mo
         viewer.layers.events.inserted.disconnect(on_inserted)
         widget.stop_jobs(60)
         log.close()
+

@@ -26,6 +26,7 @@ from .._layers import image_layers, image_plane, layer_meta
 from .._settings import data_dir
 from .._subprocess import train_in_subprocess
 from .._threading import start_worker
+from ._bars import set_bar
 from .loss_curve import LossCurve
 
 
@@ -171,7 +172,7 @@ class TrainingRun:
         c = self.controls
         if event.kind == "step":
             c.curve.add_point(event.step, event.loss)
-            c.bar.setValue(int(1000 * min(event.fraction, 1.0)))
+            set_bar(c.bar, int(1000 * min(event.fraction, 1.0)))
             eta = f", about {_seconds(event.eta_s)} left" if event.eta_s is not None else ""
             loss = f"loss {event.loss:.4f}" if event.loss is not None else "loss n/a"
             c.status.setText(f"step {event.step}/{event.total_steps}, {loss}{eta}")
@@ -190,7 +191,7 @@ class TrainingRun:
         elif event.kind in ("done", "cancelled"):
             c.status.setText(event.message or event.kind)
             if event.kind == "cancelled":
-                c.bar.setValue(0)  # nothing half-done left showing (the status line says where it stopped)
+                set_bar(c.bar, 0)  # nothing half-done left showing (the status line says where it stopped)
 
     @property
     def cancelled(self) -> bool:

@@ -78,6 +78,7 @@ from .._layers import (
     layer_meta,
 )
 from .._threading import start_worker, threads_disabled
+from ._bars import set_bar
 from ._form import hbox, panel_layout
 
 
@@ -221,7 +222,7 @@ class SegmentPanel(QGroupBox):
         self._cancel.setEnabled(False)
         self._bar = QProgressBar()
         self._bar.setRange(0, 1000)
-        self._bar.setValue(0)
+        set_bar(self._bar, 0)
         self._bar.setTextVisible(False)
         self._status = QLabel("")
         self._status.setWordWrap(True)
@@ -397,7 +398,7 @@ class SegmentPanel(QGroupBox):
         self._pbar = None
         self._queue(partial(self._open_progress, f"GenSelfDiff: segmenting {len(planes)} image(s)"))
         self._last_n = 0
-        self._bar.setValue(0)
+        set_bar(self._bar, 0)
         self._status.setText(f"Segmenting {planes[0].name}...")
         self._started = time.perf_counter()
         self.worker = start_worker(
@@ -516,7 +517,7 @@ class SegmentPanel(QGroupBox):
             # The text first: updating napari's progress bar may process pending events, among them
             # the job's end, whose message must come last.
             self._status.setText(f"{event['name']}: {stage} ({event['index'] + 1}/{event['count']})")
-            self._bar.setValue(value)
+            set_bar(self._bar, value)
             if self._pbar is not None and value > self._last_n:
                 step, self._last_n = value - self._last_n, value
                 self._pbar.update(step)
@@ -717,7 +718,7 @@ class SegmentPanel(QGroupBox):
         self.outcome = "done"
         self.last_seconds = time.perf_counter() - self._started
         device = self.state.resolved_device()
-        self._bar.setValue(1000)
+        set_bar(self._bar, 1000)
         info = self.state.model_info
         made = [layer.name for layer in self.added if layer_meta(layer).get("kind") == "classes"]
         shown = ", ".join(f"'{name}'" for name in made[:3]) + (f" and {len(made) - 3} more" if len(made) > 3 else "")
@@ -737,7 +738,7 @@ class SegmentPanel(QGroupBox):
 
     def _on_aborted(self) -> None:
         self.outcome = "cancelled"
-        self._bar.setValue(0)  # nothing half-done is left showing
+        set_bar(self._bar, 0)  # nothing half-done is left showing
         kept = f" ({len(self.added)} layer(s) from finished images kept)" if self.added else ""
         _notify.tell(self._status, self._with_notes(f"Segmentation cancelled{kept}."), "info",
                      toast="Segmentation cancelled.")
