@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Choosing the Train tab's fine-tuning settings on the correction-loop replay (issue 25), on the tuning
-# organ (lung) only: seeds 0 and 1, four corrected fields and one corrected image, 500 steps, scored every
-# 100 steps on lung's other images, plus what the model forgets of the other organs (--forgetting).
-# One factor changed per row against the row it names (the F_* rows and shipped200* score 200 steps unless
-# --steps says otherwise: the recipe's default since the choice). Two lanes, one thread each; resumable.
+# organ (lung) only: seeds 0 and 1, four corrected fields and one corrected image, the recipe's steps (500 when
+# the first rows up to F_mix2 ran, 200 since the choice; --steps or steps= in a row say otherwise), scored every
+# 100 steps on lung's other images, plus what the model forgets of the other organs (--forgetting, judged at the
+# recipe's steps). Each row's record (runs/replay/<name>/command.json, copied to docs/results/replay/) holds the
+# recipe it ran. One factor changed per row against the row it names. Two lanes, one thread each; resumable.
 # Table: python benchmarks/correction_replay_table.py --organs lung
 set -euo pipefail
 cd "$(dirname "$0")/.."
