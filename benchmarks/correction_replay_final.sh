@@ -23,10 +23,14 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 R=(benchmarks/correction_replay.py --organs breast kidney prostate)  # --organs given again wins (labs)
 TEST=(--test ../shared/data/monuseg/test)
+# the Train tab's recipe when shipped, pretrain_*, anchor1 and labs ran (no stain jitter; stain and stain_lr2e-4 add
+# it), named in full so that re-running a row reproduces its record whatever CORRECTION_RECIPE says today
+THEN="steps=200 loss=dice_ce freeze_norm=true stain_jitter=false lr=1e-4"
 shipped() {
-  "$PY" "${R[@]}" --name shipped --seeds 0 --steps 300 --score-every 100 --forgetting "${TEST[@]}"
+  "$PY" "${R[@]}" --name shipped --seeds 0 --steps 300 --score-every 100 --forgetting "${TEST[@]}" --set $THEN
   for seed in 1 2; do
-    "$PY" "${R[@]}" --name shipped --seeds $seed --conditions fields4 image1 --steps 300 --score-every 100 --forgetting
+    "$PY" "${R[@]}" --name shipped --seeds $seed --conditions fields4 image1 --steps 300 --score-every 100 --forgetting \
+      --set $THEN
   done
 }
 before_and_pretraining() {
@@ -35,28 +39,29 @@ before_and_pretraining() {
       --set steps=500 loss=ss_focal lr=1e-4 betas=0.5,0.999 freeze_norm=false use_instances=false stain_jitter=false
   done
   for seed in 0 1 2; do
-    "$PY" "${R[@]}" --name pretrain_continued --seeds $seed --conditions image1 --score-every 100 --pretrain continued
+    "$PY" "${R[@]}" --name pretrain_continued --seeds $seed --conditions image1 --score-every 100 --pretrain continued \
+      --set $THEN
   done
-  "$PY" "${R[@]}" --name pretrain_scratch --seeds 0 --conditions image1 --score-every 100 --pretrain scratch
+  "$PY" "${R[@]}" --name pretrain_scratch --seeds 0 --conditions image1 --score-every 100 --pretrain scratch --set $THEN
 }
 anchor1() {  # L2-SP toward the base model (anchor 1), after the lung sweep; 200 steps, seeds 0-2 (+ test for seed 0)
-  local A=("${R[@]}" --name anchor1 --steps 200 --score-every 100 --forgetting --set anchor=1)
+  local A=("${R[@]}" --name anchor1 --steps 200 --score-every 100 --forgetting --set $THEN anchor=1)
   "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
   for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
 }
 stain() {  # HED stain jitter on the corrected patches, after the lung sweep; 200 steps, seeds 0-2 (+ test for seed 0)
-  local A=("${R[@]}" --name stain --steps 200 --score-every 100 --forgetting --set stain_jitter=true)
+  local A=("${R[@]}" --name stain --steps 200 --score-every 100 --forgetting --set $THEN stain_jitter=true)
   "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
   for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
   "$PY" "${A[@]}" --seeds 0 --conditions images3 "${TEST[@]}"  # three corrected images, seed 0 (as for shipped)
 }
 stain_lr2e-4() {  # the stain row with lr 2e-4 (the lung sweep's F_stain500_lr2e-4 at its 200 steps)
-  local A=("${R[@]}" --name stain_lr2e-4 --steps 200 --score-every 100 --forgetting --set stain_jitter=true lr=2e-4)
+  local A=("${R[@]}" --name stain_lr2e-4 --steps 200 --score-every 100 --forgetting --set $THEN stain_jitter=true lr=2e-4)
   "$PY" "${A[@]}" --seeds 0 --conditions fields4 image1 "${TEST[@]}"
   for seed in 1 2; do "$PY" "${A[@]}" --seeds $seed --conditions fields4 image1; done
 }
 labs() {  # a lab = one hospital's images of the organ: one corrected, the same site's others scored
-  "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs
+  "$PY" "${R[@]}" --name labs --organs "$@" --seeds 0 1 2 --conditions image1 --labs --set $THEN
 }
 case "${1:-all}" in
   labs) labs breast > runs/replay_labs_a.log 2>&1 &

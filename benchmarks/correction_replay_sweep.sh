@@ -15,26 +15,31 @@ run() {  # run NAME [KEY=VALUE ...]
   "$PY" benchmarks/correction_replay.py --name "lung_$name" --organs lung --seeds 0 1 --conditions fields4 image1 \
     --forgetting --set "$@" >> "runs/replay_lung_$name.log" 2>&1
 }
+# Every row names what it ran in full (steps, loss, batch-norm statistics, stain jitter), so that re-running it
+# reproduces its record whatever CORRECTION_RECIPE says today.
+OLD="steps=500 stain_jitter=false"      # the recipe as the first rows ran (500 steps, no stain jitter)
+NOW="steps=200 loss=dice_ce freeze_norm=true"  # after the first choice
 declare -A ROW=(
-  [defaults]=""                                                  # the Train tab before issue 25: SS + focal, lr 1e-4
-  [dicece]="loss=dice_ce"                                        # vs defaults: the bundled model's own loss
-  [dicece_freeze]="loss=dice_ce freeze_norm=true"                # vs dicece: keep the batch-norm statistics
-  [F_lr5e-4]="loss=dice_ce freeze_norm=true lr=5e-4"             # vs dicece_freeze: learning rate
-  [F_inst]="loss=dice_ce freeze_norm=true use_instances=true"    # vs dicece_freeze: the stored nuclei as targets
-  [F_mix2]="loss=dice_ce freeze_norm=true --mix 2"               # vs dicece_freeze: two of the base model's own images mixed in
-  [F_stain]="loss=dice_ce freeze_norm=true stain_jitter=true"    # vs dicece_freeze: HED stain jitter (as the bundled model trained)
-  [F_scale]="loss=dice_ce freeze_norm=true scale_range=0.5,1.5"  # vs dicece_freeze: patch rescaling 0.5-1.5x (as it trained)
-  [F_stain500]="loss=dice_ce freeze_norm=true stain_jitter=true --steps 500"  # F_stain's curve to 500 steps
-  [shipped200_fp32]="--steps 200 --train-precision fp32"         # vs shipped200: fine-tuning in fp32 (bf16 is native here)
-  [S_images3_600]="stain_jitter=true --steps 600 --conditions images3"  # the Train tab (stain jitter) on 3 images, to 600 steps
-  [S_images3_600_judged]="stain_jitter=true steps=600 --conditions images3"  # the same, what is forgotten judged at 600
-  [F_stain500_lr2e-4]="loss=dice_ce freeze_norm=true stain_jitter=true lr=2e-4 --steps 500"  # vs F_stain500: lr
+  [defaults]="$OLD loss=ss_focal freeze_norm=false"              # the Train tab before issue 25: SS + focal, lr 1e-4
+  [dicece]="$OLD loss=dice_ce freeze_norm=false"                 # vs defaults: the bundled model's own loss
+  [dicece_freeze]="$OLD loss=dice_ce freeze_norm=true"           # vs dicece: keep the batch-norm statistics
+  [F_lr5e-4]="$OLD loss=dice_ce freeze_norm=true lr=5e-4"        # vs dicece_freeze: learning rate
+  [F_inst]="$OLD loss=dice_ce freeze_norm=true use_instances=true"  # vs dicece_freeze: the stored nuclei as targets
+  [F_mix2]="$OLD loss=dice_ce freeze_norm=true --mix 2"          # vs dicece_freeze: two of the base model's own images mixed in
   # after the choice (200 steps, forgetting judged at 200): the shipped recipe, and a lower lr against forgetting
-  [shipped200]="--steps 200"                                     # the Train tab's defaults as shipped
-  [shipped200_lr3e-5]="lr=3e-5 --steps 200"                      # vs shipped200: a lower learning rate
-  [shipped200_anchor0.1]="anchor=0.1 --steps 200"                # vs shipped200: L2-SP toward the base model (FinetuneConfig.anchor)
-  [shipped200_anchor1]="anchor=1 --steps 200"                    # vs shipped200: L2-SP, stronger
-  [shipped200_anchor10]="anchor=10 --steps 200"                  # vs shipped200: L2-SP, stronger still
+  [shipped200]="$NOW stain_jitter=false --steps 200"             # the Train tab's defaults as shipped then
+  [shipped200_lr3e-5]="$NOW stain_jitter=false lr=3e-5 --steps 200"        # vs shipped200: a lower learning rate
+  [shipped200_anchor0.1]="$NOW stain_jitter=false anchor=0.1 --steps 200"  # vs shipped200: L2-SP toward the base model
+  [shipped200_anchor1]="$NOW stain_jitter=false anchor=1 --steps 200"      # vs shipped200: L2-SP, stronger
+  [shipped200_anchor10]="$NOW stain_jitter=false anchor=10 --steps 200"    # vs shipped200: L2-SP, stronger still
+  # 2026-12-08: augmenting the corrected patches as the bundled model trained, the precision, three images
+  [F_stain]="$NOW stain_jitter=true"                             # vs shipped200: HED stain jitter (adopted)
+  [F_scale]="$NOW stain_jitter=false scale_range=0.5,1.5"        # vs shipped200: patch rescaling 0.5-1.5x
+  [F_stain500]="$NOW stain_jitter=true --steps 500"              # F_stain's curve to 500 steps
+  [F_stain500_lr2e-4]="$NOW stain_jitter=true lr=2e-4 --steps 500"         # vs F_stain500: lr
+  [shipped200_fp32]="$NOW stain_jitter=false --steps 200 --train-precision fp32"  # vs shipped200: fp32 instead of bf16
+  [S_images3_600]="$NOW stain_jitter=true --steps 600 --conditions images3"       # the Train tab on 3 images, to 600 steps
+  [S_images3_600_judged]="$NOW stain_jitter=true steps=600 --conditions images3"  # the same, forgetting judged at 600
 )
 lane() { for name in "$@"; do run "$name" ${ROW[$name]}; done; }
 if [ -n "$ROWS" ]; then lane $ROWS; exit; fi
