@@ -96,10 +96,14 @@ def prepared_base(organ: str, pattern: str, out: Path) -> Path:
         if not source.is_file() and pattern == DEFAULT_BASE:  # the run folder is gone: the committed fp16 copy
             source = COMMITTED_BASE.parent / COMMITTED_BASE.name.format(organ=organ)
         model, info = load_model(source)
-        shipped = read_model_info(bundled_model_path())
-        info = dataclasses.replace(info, postprocess=shipped.postprocess, mpp=shipped.mpp)
-        save_model(path, model, info)
+        save_model(path, model, with_shipped_splitting(info))
     return path
+
+
+def with_shipped_splitting(info):
+    """``info`` with the bundled model's splitting settings and resolution (for models trained without them)."""
+    shipped = read_model_info(bundled_model_path())
+    return dataclasses.replace(info, postprocess=shipped.postprocess, mpp=shipped.mpp)
 
 
 def field_boxes(inst: np.ndarray, k: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -159,16 +163,23 @@ def write_folders(folder: Path, stems: list[str], data: Path) -> tuple[str, str]
     return str(images), str(masks)
 
 
-def scores(model, info, images, precision: str) -> dict:
+def image_scores(model, info, images, precision: str) -> list[dict]:
+    """Pixel F1, AJI and PQ of each ``(name, rgb, instances)`` image segmented whole (instances on)."""
     settings = InferenceSettings(instances=True, precision=precision)
     rows = []
-    for _, rgb, gt in images:
+    for name, rgb, gt in images:
         result = segment(model, info, rgb, settings)
         fg = (np.asarray(result.labels) > 0).astype(np.uint8)
-        row = {"f1": evaluate_pair(fg, (gt > 0).astype(np.uint8), instances=False)["f1"]}
+        row = {"image": name, "f1": evaluate_pair(fg, (gt > 0).astype(np.uint8), instances=False)["f1"]}
         row.update({k: v for k, v in instance_scores(np.asarray(result.instances), gt).items() if k in ("aji", "pq")})
         rows.append(row)
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return rows
+
+
+def scores(model, info, images, precision: str) -> dict:
+    """The per-image means of :func:`image_scores`."""
+    rows = image_scores(model, info, images, precision)
+    return {k: float(np.mean([r[k] for r in rows])) for k in ("f1", "aji", "pq")}
 
 
 BASE_TEST: dict[str, dict] = {}  # organ -> the base model's scores on the test images (computed once)

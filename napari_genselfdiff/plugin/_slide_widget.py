@@ -47,6 +47,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.io.slide import SlideError
+from ._layer_insert import insert_in_pieces, run_in_turns
 from ._layers import META_KEY
 from ._threading import start_worker
 from .widgets._bars import set_bar
@@ -377,8 +378,6 @@ class SlideSegmentWidget(QWidget):
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         from napari.layers import Labels
-
-        from ._layer_insert import insert_in_pieces, run_in_turns
 
         layer = Labels(data, **kwargs)  # what add_labels makes, inserted in pieces (no long GUI stall)
         run_in_turns(insert_in_pieces(self.viewer.layers, len(self.viewer.layers), layer))

@@ -12,7 +12,6 @@ One JSON line per model (and its per-image rows).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,13 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from correction_replay import load_image  # noqa: E402
+from correction_replay import image_scores, load_image, with_shipped_splitting  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment  # noqa: E402
-from napari_genselfdiff.core.metrics import instance_scores  # noqa: E402
-from napari_genselfdiff.core.metrics.evaluation import evaluate_pair  # noqa: E402
-from napari_genselfdiff.core.model_files import load_model, read_model_info  # noqa: E402
-from napari_genselfdiff.core.model_files.store import bundled_model_path  # noqa: E402
+from napari_genselfdiff.core.model_files import load_model  # noqa: E402
 from src_train.experiments.organs import ORGANS  # noqa: E402
 
 
@@ -50,18 +45,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     images = [(stem, *load_image(args.data, stem)) for stem in ORGANS[args.organ]]
-    shipped = read_model_info(bundled_model_path())
-    settings = InferenceSettings(instances=True, precision=args.precision)
     for path in args.model:
         model, info = load_model(path)
-        info = dataclasses.replace(info, postprocess=shipped.postprocess, mpp=shipped.mpp)
-        rows = []
-        for stem, rgb, gt in images:
-            result = segment(model, info, rgb, settings)
-            fg = (np.asarray(result.labels) > 0).astype(np.uint8)
-            row = {"image": stem, "f1": evaluate_pair(fg, (gt > 0).astype(np.uint8), instances=False)["f1"]}
-            row.update({k: v for k, v in instance_scores(np.asarray(result.instances), gt).items() if k in ("aji", "pq")})
-            rows.append(row)
+        info = with_shipped_splitting(info)
+        rows = image_scores(model, info, images, args.precision)
         record = {"model": str(path), "organ": args.organ, "precision": args.precision,
                   **{k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("f1", "aji", "pq")}, "images": rows}
         line = json.dumps(record)

@@ -140,6 +140,7 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         #: the Steps box follows the annotation set's corrections (suggested_steps) until the user changes it
         self.steps_follow_corrections = True
         self._setting_steps = False
+        self._corrected: int | None = None  # the corrected pixels the Steps box was last set from
         self.steps.valueChanged.connect(self._on_steps_changed)
         self.keep_elsewhere = QCheckBox("keep what it knows elsewhere")
         self.keep_elsewhere.setChecked(CORRECTION_RECIPE.anchor > 0)
@@ -186,28 +187,32 @@ class FinetunePanel(QGroupBox, TrainingLifecycle):
         if not self._setting_steps:
             self.steps_follow_corrections = False  # the user's number from now on
 
+    def _following(self):
+        """The annotation set whose corrections the Steps box follows now, or None."""
+        aset = self.state.annotations
+        return aset if self.steps_follow_corrections and self.use_set.isChecked() else None
+
     def steps_note(self) -> str:
         """Why the Steps box holds its number, when it follows the corrections (else "")."""
-        from ...core.training.corrections import MAX_SUGGESTED_STEPS, STEPS_PER_CORRECTED_MEGAPIXEL, corrected_pixels
+        from ...core.training.corrections import MAX_SUGGESTED_STEPS, STEPS_PER_CORRECTED_MEGAPIXEL
 
-        aset = self.state.annotations
-        if not self.steps_follow_corrections or aset is None or not self.use_set.isChecked():
+        if self._following() is None or self._corrected is None:
             return ""
-        megapixels = corrected_pixels(aset.pairs) / 1e6
-        return (f" ({megapixels:.1f} megapixels corrected: {self.steps.value()} steps, {STEPS_PER_CORRECTED_MEGAPIXEL} "
-                f"per megapixel, from {CORRECTION_RECIPE.steps} to {MAX_SUGGESTED_STEPS})")
+        return (f" ({self._corrected / 1e6:.1f} megapixels corrected: {self.steps.value()} steps, "
+                f"{STEPS_PER_CORRECTED_MEGAPIXEL} per megapixel, from {CORRECTION_RECIPE.steps} to {MAX_SUGGESTED_STEPS})")
 
     def follow_corrections(self) -> None:
         """Set the Steps box from the corrections in the annotation set (:func:`suggested_steps`: more steps
         for more corrected pixels), unless the user has set it."""
         from ...core.training.corrections import corrected_pixels, suggested_steps
 
-        aset = self.state.annotations
-        if not self.steps_follow_corrections or aset is None or not self.use_set.isChecked():
+        aset = self._following()
+        if aset is None:
             return
+        self._corrected = corrected_pixels(aset.pairs)
         self._setting_steps = True
         try:
-            self.steps.setValue(suggested_steps(corrected_pixels(aset.pairs)))
+            self.steps.setValue(suggested_steps(self._corrected))
         finally:
             self._setting_steps = False
 

@@ -222,7 +222,7 @@ class SegmentPanel(QGroupBox):
         self._cancel.setEnabled(False)
         self._bar = QProgressBar()
         self._bar.setRange(0, 1000)
-        set_bar(self._bar, 0)
+        self._bar.setValue(0)  # not shown yet: nothing to repaint
         self._bar.setTextVisible(False)
         self._status = QLabel("")
         self._status.setWordWrap(True)
