@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from glas import GLAND_MIN_SIZE, GLAND_POSTPROCESS, GLAS_MPP, distance_postprocess  # noqa: E402
+from glas import GLAND_MIN_SIZE, GLAND_POSTPROCESS, GLAS_MPP, cue_postprocess  # noqa: E402
 
 from napari_genselfdiff.core.model_files import load_model, save_model  # noqa: E402
 from napari_genselfdiff.core.model_files.classes import ClassInfo  # noqa: E402
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = float(settings.get("scale", 1.0))
     info.classes = list(GLAND_CLASSES)
     # Instances are made at the model's resolution: the minimum gland size in its pixels.
-    if info.output == "distance":  # the model's own gland distance map splits touching glands
-        info.postprocess = distance_postprocess(scale)
+    if info.output != "classes":  # the model's own cue (distance map, contour) splits touching glands
+        info.postprocess = cue_postprocess(info.output, scale)
     else:
         info.postprocess = {"instances": {**GLAND_POSTPROCESS, "min_size": round(GLAND_MIN_SIZE * scale * scale)}}
     if args.instances_json is not None:

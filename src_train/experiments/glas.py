@@ -86,10 +86,14 @@ def load_gland_instances(glas: Path, name: str, shape: tuple[int, int]) -> np.nd
     return resize_instances(to_label_image(read_array(glas / "masks" / f"{name}.png")), shape).astype(np.int32)
 
 
-def distance_postprocess(scale: float) -> dict:
-    """The gland splitting of a distance-map output before tune_glands.py chooses one: h-maxima markers,
-    glands under GLAND_MIN_SIZE image pixels (0.62 um/px) dropped, in the model's pixels at ``scale``."""
-    return {"instances": {"h": 0.15, "smooth": 1.0, "min_size": int(round(GLAND_MIN_SIZE * scale * scale))}}
+def cue_postprocess(kind: str, scale: float) -> dict:
+    """The gland splitting of an instance-aware output before tune_glands.py chooses one, in the model's
+    pixels at ``scale``: glands under GLAND_MIN_SIZE image pixels (0.62 um/px) dropped; a distance map
+    split at its h-maxima, a contour output at its interior's cores of at least a quarter of that size."""
+    min_size = int(round(GLAND_MIN_SIZE * scale * scale))
+    if kind == "contour":
+        return {"instances": {"interior_threshold": 0.5, "min_marker": max(min_size // 4, 1), "min_size": min_size}}
+    return {"instances": {"h": 0.15, "smooth": 1.0, "min_size": min_size}}
 
 
 def gland_instances(foreground: np.ndarray) -> np.ndarray:
@@ -108,7 +112,7 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
     info.mpp = GLAS_MPP / scale
     own_split = info.output != "classes"  # an instance-aware output splits glands itself
     if own_split and not (info.postprocess or {}).get("instances"):
-        info.postprocess = distance_postprocess(scale)
+        info.postprocess = cue_postprocess(info.output, scale)
     settings = InferenceSettings(tile=tile, device="auto", precision=precision, instances=own_split)
     per_image = {}
     start = time.perf_counter()
@@ -152,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also rescale each training patch by a factor drawn log-uniformly from LOW HIGH "
                         "(FinetuneConfig.scale_range; default: none)")
     p.add_argument("--init", default="scratch", help="a model file (e.g. the bundled nuclei model), or scratch")
-    p.add_argument("--output", default=None, choices=["classes", "distance"],
+    p.add_argument("--output", default=None, choices=["classes", "distance", "contour"],
                    help="the head's output kind (default: the init model's); distance: learned gland distance "
-                        "maps split touching glands (targets from the masks' gland ids)")
+                        "maps split touching glands; contour: background / interior / contour classes, glands "
+                        "grown from the interior's cores (targets from the masks' gland ids)")
+    p.add_argument("--cue-weight", type=float, default=None,
+                   help="weight of the distance map's loss (FinetuneConfig.cue_weight; default: its default)")
+    p.add_argument("--elastic", action="store_true",
+                   help="elastic deformation of every training patch (Augmentation.elastic; default: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=None, help="train on this many of the 69 (drawn with --seed)")
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "auto"])
@@ -209,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         stride=args.size // 4, seed=args.seed, loss=args.loss, stain_jitter=True,
         validate_every=0 if args.final else args.validate_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=1, precision=args.precision, resume=(run_dir / "checkpoints").exists(), val_tile=512,
-        output=args.output, instances=instances, scale_range=args.scale_range,
+        output=args.output, instances=instances, scale_range=args.scale_range, elastic=args.elastic,
+        **({} if args.cue_weight is None else {"cue_weight": args.cue_weight}),
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from glas import GLAS_MPP, REPO, VALIDATION_PATIENTS, read_split  # noqa: E402
 
 from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
-from napari_genselfdiff.core.inference.instances import label_instances, split_by_distance  # noqa: E402
+from napari_genselfdiff.core.inference.instances import label_instances, split_by_contour, split_by_distance  # noqa: E402
 from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
@@ -61,8 +61,26 @@ DISTANCE_GRID = {
 }
 
 
-def distance_grid() -> list[dict]:
-    return [dict(zip(DISTANCE_GRID, values)) for values in itertools.product(*DISTANCE_GRID.values())]
+#: The distance map's other marker rule (split_by_distance with ``threshold``): the connected cores where the
+#: map exceeds a fixed fraction of each gland's depth, at least min_marker pixels. An irregular gland keeps
+#: one core as long as its waist stays above the cut, where h-maxima would give each bulge its own marker.
+DISTANCE_CORE_GRID = {
+    "threshold": [0.2, 0.3, 0.4, 0.5, 0.6],
+    "min_marker": [10, 50, 100],
+    "smooth": [1.0, 2.0],
+    "min_size": [100, 200, 400, 800],
+}
+
+#: The grid of a contour output (split_by_contour: cores of p(interior) flooded over the gland mask).
+CONTOUR_GRID = {
+    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "min_marker": [10, 25, 50, 100],
+    "min_size": [50, 100, 200, 400, 800],
+}
+
+
+def product(grid: dict) -> list[dict]:
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def settings_grid() -> list[dict]:
@@ -85,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--flips", action="store_true",
                    help="average each tile over its mirror images (genselfdiff segment --flips)")
+    p.add_argument("--cores", action="store_true",
+                   help="a distance-map model: markers from the map's thresholded cores (DISTANCE_CORE_GRID) "
+                        "instead of its h-maxima")
     args = p.parse_args(argv)
     import torch
 
@@ -94,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     model, info = load_model(args.model)
     f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
     settings = InferenceSettings(tile=512, device="cpu", precision="fp32", instances=False, flips=args.flips)
-    own_split = info.output == "distance"  # split by the model's own distance map, else by the mask's
+    own_split = info.output in ("distance", "contour")  # split by the model's own cue, else by the mask's
+    if args.cores and info.output != "distance":
+        p.error(f"--cores chooses a distance map's markers; this model's output is {info.output!r}")
+    grid = (CONTOUR_GRID if info.output == "contour" else DISTANCE_CORE_GRID if args.cores else DISTANCE_GRID
+            ) if own_split else GRID
+    splitter = split_by_contour if info.output == "contour" else split_by_distance
     masks, truths, cues = {}, {}, {}
     start = time.perf_counter()
     for name in names:
@@ -108,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         truths[name] = to_label_image(read_array(glas / "masks" / f"{name}.png"))
     segment_seconds = time.perf_counter() - start
     rows = []
-    for params in distance_grid() if own_split else settings_grid():
+    for params in product(grid) if own_split else settings_grid():
         per_image = {}
         t = time.perf_counter()
         for name in names:
             fg, (height, width) = masks[name]
-            glands = (split_by_distance(fg, cues[name][0], **params) if own_split
+            glands = (splitter(fg, cues[name][0], **params) if own_split
                       else label_instances(fg, **params))
             if f != 1.0:
                 glands = map_back(glands, (0, height), (0, width), f)
@@ -125,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
     best = max(rows, key=lambda r: r["selection"])
     record = {"model": str(args.model), "scale": args.scale, "flips": args.flips, "validation_images": names,
-              "grid": DISTANCE_GRID if own_split else GRID, "output": info.output,
+              "grid": grid, "output": info.output,
               "segment_seconds": segment_seconds, "rows": rows, "best": best,
               "command": "python src_train/experiments/tune_glands.py " + shlex.join(argv or sys.argv[1:])}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 import torch
 
 from napari_genselfdiff.core.data import (
@@ -531,7 +532,7 @@ def test_stain_jitter_changes_colour_within_range_and_is_identity_at_zero_streng
     assert np.array_equal(m1, m2)
 
 
-def test_stain_strength_scales_the_jitter_is_recorded_and_needs_the_jitter(tmp_path, monkeypatch):
+def test_stain_strength_and_elastic_reach_the_augmentation_are_recorded_and_checked(tmp_path, monkeypatch):
     import dataclasses
     import importlib
 
@@ -549,10 +550,41 @@ def test_stain_strength_scales_the_jitter_is_recorded_and_needs_the_jitter(tmp_p
     assert (made[-1].stain, made[-1].stain_scale, made[-1].stain_shift) == (True, 0.5, 0.08)
     info = load_model(out.value)[1]
     assert info.provenance["augmentation"]["stain_strength"] == 2.0
+    assert made[-1].elastic is False and info.provenance["augmentation"]["elastic"] is False
+    bent = Returning(finetune(FinetuneConfig(out_dir=str(tmp_path / "elastic"), elastic=True, **common)))
+    list(bent)
+    assert made[-1].elastic is True and load_model(bent.value)[1].provenance["augmentation"]["elastic"] is True
     with pytest.raises(TrainingInputError, match="stain jitter is off"):
         FinetuneConfig(out_dir=str(tmp_path / "off"), stain_strength=2.0, **common).check()
     with pytest.raises(TrainingInputError, match="stain_strength must be > 0"):
         FinetuneConfig(out_dir=str(tmp_path / "zero"), stain_jitter=True, stain_strength=0.0, **common).check()
+
+
+def test_elastic_deformation_moves_image_labels_and_instance_ids_together():
+    """Elastic deformation (U-Net's): the image and its labels go through the same smooth displacement, ids
+    stay ids (nearest neighbour), it really bends shapes, it is seeded, and it is drawn after every other
+    augmentation, so switching it on leaves the other draws as they were."""
+    from napari_genselfdiff.core.data.augment import Augmentation, elastic_deform
+
+    inst = np.zeros((96, 96), np.int32)
+    inst[10:40, 10:50], inst[50:90, 30:80] = 3, 7  # two "glands"
+    image = np.repeat((inst / 7.0)[..., None], 3, axis=2).astype(np.float32)
+    both = np.stack([(inst > 0).astype(np.int32), inst], -1)
+    out, moved = elastic_deform(image, both, np.random.default_rng(0), sigma=6.0)
+    assert out.shape == image.shape and moved.shape == both.shape and moved.dtype == both.dtype
+    assert set(np.unique(moved[..., 1])) <= {0, 3, 7} and np.array_equal(moved[..., 0] > 0, moved[..., 1] > 0)
+    # where the labels say "gland 7", the image shows gland 7's grey (up to the bilinear blend at its border)
+    inside = ndimage.binary_erosion(moved[..., 1] == 7, iterations=2)
+    assert inside.sum() > 500 and np.allclose(out[..., 0][inside], 1.0, atol=1e-5)
+    assert not np.array_equal(moved[..., 1], inst)  # the shapes moved: a test that can fail
+    again, moved_again = elastic_deform(image, both, np.random.default_rng(0), sigma=6.0)
+    assert np.array_equal(out, again) and np.array_equal(moved, moved_again)
+    still, kept = elastic_deform(image, inst, np.random.default_rng(0), sigma=0.0)
+    assert np.array_equal(kept, inst) and np.allclose(still, image, atol=1e-6)  # no displacement: no change
+    # drawn last: without the deformation the earlier draws (flips, turns) come out the same
+    plain = Augmentation(color_jitter=False, blur=False)
+    bent = Augmentation(color_jitter=False, blur=False, elastic=True, elastic_sigma=0.0)
+    assert np.array_equal(plain(image, inst, np.random.default_rng(4))[1], bent(image, inst, np.random.default_rng(4))[1])
 
 
 def test_finetune_at_a_small_timestep_is_stored_and_used_by_inference(pretrained_run, tmp_path):

@@ -96,6 +96,38 @@ def gaussian_blur(image: np.ndarray, rng: np.random.Generator, *, sigma: tuple[f
     return ndimage.gaussian_filter(image, sigma=(s, s, 0), mode="reflect").astype(np.float32)
 
 
+def elastic_deform(image: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator, *, sigma: float = 10.0,
+                   grid: int = 3) -> tuple[np.ndarray, np.ndarray | None]:
+    """Elastic deformation as in U-Net (Ronneberger et al. 2015, sec. 3.1): random displacement vectors on a
+    coarse ``grid`` x ``grid`` lattice, normal with standard deviation ``sigma`` pixels, interpolated
+    smoothly (bicubic) to every pixel; the image resampled bilinearly, the labels by nearest neighbour so
+    that ids (classes, instance ids) stay ids. Edges are mirrored.
+
+    Args:
+        image: (h, w, C) float32 array.
+        labels: (h, w) or (h, w, L) integer array moved with the image, or None.
+        rng: random generator (2 x grid x grid draws).
+        sigma: displacement standard deviation at the lattice points, in pixels.
+        grid: lattice points per side (>= 2).
+    """
+    h, w = image.shape[:2]
+    coarse = rng.normal(0.0, sigma, size=(2, grid, grid))
+    # Bicubic interpolation of the lattice to the patch (ndimage.zoom, order 3: the lattice's corners on the
+    # patch's corner pixels, its output exactly h x w).
+    fields = [ndimage.zoom(c, (h / grid, w / grid), order=3, mode="nearest", grid_mode=False) for c in coarse]
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    coords = np.stack([rows + fields[0].astype(np.float32), cols + fields[1].astype(np.float32)])
+    out = np.empty_like(image)
+    for c in range(image.shape[2]):
+        out[..., c] = ndimage.map_coordinates(image[..., c], coords, order=1, mode="mirror")
+    if labels is None:
+        return out, None
+    planes = labels[..., None] if labels.ndim == 2 else labels
+    moved = np.stack([ndimage.map_coordinates(planes[..., k], coords, order=0, mode="mirror")
+                      for k in range(planes.shape[2])], -1)
+    return out, (moved[..., 0] if labels.ndim == 2 else moved)
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Which augmentations to apply, and how often.
@@ -111,6 +143,9 @@ class Augmentation:
         stain: HED stain jitter (:func:`stain_jitter`) on every patch. By default, False (not in the
             paper; the shipped nucleus model uses it, see docs/results.md).
         stain_scale / stain_shift: its strengths. By default, 0.25 / 0.04 (a range like that between labs).
+        elastic: elastic deformation (:func:`elastic_deform`) of every patch with its mask. By default,
+            False (not in the paper; U-Net's augmentation for few annotated images).
+        elastic_sigma / elastic_grid: its displacement (pixels) and lattice. By default, 10 / 3 (U-Net's).
     """
 
     flips: bool = True
@@ -124,6 +159,9 @@ class Augmentation:
     stain: bool = False
     stain_scale: float = 0.25
     stain_shift: float = 0.04
+    elastic: bool = False
+    elastic_sigma: float = 10.0
+    elastic_grid: int = 3
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -140,6 +178,8 @@ class Augmentation:
             image = gaussian_blur(image, rng)
         if self.stain:  # last, so that it changes none of the draws above
             image = stain_jitter(image, rng, scale=self.stain_scale, shift=self.stain_shift)
+        if self.elastic:  # drawn last as well (geometric, but the photometric steps act per pixel or nearly)
+            image, mask = elastic_deform(image, mask, rng, sigma=self.elastic_sigma, grid=self.elastic_grid)
         return image, mask
 
 

@@ -127,6 +127,8 @@ class FinetuneConfig(RunOptions):
                                    "(0.25 and 0.04 in optical density)")
     flips: bool = option(True, "random flips")
     rot90: bool = option(True, "random 90-degree rotations")
+    elastic: bool = option(False, "elastic deformation of every patch with its mask (U-Net's: a 3 x 3 lattice of "
+                           "random displacements, 10 px standard deviation; not in the paper)")
     color_jitter: bool = option(True, "colour jitter (brightness 0.5, contrast 0.4, p 0.3)")
     blur: bool = option(True, "Gaussian blur (p 0.3)")
     patch_size: int = option(TRAINING_PATCH, "patch side in pixels", flag="--size")
@@ -328,7 +330,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
         skip_background=cfg.skip_background,
         augmentation=Augmentation(flips=cfg.flips, rot90=cfg.rot90, color_jitter=cfg.color_jitter, blur=cfg.blur,
                                   stain=cfg.stain_jitter, stain_scale=Augmentation.stain_scale * cfg.stain_strength,
-                                  stain_shift=Augmentation.stain_shift * cfg.stain_strength),
+                                  stain_shift=Augmentation.stain_shift * cfg.stain_strength, elastic=cfg.elastic),
         normalization=normalization, names=[data.names[i] for i in train_idx],
         output=output, instances=[(cfg.instances or {}).get(data.names[i]) for i in train_idx],
         scale_range=tuple(cfg.scale_range) if cfg.scale_range else None,
@@ -398,7 +400,7 @@ def finetune(cfg: FinetuneConfig, control: TrainingControl | None = None) -> Gen
             betas=list(cfg.betas), lam=cfg.lam, anchor=cfg.anchor,
             loss=criterion.to_config(),
             augmentation={"flips": cfg.flips, "rot90": cfg.rot90, "color_jitter": cfg.color_jitter, "blur": cfg.blur,
-                          "stain_jitter": cfg.stain_jitter, "stain_strength": cfg.stain_strength,
+                          "stain_jitter": cfg.stain_jitter, "stain_strength": cfg.stain_strength, "elastic": cfg.elastic,
                           "scale_range": list(cfg.scale_range) if cfg.scale_range else None},
         )
         return values
