@@ -9,6 +9,7 @@
 #   w_cue3     the same network, the distance map's loss weighted 3x (--cue-weight 3)
 #   w_control_s1, w_cue3_s1   the same two with another seed (patch draws, augmentation): how large is the noise?
 #   w_stain2, w_stain2_s1     the stain jitter twice as strong (--stain-strength 2), seeds 0 and 1 (2026-12-08)
+#   w_elastic, w_elastic_s1   elastic deformation of every patch (--elastic), seeds 0 and 1 (2026-12-08, later)
 # and the shipped candidates, the chosen row's recipe from `v2_final` (the shipped v2, all 30 images), no validation:
 #   v21_final       1200 more steps (the w_control row)
 #   v21_final_cue3  1200 more steps with --cue-weight 3 (the w_cue3 row)
@@ -28,6 +29,8 @@ for row in "$@"; do
     w_cue3_s1) extra=(--cue-weight 3 --seed 1) ;;
     w_stain2) extra=(--stain-strength 2) ;;
     w_stain2_s1) extra=(--stain-strength 2 --seed 1) ;;
+    w_elastic) extra=(--elastic) ;;
+    w_elastic_s1) extra=(--elastic --seed 1) ;;
     v21_final) extra=(--final --init runs/recipe/v2_final/last.safetensors) ;;
     v21_final_cue3) extra=(--final --init runs/recipe/v2_final/last.safetensors --cue-weight 3) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;

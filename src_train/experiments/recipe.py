@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stain", action="store_true", help="HED stain jitter")
     p.add_argument("--stain-strength", type=float, default=1.0,
                    help="the stain jitter's scale and shift as a multiple of their defaults (0.25, 0.04)")
+    p.add_argument("--elastic", action="store_true",
+                   help="elastic deformation of every patch (FinetuneConfig.elastic: U-Net's 3 x 3 lattice, 10 px)")
     p.add_argument("--init", default="scratch", help="a pretrained model file, or scratch")
     p.add_argument("--grow-widths", type=int, nargs="+", default=None, metavar="W",
                    help="grow the --init model to these widths first, keeping its function "
@@ -274,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=args.checkpoint_every, keep_checkpoints=1, precision=args.precision,
         resume=(run_dir / "checkpoints").exists(), val_tile=512, timestep=args.timestep,
         output=args.output, scale_range=args.scale_range, instances=instances, cue_weight=args.cue_weight,
+        elastic=args.elastic,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))
