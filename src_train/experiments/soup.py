@@ -5,6 +5,8 @@ recipe.py row (never the test images). Batch-norm running statistics are average
     python src_train/experiments/soup.py --name soup_w4 --models runs/recipe/w_control/best.safetensors \
         runs/recipe/w_cue3/best.safetensors ...
     python src_train/experiments/soup.py --name v21_soup --final --models ...   (no scoring: the shipped candidate)
+    python src_train/experiments/soup.py --name gsoup_a --final --out runs/glas --results docs/results/glas --models ...
+        (gland models: then tune_glands.py --model runs/glas/gsoup_a/soup.safetensors --scale 0.5)
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, nargs="+", required=True)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=Path("runs/recipe"))
-    p.add_argument("--final", action="store_true", help="write the soup only (models trained on all 30 images)")
+    p.add_argument("--final", action="store_true", help="write the soup only (models trained on all 30 images, "
+                   "or gland models, scored by tune_glands.py)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the record goes (default: docs/results/recipe)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     import torch
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             record[key] = score(path, args.data / "monuseg" / "train", VALIDATION, scale=s)
             print(f"[{args.name}] {key}: " + " ".join(f"{k} {v:.4f}" for k, v in record[key]["mean"].items()
                                                     if isinstance(v, float)), flush=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     return 0
 
 
