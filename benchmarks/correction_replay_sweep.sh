@@ -40,6 +40,8 @@ declare -A ROW=(
   [shipped200_fp32]="$NOW stain_jitter=false --steps 200 --train-precision fp32"  # vs shipped200: fp32 instead of bf16
   [S_images3_600]="$NOW stain_jitter=true --steps 600 --conditions images3"       # the Train tab on 3 images, to 600 steps
   [S_images3_600_judged]="$NOW stain_jitter=true steps=600 --conditions images3"  # the same, forgetting judged at 600
+  # 2026-12-08, later: U-Net's augmentation for few annotated images
+  [F_stain_elastic]="$NOW stain_jitter=true elastic=true"        # vs F_stain (the Train tab's recipe): elastic deformation
 )
 lane() { for name in "$@"; do run "$name" ${ROW[$name]}; done; }
 if [ -n "$ROWS" ]; then lane $ROWS; exit; fi

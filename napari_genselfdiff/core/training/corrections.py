@@ -48,6 +48,7 @@ class CorrectionRecipe:
         freeze_norm: keep the starting model's batch-norm statistics.
         anchor: L2-SP weight pulling the weights toward the starting model's (0: off).
         scale_range: resample each patch by a factor drawn log-uniformly from this range (None: off).
+        elastic: elastic deformation of every patch with its mask (U-Net's; off).
     """
 
     steps: int = 500
@@ -63,6 +64,7 @@ class CorrectionRecipe:
     freeze_norm: bool = False
     anchor: float = 0.0
     scale_range: tuple[float, float] | None = None
+    elastic: bool = False
 
     def with_(self, **changes: Any) -> "CorrectionRecipe":
         """A copy with some settings changed (unknown names are an error)."""
@@ -201,7 +203,7 @@ def corrections_config(
         patch_size=patch, stride=patch_stride(patch), lr=recipe.lr, betas=list(recipe.betas), loss=recipe.loss,
         stain_jitter=recipe.stain_jitter, freeze_norm=recipe.freeze_norm, anchor=recipe.anchor,
         warmup_steps=recipe.warmup_steps, grad_clip=recipe.grad_clip,
-        scale_range=list(recipe.scale_range) if recipe.scale_range else None,
+        scale_range=list(recipe.scale_range) if recipe.scale_range else None, elastic=recipe.elastic,
         validate_every=max(1, steps // 5), val_tile=INFERENCE_TILE, checkpoint_every=max(1, steps // 4),
         device=device, precision=precision, seed=seed, resume=resume,
         instances=pair_instances(list(items), instances) if recipe.use_instances else None,
