@@ -73,9 +73,10 @@ DISTANCE_CORE_GRID = {
 
 #: The grid of a contour output (split_by_contour: cores of p(interior) flooded over the gland mask).
 #: (glas_half_contour_instances_grid1.json: a first grid of threshold 0.3-0.7, min_marker 10-100, min_size
-#: 50-800 peaked at its edge in all three, so the grid reaches further.)
+#: 50-800 peaked at its edge in all three; glas_half_contour_instances_grid2.json, threshold 0.5-0.9, peaked
+#: at 0.9: so the grid reaches further.)
 CONTOUR_GRID = {
-    "interior_threshold": [0.5, 0.6, 0.7, 0.8, 0.9],
+    "interior_threshold": [0.6, 0.7, 0.8, 0.9, 0.95, 0.98],
     "min_marker": [50, 100, 200, 400],
     "min_size": [400, 800, 1200, 1600],
 }
