@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 import torch
+from scipy import ndimage
 
 from napari_genselfdiff.core.data import (
     Augmentation,
