@@ -23,16 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src_train" / "experiments"))
 
-from glas import GLAS_MPP  # noqa: E402
+from glas import distance_glands  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
-from napari_genselfdiff.core.inference.instances import split_by_distance  # noqa: E402
-from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,21 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.model}: output {info.output!r}; this figure draws a distance-map model's glands")
     params = json.loads(args.instances_json.read_text())["best"]["params"]
     glas = args.data / "glas"
-    f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
     rows = []
     for name in args.names:
         rgb = read_array(glas / "images" / f"{name}.jpg")[..., :3]
-        source = ResampledView(np.ascontiguousarray(rgb), f)
-        cue = np.zeros((1,) + tuple(source.shape[:2]), np.float32)
-        result = run_generator(segment_progressive(model, info, source, InferenceSettings(
-            tile=512, device="cpu", precision="fp32"), name=name, cue_out=cue))
-        glands = split_by_distance(np.asarray(result.labels) > 0, cue[0], **params)
-        glands = map_back(glands, (0, rgb.shape[0]), (0, rgb.shape[1]), f)
+        _, glands, cue = distance_glands(model, info, rgb, params, args.scale)
         truth = to_label_image(read_array(glas / "masks" / f"{name}.png"))
         annotated, predicted = rgb.copy(), rgb.copy()
         annotated[find_boundaries(truth)] = (0, 200, 0)
         predicted[find_boundaries(glands)] = (230, 0, 0)
-        up = np.kron(cue[0], np.ones((round(1 / f), round(1 / f)), np.float32))[: rgb.shape[0], : rgb.shape[1]]
+        up = np.kron(cue, np.ones((round(1 / args.scale),) * 2, np.float32))[: rgb.shape[0], : rgb.shape[1]]
         distance = np.zeros_like(rgb)
         distance[: up.shape[0], : up.shape[1], 0] = (np.clip(up, 0, 1) * 255).astype(np.uint8)
         rows.append(np.concatenate([annotated, predicted, distance], 1)[::2, ::2])

@@ -24,16 +24,12 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from glas import GLAS_MPP, REPO, VALIDATION_PATIENTS, read_split  # noqa: E402
+from glas import REPO, VALIDATION_PATIENTS, distance_glands, read_split  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
-from napari_genselfdiff.core.inference.instances import split_by_distance  # noqa: E402
-from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 
 PROPERTIES = ("peak", "mean", "area", "solidity")
 
@@ -54,19 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     params = json.loads(args.instances_json.read_text())["best"]["params"]
     glas = args.data / "glas"
     names = [n for n, patient in read_split(glas)["train"] if patient in VALIDATION_PATIENTS]
-    f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
     rows = []
     for name in names:
         rgb = read_array(glas / "images" / f"{name}.jpg")[..., :3]
-        source = ResampledView(np.ascontiguousarray(rgb), f)
-        cue = np.zeros((1,) + tuple(source.shape[:2]), np.float32)
-        result = run_generator(segment_progressive(model, info, source, InferenceSettings(
-            tile=512, device="cpu", precision="fp32"), name=name, cue_out=cue))
-        glands = split_by_distance(np.asarray(result.labels) > 0, cue[0], **params)
-        ids = np.arange(1, glands.max() + 1)
-        peaks = ndimage.maximum(ndimage.gaussian_filter(cue[0], params.get("smooth", 0.0)), glands, ids)
-        means = ndimage.mean(cue[0], glands, ids)
-        glands = map_back(glands, (0, rgb.shape[0]), (0, rgb.shape[1]), f)
+        at_model, glands, cue = distance_glands(model, info, rgb, params, args.scale)
+        ids = np.arange(1, at_model.max() + 1)
+        peaks = ndimage.maximum(ndimage.gaussian_filter(cue, params.get("smooth", 0.0)), at_model, ids)
+        means = ndimage.mean(cue, at_model, ids)
         truth = to_label_image(read_array(glas / "masks" / f"{name}.png"))
         sizes = np.bincount(truth.ravel())
         for k in ids:

@@ -132,6 +132,25 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
     return summary
 
 
+def distance_glands(model, info, rgb: np.ndarray, params: dict, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A distance-map gland model on one GlaS image as ``tune_glands.py`` scores it: the image resampled to
+    the model's resolution, segmented (fp32), split by the map with ``params`` (split_by_distance's keywords).
+
+    Returns (glands in the model's pixels, the same mapped back to the image's pixels, the map (h, w))."""
+    from napari_genselfdiff.core.inference import segment_progressive
+    from napari_genselfdiff.core.inference.instances import split_by_distance
+    from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor
+    from napari_genselfdiff.core.progress import run_generator
+
+    f = resample_factor(GLAS_MPP, GLAS_MPP / scale)
+    source = ResampledView(np.ascontiguousarray(rgb[..., :3]), f)
+    cue = np.zeros((1,) + tuple(source.shape[:2]), np.float32)
+    result = run_generator(segment_progressive(model, info, source, InferenceSettings(
+        tile=512, device="cpu", precision="fp32"), name="glas", cue_out=cue))
+    glands = split_by_distance(np.asarray(result.labels) > 0, cue[0], **params)
+    return glands, map_back(glands, (0, rgb.shape[0]), (0, rgb.shape[1]), f), cue[0]
+
+
 def _print(label: str, summary: dict) -> None:
     for prefix, group in summary.get("groups", {}).items():
         print(f"[{label}] {prefix} (n={group['n']}): " + " ".join(
