@@ -42,6 +42,9 @@ declare -A ROW=(
   [S_images3_600_judged]="$NOW stain_jitter=true steps=600 --conditions images3"  # the same, forgetting judged at 600
   # 2026-12-08, later: U-Net's augmentation for few annotated images
   [F_stain_elastic]="$NOW stain_jitter=true elastic=true"        # vs F_stain (the Train tab's recipe): elastic deformation
+  [F_stain_betas9]="$NOW stain_jitter=true betas=0.9,0.999"     # vs F_stain: Adam's usual beta1 instead of the paper's 0.5
+  [F_stain_b8]="$NOW stain_jitter=true batch=8"                  # vs F_stain: twice the patches per step
+  [F_stain_p256]="$NOW stain_jitter=true patch=256 batch=1"      # vs F_stain: 256-px patches, the same pixels per step
 )
 lane() { for name in "$@"; do run "$name" ${ROW[$name]}; done; }
 if [ -n "$ROWS" ]; then lane $ROWS; exit; fi
