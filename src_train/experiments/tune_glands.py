@@ -10,8 +10,10 @@ model-resolution gland mask into glands (``core.inference.instances.label_instan
 components, or a distance-transform watershed that splits touching glands; glands under ``min_size``
 model pixels dropped), maps the glands back to the image's pixels (``resolution.map_back``, as the
 product does) and scores them with the GlaS object metrics (object F1, object Dice, object Hausdorff)
-against the masks' components. Writes every row and the best setting (highest mean of object F1 and
-object Dice) as JSON; ``bundle_glands.py --instances-json`` stores it in the model file.
+against the masks' components. A model with its own cue is split by it instead: a distance map at its
+h-maxima (DISTANCE_GRID) or, with ``--cores``, at its thresholded cores (DISTANCE_CORE_GRID); a contour output
+from the cores of its interior (CONTOUR_GRID). Writes every row and the best setting (highest mean of object F1
+and object Dice) as JSON; ``bundle_glands.py --instances-json`` stores it in the model file.
 """
 
 from __future__ import annotations
