@@ -55,11 +55,12 @@ GRID = {
 
 
 #: The grid of a distance-map output (split_by_distance: h-maxima of the predicted map, which is
-#: normalised per gland, so h is a fraction of a gland's depth; min_size in model pixels).
+#: normalised per gland, so h is a fraction of a gland's depth; min_size in model pixels). (min_size up to
+#: 800 until the third round of candidates, two of which peaked at 800: *_instances_wide.json reach 1600.)
 DISTANCE_GRID = {
     "h": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
     "smooth": [1.0, 2.0, 4.0],
-    "min_size": [50, 100, 200, 400, 800],
+    "min_size": [50, 100, 200, 400, 800, 1200, 1600],
 }
 
 
