@@ -40,6 +40,7 @@ from napari_genselfdiff.core.inference import InferenceSettings  # noqa: E402
 from napari_genselfdiff.core.inference.instances import label_instances  # noqa: E402
 from napari_genselfdiff.core.inference.resolution import Resolution, segment_at_resolution  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
+from napari_genselfdiff.core.losses.instance_aware import CUE_WEIGHT  # noqa: E402
 from napari_genselfdiff.core.metrics import glas_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import evaluate_pair, summarize, to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
@@ -132,23 +133,36 @@ def score(model_path: Path, glas: Path, names: list[str], precision: str = "fp32
     return summary
 
 
-def distance_glands(model, info, rgb: np.ndarray, params: dict, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A distance-map gland model on one GlaS image as ``tune_glands.py`` scores it: the image resampled to
-    the model's resolution, segmented (fp32), split by the map with ``params`` (split_by_distance's keywords).
+def segment_held_out(model, info, rgb: np.ndarray, scale: float, *, cue: bool = True,
+                     flips: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """One GlaS image through a gland model as ``tune_glands.py`` scores it: resampled to the model's
+    resolution (``scale`` of GlaS's pixels), segmented in fp32, nothing split yet.
 
-    Returns (glands in the model's pixels, the same mapped back to the image's pixels, the map (h, w))."""
+    Returns (gland mask in the model's pixels, the model's cue (h, w) or None, the resampling factor)."""
     from napari_genselfdiff.core.inference import segment_progressive
-    from napari_genselfdiff.core.inference.instances import split_by_distance
-    from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor
+    from napari_genselfdiff.core.inference.resolution import ResampledView, resample_factor
     from napari_genselfdiff.core.progress import run_generator
 
     f = resample_factor(GLAS_MPP, GLAS_MPP / scale)
-    source = ResampledView(np.ascontiguousarray(rgb[..., :3]), f)
-    cue = np.zeros((1,) + tuple(source.shape[:2]), np.float32)
+    rgb = np.ascontiguousarray(rgb[..., :3])
+    source = rgb if f == 1.0 else ResampledView(rgb, f)
+    maps = np.zeros((1,) + tuple(source.shape[:2]), np.float32) if cue else None
     result = run_generator(segment_progressive(model, info, source, InferenceSettings(
-        tile=512, device="cpu", precision="fp32"), name="glas", cue_out=cue))
-    glands = split_by_distance(np.asarray(result.labels) > 0, cue[0], **params)
-    return glands, map_back(glands, (0, rgb.shape[0]), (0, rgb.shape[1]), f), cue[0]
+        tile=512, device="cpu", precision="fp32", flips=flips), name="glas", cue_out=maps))
+    return np.asarray(result.labels) > 0, (maps[0] if cue else None), f
+
+
+def distance_glands(model, info, rgb: np.ndarray, params: dict, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A distance-map gland model's glands on one GlaS image (:func:`segment_held_out`, then split by the map
+    with ``params``, split_by_distance's keywords).
+
+    Returns (glands in the model's pixels, the same mapped back to the image's pixels, the map (h, w))."""
+    from napari_genselfdiff.core.inference.instances import split_by_distance
+    from napari_genselfdiff.core.inference.resolution import map_back
+
+    foreground, cue, f = segment_held_out(model, info, rgb, scale)
+    glands = split_by_distance(foreground, cue, **params)
+    return glands, map_back(glands, (0, rgb.shape[0]), (0, rgb.shape[1]), f), cue
 
 
 def _print(label: str, summary: dict) -> None:
@@ -179,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the head's output kind (default: the init model's); distance: learned gland distance "
                         "maps split touching glands; contour: background / interior / contour classes, glands "
                         "grown from the interior's cores (targets from the masks' gland ids)")
-    p.add_argument("--cue-weight", type=float, default=None,
-                   help="weight of the distance map's loss (FinetuneConfig.cue_weight; default: its default)")
+    p.add_argument("--cue-weight", type=float, default=CUE_WEIGHT,
+                   help=f"weight of the distance map's loss (FinetuneConfig.cue_weight; default {CUE_WEIGHT:g})")
     p.add_argument("--elastic", action="store_true",
                    help="elastic deformation of every training patch (Augmentation.elastic; default: off)")
     p.add_argument("--seed", type=int, default=0)
@@ -238,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         validate_every=0 if args.final else args.validate_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=1, precision=args.precision, resume=(run_dir / "checkpoints").exists(), val_tile=512,
         output=args.output, instances=instances, scale_range=args.scale_range, elastic=args.elastic,
-        **({} if args.cue_weight is None else {"cue_weight": args.cue_weight}),
+        cue_weight=args.cue_weight,
     )
     start = time.perf_counter()
     model_path = Path(drive(finetune(cfg), args.name))

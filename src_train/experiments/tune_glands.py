@@ -30,17 +30,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from glas import GLAS_MPP, REPO, VALIDATION_PATIENTS, read_split  # noqa: E402
+from glas import REPO, VALIDATION_PATIENTS, read_split, segment_held_out  # noqa: E402
 
-from napari_genselfdiff.core.inference import InferenceSettings, segment_progressive  # noqa: E402
 from napari_genselfdiff.core.inference.instances import label_instances, split_by_contour, split_by_distance  # noqa: E402
-from napari_genselfdiff.core.inference.resolution import ResampledView, map_back, resample_factor  # noqa: E402
+from napari_genselfdiff.core.inference.resolution import map_back  # noqa: E402
 from napari_genselfdiff.core.io.atomic import atomic_path  # noqa: E402
 from napari_genselfdiff.core.io.read import read_array  # noqa: E402
 from napari_genselfdiff.core.metrics import glas_scores  # noqa: E402
 from napari_genselfdiff.core.metrics.evaluation import to_label_image  # noqa: E402
 from napari_genselfdiff.core.model_files import load_model  # noqa: E402
-from napari_genselfdiff.core.progress import run_generator  # noqa: E402
 
 #: The grid, in the model's pixels (at 1.24 um/px a gland is about 20-200 px across).
 #: (glas_half_nuclei_init_instances.json: a first grid of min_size 12-200, h 2-4, min_distance 10-20 peaked
@@ -119,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     glas = args.data / "glas"
     names = [n for n, patient in read_split(glas)["train"] if patient in VALIDATION_PATIENTS]
     model, info = load_model(args.model)
-    f = resample_factor(GLAS_MPP, GLAS_MPP / args.scale)
-    settings = InferenceSettings(tile=512, device="cpu", precision="fp32", instances=False, flips=args.flips)
     own_split = info.output in ("distance", "contour")  # split by the model's own cue, else by the mask's
     if args.cores and info.output != "distance":
         p.error(f"--cores chooses a distance map's markers; this model's output is {info.output!r}")
@@ -131,12 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name in names:
         rgb = read_array(glas / "images" / f"{name}.jpg")[..., :3]
-        source = rgb if f == 1.0 else ResampledView(np.ascontiguousarray(rgb), f)
-        shape = source.shape[:2]
-        cue = np.zeros((1,) + tuple(shape), np.float32) if own_split else None
-        result = run_generator(segment_progressive(model, info, source, settings, name=name, cue_out=cue))
-        masks[name] = (np.asarray(result.labels) > 0, rgb.shape[:2])
-        cues[name] = cue
+        foreground, cues[name], f = segment_held_out(model, info, rgb, args.scale, cue=own_split, flips=args.flips)
+        masks[name] = (foreground, rgb.shape[:2])
         truths[name] = to_label_image(read_array(glas / "masks" / f"{name}.png"))
     segment_seconds = time.perf_counter() - start
     rows = []
@@ -145,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         for name in names:
             fg, (height, width) = masks[name]
-            glands = (splitter(fg, cues[name][0], **params) if own_split
+            glands = (splitter(fg, cues[name], **params) if own_split
                       else label_instances(fg, **params))
             if f != 1.0:
                 glands = map_back(glands, (0, height), (0, width), f)
